@@ -1,0 +1,51 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Kernels are compiled for the building machine's CPU (AVX-512 where it has it): without a target CPU,
+// Swift lowers SIMD fused multiply-adds to per-lane libm calls. `native` keeps the build portable,
+// since every machine compiles for itself.
+let optimizedKernels: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "native"])]
+
+let package = Package(
+    name: "Epicycle",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "epicycle", targets: ["epicycle"]),
+        .library(name: "EpicycleRuntime", targets: ["EpicycleRuntime"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // C libraries from Debian: libhdf5 (serial), OpenBLAS, zlib.
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5-serial",
+                       providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+
+        // Tensors, kernels, layers, models, losses, optimizers: knows nothing of training recipes.
+        .target(name: "EpicycleRuntime", dependencies: ["COpenBLAS"], swiftSettings: optimizedKernels),
+        // HDF5 checkpoints of models, optimizer state and training state.
+        .target(name: "EpicycleCheckpoint", dependencies: ["EpicycleRuntime", "CHDF5"]),
+        // Dataset readers, views, augmentation with a strength knob, the batch loader, PNG output.
+        .target(name: "EpicycleData", dependencies: ["EpicycleRuntime", "CZlib"], swiftSettings: optimizedKernels),
+        // The general cyclical schedule and the standard ones, as pure functions of the position.
+        .target(name: "EpicycleSchedules"),
+
+        .executableTarget(name: "epicycle", dependencies: [
+            "EpicycleRuntime", "EpicycleCheckpoint", "EpicycleData", "EpicycleSchedules",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        // Shared test helpers: closeness checks, finite-difference gradient checks, fixtures.
+        .target(name: "TestSupport", dependencies: ["EpicycleRuntime"], path: "Tests/TestSupport"),
+        .testTarget(name: "EpicycleRuntimeTests", dependencies: ["EpicycleRuntime", "TestSupport"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "EpicycleCheckpointTests", dependencies: ["EpicycleCheckpoint", "TestSupport"]),
+        .testTarget(name: "EpicycleDataTests", dependencies: ["EpicycleData", "TestSupport"]),
+        .testTarget(name: "EpicycleSchedulesTests", dependencies: ["EpicycleSchedules"]),
+    ]
+)

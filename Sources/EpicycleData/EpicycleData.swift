@@ -1,0 +1,1 @@
+// Dataset readers, views, augmentation with a strength knob, the batch loader and PNG output.

@@ -1,0 +1,42 @@
+/// Whether a forward pass may be followed by a backward pass.
+public enum Mode: Sendable {
+    /// Batch statistics in batch norm, dropout active, caches kept for `backward`.
+    case training
+    /// Running statistics, no dropout, and no caches: nothing is kept for a backward pass.
+    case inference
+}
+
+/// A differentiable function with its parameters.
+///
+/// Backward rules (after llm.c): parameter gradients accumulate, the returned input gradient is fresh,
+/// and `backward` uses what the last training-mode `forward` cached.
+public protocol Layer: AnyObject {
+    /// - Throws: `RuntimeError.shapeMismatch` when the input does not fit the layer.
+    func forward(_ input: Tensor, mode: Mode) throws -> Tensor
+    /// The gradient with respect to the last training-mode forward's input.
+    /// - Precondition: the last `forward` ran in `.training` mode with an input of the same shape.
+    func backward(_ dOutput: Tensor) -> Tensor
+    /// Adds parameters and buffers under their `state_dict` names.
+    func collectState(into state: inout ModuleState)
+}
+
+extension Layer {
+    public func collectState(into state: inout ModuleState) {}
+
+    /// Parameters and buffers of this layer and its children, named as in PyTorch's `state_dict`.
+    public var state: ModuleState {
+        var state = ModuleState()
+        collectState(into: &state)
+        return state
+    }
+
+    /// Runs a child's forward pass; a shape error from inside it gets the child's name prefixed,
+    /// so the message names the full path (`layer2.0.conv1 (Conv2D): …`).
+    public func forward(child: any Layer, named name: String, _ input: Tensor, mode: Mode) throws -> Tensor {
+        do {
+            return try child.forward(input, mode: mode)
+        } catch let error as RuntimeError {
+            throw error.nested(in: name)
+        }
+    }
+}

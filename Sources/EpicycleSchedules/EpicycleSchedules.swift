@@ -1,0 +1,1 @@
+// The general cyclical schedule and the standard schedules.
