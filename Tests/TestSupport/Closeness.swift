@@ -50,3 +50,29 @@ public func randomTensor(_ shape: [Int], seed: UInt64, low: Float = -1, high: Fl
     let count = shape.reduce(1, *)
     return Tensor(shape: shape, scalars: (0..<count).map { _ in low + (high - low) * generator.nextUniform() })
 }
+
+/// Records an issue when max|actual − expected| exceeds `tolerance` · max|expected|: the normwise
+/// relative error, the usual measure when comparing against another framework whose summation order
+/// differs (elementwise relative error is meaningless for entries that cancel to near zero).
+public func expectNormwiseClose(
+    _ actual: Tensor, _ expected: Tensor, tolerance: Float, _ what: String,
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
+    guard actual.count == expected.count else {
+        Issue.record("\(what): shape \(actual.shape), expected \(expected.shape)", sourceLocation: sourceLocation)
+        return
+    }
+    let scale = expected.scalars.reduce(Float(0)) { max($0, abs($1)) }
+    var worst: Float = 0, index = 0
+    for i in actual.scalars.indices {
+        let difference = abs(actual.scalars[i] - expected.scalars[i])
+        if !(difference <= worst) { worst = difference; index = i }
+    }
+    let relative = scale > 0 ? worst / scale : worst
+    if !(relative <= tolerance) {
+        Issue.record("""
+            \(what): relative error \(relative) > \(tolerance) (element \(index): \(actual.scalars[index]) vs \
+            \(expected.scalars[index]), scale \(scale))
+            """, sourceLocation: sourceLocation)
+    }
+}

@@ -63,3 +63,16 @@ extension Tensor: CustomStringConvertible {
 public func describeShape(_ shape: [Int]) -> String {
     "[" + shape.map(String.init).joined(separator: ", ") + "]"
 }
+
+extension Tensor {
+    /// Elementwise sum in place, for joining gradients.
+    /// - Precondition: equal shapes.
+    public static func += (lhs: inout Tensor, rhs: Tensor) {
+        precondition(lhs.shape == rhs.shape, "Tensor +=: shapes \(lhs.shape) and \(rhs.shape) differ")
+        lhs.scalars.withUnsafeMutableBufferPointer { l in
+            rhs.scalars.withUnsafeBufferPointer { r in
+                for i in l.indices { l[i] += r[i] }
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+/// A network as an ordered list of steps, with named intermediate features.
+///
+/// A forward pass can return features by name (`stem`, `layer1`…`layer3`, any block such as
+/// `layer2.0`, and `pool`, the pooled vector before the classifier) without changing what the model
+/// returns, as torchdistill's forward hooks do; a backward pass takes extra gradients at those same
+/// names, which is how feature-matching losses reach the network.
+public final class Model {
+    public let spec: ModelSpec
+
+    /// One stage of the forward pass: a layer, its name (the `state_dict` prefix of its state, and the
+    /// name errors use), and the feature names that denote its output.
+    struct Step {
+        let path: String
+        let layer: any Layer
+        let features: [String]
+    }
+
+    private let steps: [Step]
+    /// Every name `forward(_:mode:capture:)` accepts, in network order.
+    public let featureNames: [String]
+
+    init(spec: ModelSpec, steps: [Step]) {
+        self.spec = spec
+        self.steps = steps
+        featureNames = steps.flatMap(\.features)
+    }
+
+    /// Builds the model a spec describes, with weights drawn from `seed`.
+    public convenience init(_ spec: ModelSpec, seed: UInt64) throws {
+        try spec.validate()
+        var generator = RandomGenerator(seed: seed)
+        let steps: [Step]
+        switch try spec.family() {
+        case let .resNet(depth, width):
+            steps = resNetSteps(spec: spec, depth: depth, width: width, generator: &generator)
+        case let .wideResNet(depth, widen):
+            steps = wideResNetSteps(spec: spec, depth: depth, widen: widen, generator: &generator)
+        case let .plainCNN(width):
+            steps = plainCNNSteps(spec: spec, width: width, generator: &generator)
+        }
+        self.init(spec: spec, steps: steps)
+    }
+
+    /// The logits and the requested features (all NHWC tensors, `pool` is [N, C]).
+    public struct Output {
+        public var logits: Tensor          // [N, classes]
+        public var features: [String: Tensor]
+    }
+
+    /// - Parameters:
+    ///   - input: a batch of images, [N, H, W, input channels].
+    ///   - capture: feature names to return; unknown names throw and list the valid ones.
+    public func forward(_ input: Tensor, mode: Mode, capture: [String] = []) throws -> Output {
+        for name in capture where !featureNames.contains(name) {
+            throw RuntimeError.unknownFeature(name, valid: featureNames)
+        }
+        var x = input
+        var features: [String: Tensor] = [:]
+        for step in steps {
+            x = try step.layer.forward(child: step.layer, named: step.path, x, mode: mode)
+            for name in step.features where capture.contains(name) { features[name] = x }
+        }
+        return Output(logits: x, features: features)
+    }
+
+    /// Propagates the loss gradient back through the network, accumulating parameter gradients.
+    ///
+    /// - Parameters:
+    ///   - dLogits: the loss gradient with respect to the logits, [N, classes].
+    ///   - featureGradients: extra gradients with respect to captured features (same shapes), added
+    ///     where the backward pass reaches them.
+    /// - Returns: the gradient with respect to the input images.
+    @discardableResult
+    public func backward(_ dLogits: Tensor, featureGradients: [String: Tensor] = [:]) -> Tensor {
+        var gradient = dLogits
+        for step in steps.reversed() {
+            for name in step.features {
+                guard let extra = featureGradients[name] else { continue }
+                precondition(extra.shape == gradient.shape,
+                             "Model.backward: gradient for '\(name)' has shape \(extra.shape), the feature has \(gradient.shape)")
+                gradient += extra
+            }
+            gradient = step.layer.backward(gradient)
+        }
+        return gradient
+    }
+
+
+    /// Parameters and buffers under PyTorch `state_dict` names, in network order.
+    public var state: ModuleState {
+        var state = ModuleState()
+        for step in steps { state.add(step.path, step.layer) }
+        return state
+    }
+
+    public var parameterCount: Int { state.parameters.reduce(0) { $0 + $1.parameter.value.count } }
+}

@@ -1,0 +1,175 @@
+// ResNet for CIFAR-sized images: He, Zhang, Ren, Sun, "Deep Residual Learning for Image Recognition",
+// CVPR 2016, §4.2 — a 3×3 stem, three stages of n basic blocks (16, 32, 64 channels, stride 1, 2, 2),
+// global average pooling and a linear classifier; depth 6n + 2. Width multiplier W as in RepDistiller's
+// resnet8x4/resnet32x4 (Tian et al., "Contrastive Representation Distillation", ICLR 2020): stages
+// 16W/32W/64W and a stem of max(16, 8W) channels.
+
+func resNetSteps(spec: ModelSpec, depth: Int, width: Int, generator: inout RandomGenerator) -> [Model.Step] {
+    let blocksPerStage = (depth - 2) / 6
+    let stem = max(16, 8 * width)
+    var steps: [Model.Step] = [
+        .init(path: "conv1", layer: Conv2D(inputChannels: spec.inputChannels, outputChannels: stem, kernelSize: 3,
+                                           padding: 1, generator: &generator), features: []),
+        .init(path: "bn1", layer: BatchNorm2D(channels: stem), features: []),
+        .init(path: "relu", layer: ReLU(), features: ["stem"]),
+    ]
+    var channels = stem
+    for (stage, (planes, stride)) in zip([16 * width, 32 * width, 64 * width], [1, 2, 2]).enumerated() {
+        for index in 0..<blocksPerStage {
+            let block = BasicBlock(inputChannels: channels, outputChannels: planes, stride: index == 0 ? stride : 1,
+                                   shortcut: spec.shortcut, generator: &generator)
+            let name = "layer\(stage + 1).\(index)"
+            let isLast = index == blocksPerStage - 1
+            steps.append(.init(path: name, layer: block, features: isLast ? [name, "layer\(stage + 1)"] : [name]))
+            channels = planes
+        }
+    }
+    steps.append(.init(path: "avgpool", layer: GlobalAvgPool2D(), features: ["pool"]))
+    steps.append(.init(path: "fc", layer: Linear(inputFeatures: channels, outputFeatures: spec.numClasses,
+                                                  generator: &generator), features: []))
+    return steps
+}
+
+/// conv3×3 → BN → ReLU → conv3×3 → BN, plus the shortcut, then ReLU.
+final class BasicBlock: Layer {
+    let conv1: Conv2D
+    let bn1: BatchNorm2D
+    let relu1 = ReLU()
+    let conv2: Conv2D
+    let bn2: BatchNorm2D
+    let relu2 = ReLU()
+    let shortcut: Shortcut
+
+    enum Shortcut {
+        case identity
+        case padded(ChannelPadShortcut)
+        case projection(Conv2D, BatchNorm2D)
+    }
+
+    init(inputChannels: Int, outputChannels: Int, stride: Int, shortcut kind: ModelSpec.Shortcut,
+         generator: inout RandomGenerator) {
+        conv1 = Conv2D(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: 3, stride: stride,
+                       padding: 1, generator: &generator)
+        bn1 = BatchNorm2D(channels: outputChannels)
+        conv2 = Conv2D(inputChannels: outputChannels, outputChannels: outputChannels, kernelSize: 3, padding: 1,
+                       generator: &generator)
+        bn2 = BatchNorm2D(channels: outputChannels)
+        if stride == 1 && inputChannels == outputChannels {
+            shortcut = .identity
+        } else if kind == .a {
+            shortcut = .padded(ChannelPadShortcut(inputChannels: inputChannels, outputChannels: outputChannels, stride: stride))
+        } else {
+            shortcut = .projection(
+                Conv2D(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: 1, stride: stride,
+                       generator: &generator),
+                BatchNorm2D(channels: outputChannels))
+        }
+    }
+
+    func forward(_ input: Tensor, mode: Mode) throws -> Tensor {
+        var out = try forward(child: conv1, named: "conv1", input, mode: mode)
+        out = try forward(child: bn1, named: "bn1", out, mode: mode)
+        out = try relu1.forward(out, mode: mode)
+        out = try forward(child: conv2, named: "conv2", out, mode: mode)
+        out = try forward(child: bn2, named: "bn2", out, mode: mode)
+        switch shortcut {
+        case .identity:
+            out += input
+        case let .padded(pad):
+            out += try pad.forward(input, mode: mode)
+        case let .projection(conv, bn):
+            out += try forward(child: bn, named: "downsample.1",
+                               try forward(child: conv, named: "downsample.0", input, mode: mode), mode: mode)
+        }
+        return try relu2.forward(out, mode: mode)
+    }
+
+    func backward(_ dOutput: Tensor) -> Tensor {
+        // The residual join sends the same gradient down both branches; their input gradients sum.
+        let dSum = relu2.backward(dOutput)
+        var dInput = conv1.backward(bn1.backward(relu1.backward(conv2.backward(bn2.backward(dSum)))))
+        switch shortcut {
+        case .identity: dInput += dSum
+        case let .padded(pad): dInput += pad.backward(dSum)
+        case let .projection(conv, bn): dInput += conv.backward(bn.backward(dSum))
+        }
+        return dInput
+    }
+
+    func collectState(into state: inout ModuleState) {
+        state.add("conv1", conv1)
+        state.add("bn1", bn1)
+        state.add("conv2", conv2)
+        state.add("bn2", bn2)
+        if case let .projection(conv, bn) = shortcut {
+            state.add("downsample.0", conv)
+            state.add("downsample.1", bn)
+        }
+    }
+}
+
+/// Option A shortcut: keeps every `stride`-th pixel and zero-pads the channels, half in front and
+/// half behind (as `F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, p, p))` in the common PyTorch version).
+final class ChannelPadShortcut: Layer {
+    let inputChannels: Int
+    let outputChannels: Int
+    let stride: Int
+    private var inputShape: [Int]?  // [N, H, W, C] of the last training forward
+
+    init(inputChannels: Int, outputChannels: Int, stride: Int) {
+        precondition(outputChannels >= inputChannels, "ChannelPadShortcut cannot drop channels")
+        self.inputChannels = inputChannels
+        self.outputChannels = outputChannels
+        self.stride = stride
+    }
+
+    private var padFront: Int { (outputChannels - inputChannels) / 2 }
+
+    func forward(_ input: Tensor, mode: Mode) throws -> Tensor {
+        guard input.rank == 4, input.shape[3] == inputChannels else {
+            throw RuntimeError.shapeMismatch(path: "", kind: "ChannelPadShortcut",
+                                             expected: "[N, H, W, \(inputChannels)] (NHWC)", found: input.shape)
+        }
+        let (n, h, w) = (input.shape[0], input.shape[1], input.shape[2])
+        let (oh, ow) = ((h + stride - 1) / stride, (w + stride - 1) / stride)
+        var output = Tensor(zeros: [n, oh, ow, outputChannels])
+        let front = padFront
+        input.scalars.withUnsafeBufferPointer { x in
+            output.scalars.withUnsafeMutableBufferPointer { y in
+                for b in 0..<n {
+                    for i in 0..<oh {
+                        for j in 0..<ow {
+                            let source = ((b * h + i * stride) * w + j * stride) * inputChannels
+                            let target = ((b * oh + i) * ow + j) * outputChannels + front
+                            (y.baseAddress! + target).update(from: x.baseAddress! + source, count: inputChannels)
+                        }
+                    }
+                }
+            }
+        }
+        inputShape = mode == .training ? input.shape : nil
+        return output
+    }
+
+    func backward(_ dOutput: Tensor) -> Tensor {
+        guard let shape = inputShape else { preconditionFailure("ChannelPadShortcut.backward needs a training forward") }
+        let (n, h, w) = (shape[0], shape[1], shape[2])
+        let (oh, ow) = (dOutput.shape[1], dOutput.shape[2])
+        var dInput = Tensor(zeros: shape)
+        let front = padFront
+        dOutput.scalars.withUnsafeBufferPointer { dy in
+            dInput.scalars.withUnsafeMutableBufferPointer { dx in
+                for b in 0..<n {
+                    for i in 0..<oh {
+                        for j in 0..<ow {
+                            let target = ((b * h + i * stride) * w + j * stride) * inputChannels
+                            let source = ((b * oh + i) * ow + j) * outputChannels + front
+                            (dx.baseAddress! + target).update(from: dy.baseAddress! + source, count: inputChannels)
+                        }
+                    }
+                }
+            }
+        }
+        return dInput
+    }
+}

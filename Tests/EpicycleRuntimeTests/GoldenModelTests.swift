@@ -1,0 +1,99 @@
+import EpicycleRuntime
+import Foundation
+import Testing
+import TestSupport
+
+/// Whole models against PyTorch (fixtures from scripts/make_golden_fixtures.py): the same weights and
+/// batch must give the same logits, features, loss, gradients, batch-norm statistics, parameters after
+/// two SGD steps, and inference-mode logits. Tolerance 1e-4 normwise relative error: float32 sums of a
+/// few thousand terms in a different order differ by ~1e-6 relative; 1e-4 leaves room for that while
+/// any wrong index, missing term or wrong statistic shows up as errors of order 1e-2 or more.
+@Suite struct GoldenModelTests {
+    static let cases = ["resnet8-A", "resnet8-B", "wrn-10-1", "plain-cnn"]
+    static let tolerance: Float = 1e-4
+
+    static func fixture(_ name: String) throws -> Fixture {
+        let url = try #require(Bundle.module.url(forResource: name, withExtension: "json", subdirectory: "Fixtures"))
+        return try Fixture(manifest: url)
+    }
+
+    /// Builds the fixture's model and loads PyTorch's initial state into it, checking that the
+    /// state_dict names and shapes agree one to one.
+    static func model(for fixture: Fixture) throws -> Model {
+        let manifest = fixture.manifest
+        let spec = ModelSpec(architecture: manifest.architecture, inputChannels: manifest.inputChannels,
+                             numClasses: manifest.numClasses, shortcut: ModelSpec.Shortcut(rawValue: manifest.shortcut)!)
+        let model = try Model(spec, seed: 1)
+        let state = model.state
+        #expect(Set(state.parameters.map(\.name) + state.buffers.map(\.name)) == Set(fixture.names(under: "initial/")),
+                "state_dict names differ from PyTorch's")
+        for (name, parameter) in state.parameters {
+            let value = try #require(fixture["initial/" + name])
+            #expect(parameter.value.shape == value.shape, "\(name): shape \(parameter.value.shape) vs PyTorch \(value.shape)")
+            parameter.value = value
+        }
+        for (name, buffer) in state.buffers {
+            let value = try #require(fixture["initial/" + name])
+            buffer.value = name.hasSuffix("num_batches_tracked") ? .int64(Int64(value.scalars[0])) : .float32(value)
+        }
+        return model
+    }
+
+    static func expectStateMatches(_ model: Model, _ fixture: Fixture, prefix: String, buffersOnly: Bool) throws {
+        let state = model.state
+        if !buffersOnly {
+            for (name, parameter) in state.parameters {
+                expectNormwiseClose(parameter.value, try #require(fixture[prefix + name]), tolerance: tolerance, prefix + name)
+            }
+        }
+        for (name, buffer) in state.buffers {
+            let expected = try #require(fixture[prefix + name])
+            switch buffer.value {
+            case let .float32(tensor): expectNormwiseClose(tensor, expected, tolerance: tolerance, prefix + name)
+            case let .int64(count): #expect(Float(count) == expected.scalars[0], "\(prefix + name)")
+            }
+        }
+    }
+
+    @Test(arguments: cases)
+    func trainingStepMatchesPyTorch(_ name: String) throws {
+        let fixture = try Self.fixture(name)
+        let model = try Self.model(for: fixture)
+        let input = try #require(fixture["input"])
+        let labels = try #require(fixture["labels"]).scalars.map { Int32($0) }
+
+        let output = try model.forward(input, mode: .training, capture: fixture.manifest.capture)
+        expectNormwiseClose(output.logits, try #require(fixture["train/logits"]), tolerance: Self.tolerance, "\(name) logits")
+        for feature in fixture.manifest.capture {
+            expectNormwiseClose(try #require(output.features[feature]), try #require(fixture["train/feature/" + feature]),
+                                tolerance: Self.tolerance, "\(name) feature \(feature)")
+        }
+        let loss = try CrossEntropyLoss()(logits: output.logits, labels: labels)
+        #expect(abs(loss.value - fixture["train/loss"]!.scalars[0]) <= Self.tolerance * loss.value, "\(name) loss")
+        model.backward(loss.gradient)
+        for (parameterName, parameter) in model.state.parameters {
+            expectNormwiseClose(parameter.gradient, try #require(fixture["train/grad/" + parameterName]),
+                                tolerance: Self.tolerance, "\(name) gradient of \(parameterName)")
+        }
+        try Self.expectStateMatches(model, fixture, prefix: "train/state/", buffersOnly: true)
+    }
+
+    @Test(arguments: cases)
+    func twoSGDStepsAndInferenceMatchPyTorch(_ name: String) throws {
+        let fixture = try Self.fixture(name)
+        let model = try Self.model(for: fixture)
+        let input = try #require(fixture["input"])
+        let labels = try #require(fixture["labels"]).scalars.map { Int32($0) }
+        let optimizer = SGD(groups: ParameterGroup.standard(model.state.parameters, weightDecay: 5e-4),
+                            learningRate: 0.1, momentum: 0.9)
+        for _ in 0..<2 {
+            optimizer.zeroGradients()
+            let logits = try model.forward(input, mode: .training).logits
+            model.backward(try CrossEntropyLoss()(logits: logits, labels: labels).gradient)
+            optimizer.step()
+        }
+        try Self.expectStateMatches(model, fixture, prefix: "sgd/", buffersOnly: false)
+        let logits = try model.forward(input, mode: .inference).logits
+        expectNormwiseClose(logits, try #require(fixture["eval/logits"]), tolerance: Self.tolerance, "\(name) inference logits")
+    }
+}

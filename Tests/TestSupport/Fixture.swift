@@ -1,0 +1,46 @@
+import EpicycleRuntime
+import Foundation
+
+/// Golden values written by `scripts/make_golden_fixtures.py`: a JSON manifest naming each tensor's
+/// shape and offset, and a little-endian float32 blob.
+public struct Fixture {
+    public struct Manifest: Decodable {
+        public struct Entry: Decodable {
+            public let shape: [Int]
+            public let offset: Int
+        }
+        public let architecture: String
+        public let shortcut: String
+        public let inputChannels: Int
+        public let numClasses: Int
+        public let capture: [String]
+        public let tensors: [String: Entry]
+
+        enum CodingKeys: String, CodingKey {
+            case architecture, shortcut, inputChannels = "input_channels", numClasses = "num_classes", capture, tensors
+        }
+    }
+
+    public let manifest: Manifest
+    private let scalars: [Float]
+
+    /// - Parameter url: the manifest; the blob sits beside it with the extension `.bin`.
+    public init(manifest url: URL) throws {
+        manifest = try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: url))
+        let blob = try Data(contentsOf: url.deletingPathExtension().appendingPathExtension("bin"))
+        scalars = blob.withUnsafeBytes { raw in
+            (0..<blob.count / 4).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
+        }
+    }
+
+    /// Names of the stored tensors that start with `prefix`, with the prefix removed.
+    public func names(under prefix: String) -> [String] {
+        manifest.tensors.keys.filter { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) }.sorted()
+    }
+
+    public subscript(name: String) -> Tensor? {
+        guard let entry = manifest.tensors[name] else { return nil }
+        let count = entry.shape.reduce(1, *)
+        return Tensor(shape: entry.shape, scalars: Array(scalars[entry.offset..<entry.offset + count]))
+    }
+}

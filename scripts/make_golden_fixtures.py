@@ -1,0 +1,120 @@
+"""Writes the PyTorch golden values the Swift runtime tests compare against.
+
+Run from the repository root with a Python that has torch (CPU wheel):
+    python scripts/make_golden_fixtures.py
+It writes Tests/EpicycleRuntimeTests/Fixtures/<case>.json (a manifest) and <case>.bin (the tensors,
+little-endian float32, concatenated). The manifest maps each tensor name to its shape and offset (in
+floats). Image-shaped tensors are stored NHWC, as Epicycle's activations are; parameters keep PyTorch's
+layout. Integer values (labels, num_batches_tracked) are stored as float32, exact at these sizes.
+
+Per case, with a fixed seed:
+  initial/<state name>      the state_dict the Swift model loads (batch-norm affine and running
+                            statistics perturbed so that mistakes in them show)
+  input, labels             one batch
+  train/logits, train/loss  training-mode forward, cross-entropy
+  train/feature/<name>      intermediate features (NHWC)
+  train/grad/<param>        gradients of the loss
+  train/state/<buffer>      batch-norm running statistics after that forward
+  sgd/<state name>          the whole state after two SGD steps (momentum 0.9, weight decay 5e-4 on
+                            conv/linear weights only, lr 0.1), each step on a fresh forward/backward
+  eval/logits               inference-mode forward after those steps
+"""
+import json
+import pathlib
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import torch_models  # noqa: E402
+
+FIXTURES = pathlib.Path(__file__).parent.parent / "Tests" / "EpicycleRuntimeTests" / "Fixtures"
+CASES = [
+    # name, architecture, shortcut, channels, height, width, classes, batch, captured features
+    ("resnet8-A", "resnet8", "A", 3, 16, 16, 10, 4, ["stem", "layer1.0", "layer2", "layer3", "pool"]),
+    ("resnet8-B", "resnet8", "B", 1, 15, 13, 5, 3, ["layer2", "pool"]),
+    ("wrn-10-1", "wrn-10-1", "A", 1, 14, 14, 7, 4, ["stem", "layer2", "layer3", "pool"]),
+    ("plain-cnn", "plain-cnn", "A", 1, 12, 12, 10, 3, ["layer1", "layer3", "pool"]),
+]
+SGD = {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4}
+
+
+def nhwc(t):
+    return t.permute(0, 2, 3, 1) if t.dim() == 4 else t
+
+
+def write_case(name, architecture, shortcut, channels, height, width, classes, batch, capture):
+    torch.manual_seed(0)
+    model = torch_models.build(architecture, channels, classes, shortcut=shortcut)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+                module.running_mean.uniform_(-0.3, 0.3)
+                module.running_var.uniform_(0.5, 2.0)
+    tensors = {}
+
+    def put(key, value):
+        tensors[key] = value.detach().to(torch.float32).contiguous().clone()
+
+    for key, value in model.state_dict().items():
+        put(f"initial/{key}", value)
+    x = torch.randn(batch, channels, height, width)
+    y = torch.randint(0, classes, (batch,))
+    put("input", nhwc(x))
+    put("labels", y)
+
+    decay = [p for n, p in model.named_parameters() if p.dim() > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() <= 1]
+    optimizer = torch.optim.SGD(
+        [{"params": decay, "weight_decay": SGD["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=SGD["lr"], momentum=SGD["momentum"])
+
+    model.train()
+    logits, features = model(x, capture=capture)
+    loss = F.cross_entropy(logits, y)
+    loss.backward()
+    put("train/logits", logits)
+    put("train/loss", loss)
+    for key, value in features.items():
+        put(f"train/feature/{key}", nhwc(value))
+    for key, parameter in model.named_parameters():
+        put(f"train/grad/{key}", parameter.grad)
+    for key, value in model.state_dict().items():
+        if "running" in key or "num_batches" in key:
+            put(f"train/state/{key}", value)
+
+    optimizer.step()
+    optimizer.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    optimizer.step()
+    for key, value in model.state_dict().items():
+        put(f"sgd/{key}", value)
+
+    model.eval()
+    with torch.no_grad():
+        put("eval/logits", model(x))
+
+    manifest = {
+        "architecture": architecture, "shortcut": shortcut, "input_channels": channels,
+        "num_classes": classes, "sgd": SGD, "capture": capture,
+        "torch_version": torch.__version__, "tensors": {},
+    }
+    offset = 0
+    blob = bytearray()
+    for key, value in tensors.items():
+        manifest["tensors"][key] = {"shape": list(value.shape), "offset": offset}
+        blob += value.numpy().astype("<f4").tobytes()
+        offset += value.numel()
+    (FIXTURES / f"{name}.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    (FIXTURES / f"{name}.bin").write_bytes(bytes(blob))
+    print(f"{name}: {len(tensors)} tensors, {offset * 4 / 1024:.0f} KiB")
+
+
+if __name__ == "__main__":
+    torch.use_deterministic_algorithms(True)
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    for case in CASES:
+        write_case(*case)
