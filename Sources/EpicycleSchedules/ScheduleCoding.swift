@@ -289,10 +289,13 @@ private struct Fields {
     }
 
     func integer(_ key: String, _ requirement: String) throws -> Int {
-        guard let value = try? container.decode(Int.self, forKey: RecipeKey(key)) else {
+        if let value = try? container.decode(Int.self, forKey: RecipeKey(key)) { return value }
+        // JSONDecoder reads 10.0 as an Int but a YAML decoder may not: accept whole numbers either way.
+        guard let number = try? container.decode(Double.self, forKey: RecipeKey(key)),
+              number == number.rounded(), abs(number) < 1e15 else {
             throw error(key, must: requirement)
         }
-        return value
+        return Int(number)
     }
 
     func optionalInteger(_ key: String, _ requirement: String) throws -> Int? {

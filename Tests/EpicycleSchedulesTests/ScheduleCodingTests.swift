@@ -35,7 +35,7 @@ private func decodingError(_ json: String) -> String {
              .cosine(peak: 0.1, final: 0, warmupEpochs: 3, warmupStart: 0, granularity: .epoch)),
             (#"{"cosine": {"peak": 0.1, "warmup_epochs": 2, "warmup_start": 1e-5, "per": "step"}}"#,
              .cosine(peak: 0.1, final: 0, warmupEpochs: 2, warmupStart: 1e-5, granularity: .step)),
-            (#"{"warm_restarts": {"maximum": 0.1, "first_period": 10}}"#,
+            (#"{"warm_restarts": {"maximum": 0.1, "first_period": 10.0}}"#,
              .warmRestarts(maximum: 0.1, minimum: 0, firstPeriod: 10, periodMultiplier: 1, granularity: .epoch)),
             (#"{"warm_restarts": {"maximum": 0.1, "minimum": 1e-4, "first_period": 10, "period_multiplier": 2, "per": "step"}}"#,
              .warmRestarts(maximum: 0.1, minimum: 1e-4, firstPeriod: 10, periodMultiplier: 2, granularity: .step)),
