@@ -103,7 +103,9 @@ extension Schedule {
             try positive("div_factor", divFactor)
             try finite("final_div_factor", finalDivFactor)
             try positive("final_div_factor", finalDivFactor)
-            guard (0...1).contains(pctStart) else { throw fail("pct_start", "must be in [0, 1], got \(formatted(pctStart))") }
+            guard (0...1).contains(pctStart) else {
+                throw fail("pct_start", "must be in [0, 1], got \(formatted(pctStart))")
+            }
         case let .triangular(base, maximum, stepSize, _):
             try finite("base", base)
             try finite("maximum", maximum)
@@ -126,7 +128,8 @@ extension Schedule: Decodable {
             let kinds = mapping.allKeys.map(\.stringValue).sorted()
             guard kinds.count == 1, let kind = kinds.first else {
                 throw ScheduleError(path: "", problem: kinds.isEmpty
-                    ? "expected a number or a schedule (one of \(Self.kindNames.joined(separator: ", "))), got an empty mapping"
+                    ? "expected a number or a schedule (one of \(Self.kindNames.joined(separator: ", "))), "
+                        + "got an empty mapping"
                     : "expected one kind of schedule, got \(kinds.count): \(kinds.joined(separator: ", "))")
             }
             self = try Self.decode(kind: kind, from: mapping)
@@ -138,13 +141,15 @@ extension Schedule: Decodable {
         switch kind {
         case "constant":
             guard let value = try? mapping.decode(Double.self, forKey: RecipeKey(kind)) else {
-                throw ScheduleError(path: kind, problem: "must be a number, got \(describeValue(in: mapping, forKey: RecipeKey(kind)))")
+                throw ScheduleError(path: kind, problem: "must be a number, got "
+                                    + describeValue(in: mapping, forKey: RecipeKey(kind)))
             }
             return .constant(value)
         case "cyclical":
             let fields = try Fields(kind, in: mapping, keys: ["easy", "hard", "factor", "per"], required: ["easy", "hard"])
             return .cyclical(easy: try fields.number("easy"), hard: try fields.number("hard"),
-                             factor: try fields.optionalNumber("factor"), granularity: try fields.granularity(default: .epoch))
+                             factor: try fields.optionalNumber("factor"),
+                             granularity: try fields.granularity(default: .epoch))
         case "step":
             let fields = try Fields(kind, in: mapping, keys: ["initial", "milestones", "gamma"],
                                     required: ["initial", "milestones"])
@@ -163,7 +168,8 @@ extension Schedule: Decodable {
                                     required: ["maximum", "first_period"])
             return .warmRestarts(maximum: try fields.number("maximum"), minimum: try fields.optionalNumber("minimum") ?? 0,
                                  firstPeriod: try fields.integer("first_period", "a positive integer"),
-                                 periodMultiplier: try fields.optionalInteger("period_multiplier", "a positive integer") ?? 1,
+                                 periodMultiplier: try fields.optionalInteger("period_multiplier",
+                                                                              "a positive integer") ?? 1,
                                  granularity: try fields.granularity(default: .epoch))
         case "one_cycle":
             let fields = try Fields(kind, in: mapping, keys: ["peak", "div_factor", "final_div_factor", "pct_start", "per"],
@@ -179,7 +185,8 @@ extension Schedule: Decodable {
                                stepSize: try fields.integer("step_size", "a positive integer"),
                                granularity: try fields.granularity(default: .step))
         default:
-            throw ScheduleError(path: kind, problem: "unknown kind of schedule; expected \(kindNames.joined(separator: ", "))")
+            throw ScheduleError(path: kind,
+                                problem: "unknown kind of schedule; expected \(kindNames.joined(separator: ", "))")
         }
     }
 }
