@@ -1,1 +1,0 @@
-// The general cyclical schedule and the standard schedules.
