@@ -191,11 +191,19 @@ private func im2col(_ geometry: Conv2DGeometry, input: UnsafePointer<Float>, fir
         let image = input + n * H * W * C
         for p in 0..<P {
             for q in 0..<Q {
+                let iw0 = q * geometry.strideWidth - geometry.paddingWidth
                 for r in 0..<R {
                     let ih = p * geometry.strideHeight - geometry.paddingHeight + r
+                    let kernelRow = row + r * S * Cg
+                    if G == 1 && ih >= 0 && ih < H && iw0 >= 0 && iw0 + S <= W {
+                        // Without groups, the S taps of a kernel row read S neighbouring pixels and write
+                        // S neighbouring blocks: one run of S·C floats.
+                        kernelRow.update(from: image + (ih * W + iw0) * C, count: S * C)
+                        continue
+                    }
                     for s in 0..<S {
-                        let iw = q * geometry.strideWidth - geometry.paddingWidth + s
-                        let tap = row + (r * S + s) * Cg
+                        let iw = iw0 + s
+                        let tap = kernelRow + s * Cg
                         if ih >= 0 && ih < H && iw >= 0 && iw < W {
                             let source = image + (ih * W + iw) * C
                             for g in 0..<G { (tap + g * RSCg).update(from: source + g * Cg, count: Cg) }
@@ -223,13 +231,20 @@ private func col2imAdd(_ geometry: Conv2DGeometry, columns: UnsafePointer<Float>
         let image = dInput + n * H * W * C
         for p in 0..<P {
             for q in 0..<Q {
+                let iw0 = q * geometry.strideWidth - geometry.paddingWidth
                 for r in 0..<R {
                     let ih = p * geometry.strideHeight - geometry.paddingHeight + r
                     guard ih >= 0 && ih < H else { continue }
+                    let kernelRow = row + r * S * Cg
+                    if G == 1 && iw0 >= 0 && iw0 + S <= W {
+                        // One run of S·C floats, as in im2col.
+                        addVector(kernelRow, into: image + (ih * W + iw0) * C, count: S * C)
+                        continue
+                    }
                     for s in 0..<S {
-                        let iw = q * geometry.strideWidth - geometry.paddingWidth + s
+                        let iw = iw0 + s
                         guard iw >= 0 && iw < W else { continue }
-                        let tap = row + (r * S + s) * Cg
+                        let tap = kernelRow + s * Cg
                         let destination = image + (ih * W + iw) * C
                         for g in 0..<G { addVector(tap + g * RSCg, into: destination + g * Cg, count: Cg) }
                     }

@@ -56,21 +56,18 @@ public final class Conv2D: Layer {
 
     public func forward(_ input: Tensor, mode: Mode) throws -> Tensor {
         let geometry = try geometry(for: input)
-        var output = Tensor(zeros: geometry.outputShape)
         // Tensors are copy-on-write, so keeping the input shares the caller's storage.
         cache = mode == .training ? (input, geometry) : nil
-        if output.count == 0 { return output }
-        input.scalars.withUnsafeBufferPointer { input in
-            weight.value.scalars.withUnsafeBufferPointer { weight in
-                output.scalars.withUnsafeMutableBufferPointer { output in
+        return Tensor(overwrittenBy: geometry.outputShape) { output in
+            input.scalars.withUnsafeBufferPointer { input in
+                weight.value.scalars.withUnsafeBufferPointer { weight in
                     withOptionalPointer(bias?.value) { bias in
                         conv2DForward(geometry, input: input.baseAddress!, weight: weight.baseAddress!, bias: bias,
-                                      output: output.baseAddress!, workspace: workspace)
+                                      output: output, workspace: workspace)
                     }
                 }
             }
         }
-        return output
     }
 
     public func backward(_ dOutput: Tensor) -> Tensor {
@@ -79,31 +76,28 @@ public final class Conv2D: Layer {
         }
         precondition(dOutput.shape == geometry.outputShape,
                      "Conv2D.backward: dOutput \(describeShape(dOutput.shape)), expected \(describeShape(geometry.outputShape))")
-        var dInput = Tensor(zeros: input.shape)
-        if dOutput.count == 0 { return dInput }
-        dOutput.scalars.withUnsafeBufferPointer { dOutput in
-            input.scalars.withUnsafeBufferPointer { input in
-                withOptionalMutablePointer(bias) { dBias in
-                    // A frozen weight gets no gradient; a frozen bias is left out of the sum.
-                    if weight.trainable {
-                        weight.gradient.scalars.withUnsafeMutableBufferPointer { dWeight in
-                            conv2DBackwardWeight(geometry, input: input.baseAddress!, dOutput: dOutput.baseAddress!,
-                                                 dWeight: dWeight.baseAddress!, dBias: dBias, workspace: workspace)
+        return Tensor(overwrittenBy: input.shape) { dInput in
+            dOutput.scalars.withUnsafeBufferPointer { dOutput in
+                input.scalars.withUnsafeBufferPointer { input in
+                    withOptionalMutablePointer(bias) { dBias in
+                        // A frozen weight gets no gradient; a frozen bias is left out of the sum.
+                        if weight.trainable {
+                            weight.gradient.scalars.withUnsafeMutableBufferPointer { dWeight in
+                                conv2DBackwardWeight(geometry, input: input.baseAddress!, dOutput: dOutput.baseAddress!,
+                                                     dWeight: dWeight.baseAddress!, dBias: dBias, workspace: workspace)
+                            }
+                        } else if let dBias {
+                            addColumnSums(dOutput.baseAddress!, rows: dOutput.count / outputChannels,
+                                          columns: outputChannels, into: dBias)
                         }
-                    } else if let dBias {
-                        addColumnSums(dOutput.baseAddress!, rows: dOutput.count / outputChannels,
-                                      columns: outputChannels, into: dBias)
                     }
                 }
-            }
-            weight.value.scalars.withUnsafeBufferPointer { weight in
-                dInput.scalars.withUnsafeMutableBufferPointer { dInput in
+                weight.value.scalars.withUnsafeBufferPointer { weight in
                     conv2DBackwardInput(geometry, dOutput: dOutput.baseAddress!, weight: weight.baseAddress!,
-                                        dInput: dInput.baseAddress!, workspace: workspace)
+                                        dInput: dInput, workspace: workspace)
                 }
             }
         }
-        return dInput
     }
 
     public func collectState(into state: inout ModuleState) {
@@ -125,6 +119,19 @@ public final class Conv2D: Layer {
             batch: shape[0], inputHeight: shape[1], inputWidth: shape[2], inputChannels: inputChannels,
             outputChannels: outputChannels, kernelHeight: kernelSize, kernelWidth: kernelSize,
             strideHeight: stride, strideWidth: stride, paddingHeight: padding, paddingWidth: padding, groups: groups)
+    }
+}
+
+extension Tensor {
+    // A tensor whose every scalar `fill` writes, skipping the zeroing pass Tensor(zeros:) would spend.
+    // An empty tensor is returned without calling `fill` (its buffer may have no address).
+    init(overwrittenBy shape: [Int], _ fill: (UnsafeMutablePointer<Float>) -> Void) {
+        let count = shape.reduce(1, *)
+        let scalars = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            if count > 0 { fill(buffer.baseAddress!) }
+            initialized = count
+        }
+        self.init(shape: shape, scalars: scalars)
     }
 }
 

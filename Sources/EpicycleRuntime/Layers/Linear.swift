@@ -38,22 +38,18 @@ public final class Linear: Layer {
             throw RuntimeError.shapeMismatch(path: "", kind: "Linear", expected: "[N, \(inputFeatures)]", found: input.shape)
         }
         let batch = input.shape[0]
-        var output = Tensor(zeros: [batch, outputFeatures])
         // Tensors are copy-on-write, so keeping the input shares the caller's storage.
         cachedInput = mode == .training ? input : nil
-        if batch == 0 { return output }
-        input.scalars.withUnsafeBufferPointer { input in
-            weight.value.scalars.withUnsafeBufferPointer { weight in
-                output.scalars.withUnsafeMutableBufferPointer { output in
+        return Tensor(overwrittenBy: [batch, outputFeatures]) { output in
+            input.scalars.withUnsafeBufferPointer { input in
+                weight.value.scalars.withUnsafeBufferPointer { weight in
                     withOptionalPointer(bias?.value) { bias in
                         linearForward(batch: batch, inputFeatures: inputFeatures, outputFeatures: outputFeatures,
-                                      input: input.baseAddress!, weight: weight.baseAddress!, bias: bias,
-                                      output: output.baseAddress!)
+                                      input: input.baseAddress!, weight: weight.baseAddress!, bias: bias, output: output)
                     }
                 }
             }
         }
-        return output
     }
 
     public func backward(_ dOutput: Tensor) -> Tensor {
@@ -63,32 +59,28 @@ public final class Linear: Layer {
         let batch = input.shape[0]
         precondition(dOutput.shape == [batch, outputFeatures],
                      "Linear.backward: dOutput \(describeShape(dOutput.shape)), expected \(describeShape([batch, outputFeatures]))")
-        var dInput = Tensor(zeros: input.shape)
-        if batch == 0 { return dInput }
-        dOutput.scalars.withUnsafeBufferPointer { dOutput in
-            input.scalars.withUnsafeBufferPointer { input in
-                withOptionalMutablePointer(bias) { dBias in
-                    // A frozen weight gets no gradient; a frozen bias is left out of the sum.
-                    if weight.trainable {
-                        weight.gradient.scalars.withUnsafeMutableBufferPointer { dWeight in
-                            linearBackwardWeight(batch: batch, inputFeatures: inputFeatures, outputFeatures: outputFeatures,
-                                                 input: input.baseAddress!, dOutput: dOutput.baseAddress!,
-                                                 dWeight: dWeight.baseAddress!, dBias: dBias)
+        return Tensor(overwrittenBy: input.shape) { dInput in
+            dOutput.scalars.withUnsafeBufferPointer { dOutput in
+                input.scalars.withUnsafeBufferPointer { input in
+                    withOptionalMutablePointer(bias) { dBias in
+                        // A frozen weight gets no gradient; a frozen bias is left out of the sum.
+                        if weight.trainable {
+                            weight.gradient.scalars.withUnsafeMutableBufferPointer { dWeight in
+                                linearBackwardWeight(batch: batch, inputFeatures: inputFeatures, outputFeatures: outputFeatures,
+                                                     input: input.baseAddress!, dOutput: dOutput.baseAddress!,
+                                                     dWeight: dWeight.baseAddress!, dBias: dBias)
+                            }
+                        } else if let dBias {
+                            addColumnSums(dOutput.baseAddress!, rows: batch, columns: outputFeatures, into: dBias)
                         }
-                    } else if let dBias {
-                        addColumnSums(dOutput.baseAddress!, rows: batch, columns: outputFeatures, into: dBias)
                     }
                 }
-            }
-            weight.value.scalars.withUnsafeBufferPointer { weight in
-                dInput.scalars.withUnsafeMutableBufferPointer { dInput in
+                weight.value.scalars.withUnsafeBufferPointer { weight in
                     linearBackwardInput(batch: batch, inputFeatures: inputFeatures, outputFeatures: outputFeatures,
-                                        dOutput: dOutput.baseAddress!, weight: weight.baseAddress!,
-                                        dInput: dInput.baseAddress!)
+                                        dOutput: dOutput.baseAddress!, weight: weight.baseAddress!, dInput: dInput)
                 }
             }
         }
-        return dInput
     }
 
     public func collectState(into state: inout ModuleState) {
