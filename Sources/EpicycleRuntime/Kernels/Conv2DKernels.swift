@@ -10,7 +10,7 @@
 //
 // Fast path: im2col then gemm. The column matrix has one row per output position (N·P·Q rows, ordered
 // like the NHWC output) and R·S·C columns laid out as G blocks of [R, S, Cg]; each (r, s) tap copies a
-// contiguous run of Cg channels. Weights are repacked from [K, Cg, R, S] to [K, R, S, Cg] so that a
+// contiguous run of Cg channels (without groups, a kernel row's S taps are one run of S·C). Weights are repacked from [K, Cg, R, S] to [K, R, S, Cg] so that a
 // packed row lines up with a block of a column row, and group g is one gemm addressing its block and its
 // output channels through leading dimensions, without copies. A 1×1, stride-1, unpadded convolution
 // skips im2col: the NHWC input already is the [N·H·W, C] column matrix. Depthwise convolutions
@@ -93,12 +93,12 @@ public final class Conv2DWorkspace {
     /// The most floats one chunk of the column matrix may hold; a batch is processed in chunks of
     /// whole images (at least one) under this budget.
     public let columnBudget: Int
-    private var columns = Scratch()
-    private var weights = Scratch()
-    private var weightGradient = Scratch()
+    private var columns = Scratch()         // [images per chunk · P · Q, R · S · C]
+    private var weights = Scratch()         // [K, R, S, Cg], or [R, S, C] for depthwise
+    private var weightGradient = Scratch()  // [K, R, S, Cg], or [R, S, C] for depthwise
 
     /// - Parameter columnBudget: floats per chunk of the column matrix; the default, 2²⁰ (4 MB), keeps
-    ///   chunks in cache while leaving gemm thousands of rows per call.
+    ///   chunks in the last-level cache while leaving gemm thousands of rows per call.
     public init(columnBudget: Int = 1 << 20) {
         precondition(columnBudget >= 1, "Conv2DWorkspace: columnBudget must be ≥ 1")
         self.columnBudget = columnBudget
@@ -151,8 +151,8 @@ private struct Scratch: ~Copyable {
     deinit { base?.deallocate() }
 }
 
-// [K, Cg, R, S] → [K, R, S, Cg]. For depthwise (Cg = 1, K = C) the result is read as [R, S, C] by
-// transposing the whole [C, R·S] matrix instead, which is the same loop with K rows of one channel.
+// [K, Cg, R, S] → [K, R, S, Cg]. Depthwise weights (Cg = 1, K = C) are a [C, R·S] matrix instead,
+// transposed to [R·S, C] so that the direct loops read one tap's channels contiguously.
 private func transposeWeight(_ geometry: Conv2DGeometry, _ weight: UnsafePointer<Float>, into packed: UnsafeMutablePointer<Float>) {
     let K = geometry.outputChannels, Cg = geometry.inputChannels / geometry.groups
     let RS = geometry.kernelHeight * geometry.kernelWidth
@@ -279,6 +279,9 @@ private func forEachColumnChunk(
 // MARK: - Fast kernels
 
 /// output[N, P, Q, K] = conv(input[N, H, W, C], weight[K, C/G, R, S]) + bias[K] (overwritten).
+///
+/// Buffers are dense in the shapes shown (the geometry's `inputShape`, `weightShape`, `outputShape`);
+/// `workspace` supplies the column matrix and the repacked weight.
 public func conv2DForward(
     _ geometry: Conv2DGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, workspace: Conv2DWorkspace
@@ -383,7 +386,7 @@ public func conv2DBackwardWeight(
 // output[n, p, q, :] += Σ_{r, s} input[n, ih, iw, :] ⊙ weight[r, s, :], weight packed as [R, S, C].
 private func depthwiseForward(_ geometry: Conv2DGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                               output: UnsafeMutablePointer<Float>) {
-    forEachDepthwiseTap(geometry) { outputOffset, inputOffset, tap in
+    forEachDepthwiseTap(geometry, images: 0..<geometry.batch) { outputOffset, inputOffset, tap in
         multiplyAddVector(input + inputOffset, weight + tap, into: output + outputOffset, count: geometry.inputChannels)
     }
 }
@@ -391,26 +394,34 @@ private func depthwiseForward(_ geometry: Conv2DGeometry, input: UnsafePointer<F
 // dInput[n, ih, iw, :] += dOutput[n, p, q, :] ⊙ weight[r, s, :].
 private func depthwiseBackwardInput(_ geometry: Conv2DGeometry, dOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                     dInput: UnsafeMutablePointer<Float>) {
-    forEachDepthwiseTap(geometry) { outputOffset, inputOffset, tap in
+    forEachDepthwiseTap(geometry, images: 0..<geometry.batch) { outputOffset, inputOffset, tap in
         multiplyAddVector(dOutput + outputOffset, weight + tap, into: dInput + inputOffset, count: geometry.inputChannels)
     }
 }
 
-// dWeight[r, s, :] += dOutput[n, p, q, :] ⊙ input[n, ih, iw, :].
+// dWeight[r, s, :] += dOutput[n, p, q, :] ⊙ input[n, ih, iw, :]. Each image sums into a partial first,
+// so float32 rounding grows with P·Q + N rather than with N·P·Q terms.
 private func depthwiseBackwardWeight(_ geometry: Conv2DGeometry, input: UnsafePointer<Float>, dOutput: UnsafePointer<Float>,
                                      dWeight: UnsafeMutablePointer<Float>) {
-    forEachDepthwiseTap(geometry) { outputOffset, inputOffset, tap in
-        multiplyAddVector(dOutput + outputOffset, input + inputOffset, into: dWeight + tap, count: geometry.inputChannels)
+    let count = geometry.kernelHeight * geometry.kernelWidth * geometry.inputChannels
+    let partial = UnsafeMutablePointer<Float>.allocate(capacity: count)
+    defer { partial.deallocate() }
+    for n in 0..<geometry.batch {
+        partial.update(repeating: 0, count: count)
+        forEachDepthwiseTap(geometry, images: n..<(n + 1)) { outputOffset, inputOffset, tap in
+            multiplyAddVector(dOutput + outputOffset, input + inputOffset, into: partial + tap, count: geometry.inputChannels)
+        }
+        addVector(partial, into: dWeight, count: count)
     }
 }
 
-// Visits every (output position, in-range tap) pair with the offsets of the output row, the input
-// pixel and the packed [R, S, C] weight row it pairs with.
+// Visits every (output position, in-range tap) pair of the given images with the offsets of the output
+// row, the input pixel and the packed [R, S, C] weight row it pairs with.
 @inline(__always)
-private func forEachDepthwiseTap(_ geometry: Conv2DGeometry, _ body: (Int, Int, Int) -> Void) {
+private func forEachDepthwiseTap(_ geometry: Conv2DGeometry, images: Range<Int>, _ body: (Int, Int, Int) -> Void) {
     let (H, W, C) = (geometry.inputHeight, geometry.inputWidth, geometry.inputChannels)
     let (R, S, P, Q) = (geometry.kernelHeight, geometry.kernelWidth, geometry.outputHeight, geometry.outputWidth)
-    for n in 0..<geometry.batch {
+    for n in images {
         for p in 0..<P {
             for q in 0..<Q {
                 let outputOffset = ((n * P + p) * Q + q) * C
