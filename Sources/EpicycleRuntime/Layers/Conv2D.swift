@@ -1,0 +1,148 @@
+/// A 2-D convolution over NHWC feature maps with PyTorch's parameters (`torch.nn.Conv2d` without
+/// dilation): input `[N, H, W, inputChannels]` → output `[N, P, Q, outputChannels]` with
+/// P = ⌊(H + 2·padding − kernelSize) / stride⌋ + 1 (Q likewise from W).
+///
+/// Channels split into `groups` independent convolutions (groups = inputChannels is depthwise).
+public final class Conv2D: Layer {
+    public let inputChannels: Int
+    public let outputChannels: Int
+    public let kernelSize: Int
+    public let stride: Int
+    public let padding: Int
+    public let groups: Int
+    /// `[outputChannels, inputChannels / groups, kernelSize, kernelSize]`, decays.
+    public let weight: Parameter
+    /// `[outputChannels]`, exempt from weight decay; nil without a bias.
+    public let bias: Parameter?
+    /// Scratch memory for the kernels. Layers that run one at a time (those of one model) may share
+    /// one to save memory; each layer starts with its own.
+    public var workspace = Conv2DWorkspace()
+    // The last training-mode input ([N, H, W, C]), which backward needs for the weight gradient, and its
+    // geometry. Inference-mode forwards clear it.
+    private var cache: (input: Tensor, geometry: Conv2DGeometry)?
+
+    /// - Parameters:
+    ///   - initializer: for the weight, with PyTorch's fans: fan-in = inputChannels / groups · k²,
+    ///     fan-out = outputChannels · k². The bias, when present, is U(−1/√fan-in, 1/√fan-in) as in PyTorch.
+    /// - Precondition: kernelSize, stride, groups ≥ 1, padding ≥ 0, both channel counts ≥ 1 and
+    ///   divisible by groups.
+    public init(
+        inputChannels: Int, outputChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
+        groups: Int = 1, bias: Bool = false, initializer: Initializer = .kaimingNormalFanOut,
+        generator: inout RandomGenerator
+    ) {
+        precondition(kernelSize >= 1 && stride >= 1 && padding >= 0 && groups >= 1,
+                     "Conv2D: kernelSize, stride and groups must be ≥ 1 and padding ≥ 0")
+        precondition(inputChannels >= 1 && outputChannels >= 1
+                     && inputChannels % groups == 0 && outputChannels % groups == 0,
+                     "Conv2D: \(inputChannels) input and \(outputChannels) output channels must both be positive multiples of groups (\(groups))")
+        self.inputChannels = inputChannels
+        self.outputChannels = outputChannels
+        self.kernelSize = kernelSize
+        self.stride = stride
+        self.padding = padding
+        self.groups = groups
+        let receptiveField = kernelSize * kernelSize
+        let fanIn = inputChannels / groups * receptiveField, fanOut = outputChannels * receptiveField
+        weight = Parameter(
+            initializer.tensor(shape: [outputChannels, inputChannels / groups, kernelSize, kernelSize],
+                               fanIn: fanIn, fanOut: fanOut, generator: &generator),
+            decays: true)
+        self.bias = bias
+            ? Parameter(Initializer.pytorchDefault.tensor(shape: [outputChannels], fanIn: fanIn, fanOut: fanOut,
+                                                          generator: &generator), decays: false)
+            : nil
+    }
+
+    public func forward(_ input: Tensor, mode: Mode) throws -> Tensor {
+        let geometry = try geometry(for: input)
+        // Tensors are copy-on-write, so keeping the input shares the caller's storage.
+        cache = mode == .training ? (input, geometry) : nil
+        return Tensor(overwrittenBy: geometry.outputShape) { output in
+            input.scalars.withUnsafeBufferPointer { input in
+                weight.value.scalars.withUnsafeBufferPointer { weight in
+                    withOptionalPointer(bias?.value) { bias in
+                        conv2DForward(geometry, input: input.baseAddress!, weight: weight.baseAddress!, bias: bias,
+                                      output: output, workspace: workspace)
+                    }
+                }
+            }
+        }
+    }
+
+    public func backward(_ dOutput: Tensor) -> Tensor {
+        guard let (input, geometry) = cache else {
+            preconditionFailure("Conv2D.backward: no training-mode forward to differentiate")
+        }
+        precondition(dOutput.shape == geometry.outputShape,
+                     "Conv2D.backward: dOutput \(describeShape(dOutput.shape)), expected \(describeShape(geometry.outputShape))")
+        return Tensor(overwrittenBy: input.shape) { dInput in
+            dOutput.scalars.withUnsafeBufferPointer { dOutput in
+                input.scalars.withUnsafeBufferPointer { input in
+                    withOptionalMutablePointer(bias) { dBias in
+                        // A frozen weight gets no gradient; a frozen bias is left out of the sum.
+                        if weight.trainable {
+                            weight.gradient.scalars.withUnsafeMutableBufferPointer { dWeight in
+                                conv2DBackwardWeight(geometry, input: input.baseAddress!, dOutput: dOutput.baseAddress!,
+                                                     dWeight: dWeight.baseAddress!, dBias: dBias, workspace: workspace)
+                            }
+                        } else if let dBias {
+                            addColumnSums(dOutput.baseAddress!, rows: dOutput.count / outputChannels,
+                                          columns: outputChannels, into: dBias)
+                        }
+                    }
+                }
+                weight.value.scalars.withUnsafeBufferPointer { weight in
+                    conv2DBackwardInput(geometry, dOutput: dOutput.baseAddress!, weight: weight.baseAddress!,
+                                        dInput: dInput, workspace: workspace)
+                }
+            }
+        }
+    }
+
+    public func collectState(into state: inout ModuleState) {
+        state.add("weight", weight)
+        if let bias { state.add("bias", bias) }
+    }
+
+    private func geometry(for input: Tensor) throws -> Conv2DGeometry {
+        let minimumSize = max(1, kernelSize - 2 * padding)
+        let shape = input.shape
+        guard shape.count == 4, shape[3] == inputChannels, shape[1] >= minimumSize, shape[2] >= minimumSize else {
+            var expected = "[N, H, W, \(inputChannels)] (NHWC)"
+            if shape.count == 4 && shape[3] == inputChannels {
+                expected += " with H, W ≥ \(minimumSize) for kernel \(kernelSize) and padding \(padding)"
+            }
+            throw RuntimeError.shapeMismatch(path: "", kind: "Conv2D", expected: expected, found: shape)
+        }
+        return Conv2DGeometry(
+            batch: shape[0], inputHeight: shape[1], inputWidth: shape[2], inputChannels: inputChannels,
+            outputChannels: outputChannels, kernelHeight: kernelSize, kernelWidth: kernelSize,
+            strideHeight: stride, strideWidth: stride, paddingHeight: padding, paddingWidth: padding, groups: groups)
+    }
+}
+
+extension Tensor {
+    // A tensor whose every scalar `fill` writes, skipping the zeroing pass Tensor(zeros:) would spend.
+    // An empty tensor is returned without calling `fill` (its buffer may have no address).
+    init(overwrittenBy shape: [Int], _ fill: (UnsafeMutablePointer<Float>) -> Void) {
+        let count = shape.reduce(1, *)
+        let scalars = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            if count > 0 { fill(buffer.baseAddress!) }
+            initialized = count
+        }
+        self.init(shape: shape, scalars: scalars)
+    }
+}
+
+// The scalars of an optional tensor as an optional pointer, for kernels that take an optional bias.
+func withOptionalPointer<Result>(_ tensor: Tensor?, _ body: (UnsafePointer<Float>?) -> Result) -> Result {
+    guard let tensor else { return body(nil) }
+    return tensor.scalars.withUnsafeBufferPointer { body($0.baseAddress!) }
+}
+
+// A trainable parameter's gradient as an optional pointer: nil without the parameter or while it is frozen.
+func withOptionalMutablePointer<Result>(_ parameter: Parameter?, _ body: (UnsafeMutablePointer<Float>?) -> Result) -> Result {
+    guard let parameter, parameter.trainable else { return body(nil) }
+    return parameter.gradient.scalars.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
+}
