@@ -126,8 +126,9 @@ public func batchNormForwardReference(
 /// With x̂ = (x − μ)/σ and g = dOutput:
 ///   dBias += Σ g,  dWeight += Σ g·x̂,
 ///   dInput = (γ/σ)·(g − mean(g) − x̂·mean(g·x̂))        (overwritten)
-/// The last line is folded per channel into dInput = a·g + k·(x − μ) + b with a = γ/σ,
-/// k = −a·mean(g·x̂)/σ and b = −a·mean(g), so the second sweep is two fused multiply-adds per element.
+/// The last line is evaluated per element as a·((g − m) − k·(x − μ)) with per-channel a = γ/σ,
+/// m = mean(g) and k = mean(g·x̂)/σ: x̂ is never formed, and the differences come first, as in the
+/// formula, so the cancellation in g − m happens before the scaling by γ/σ.
 public func batchNormBackward(
     _ dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>, rows M: Int, channels C: Int,
     mean: UnsafePointer<Float>, inverseStd: UnsafePointer<Float>, weight: UnsafePointer<Float>,
@@ -159,21 +160,20 @@ public func batchNormBackward(
                 start = end
             }
 
-            // Per-channel coefficients of the folded input gradient, reusing the Float scratch.
-            let a = partial, k = productPartial, b = partial + 2 * C
+            // Per-channel coefficients of the input gradient, reusing the Float scratch.
+            let a = partial, k = productPartial, m = partial + 2 * C
             for c in 0..<C {
                 let sigmaInverse = Double(inverseStd[c])
                 let normalizedProductSum = productSum[c] * sigmaInverse  // Σ g·x̂
                 dBias[c] += Float(gradientSum[c])
                 dWeight[c] += Float(normalizedProductSum)
-                let scale = Double(weight[c]) * sigmaInverse
-                a[c] = Float(scale)
-                k[c] = Float(-scale * sigmaInverse * normalizedProductSum / Double(M))
-                b[c] = Float(-scale * gradientSum[c] / Double(M))
+                a[c] = Float(Double(weight[c]) * sigmaInverse)
+                k[c] = Float(sigmaInverse * normalizedProductSum / Double(M))
+                m[c] = Float(gradientSum[c] / Double(M))
             }
             for r in 0..<M {
                 let g = dOutput + r * C, x = input + r * C, dx = dInput + r * C
-                for c in 0..<C { dx[c] = a[c] * g[c] + k[c] * (x[c] - mean[c]) + b[c] }
+                for c in 0..<C { dx[c] = a[c] * ((g[c] - m[c]) - k[c] * (x[c] - mean[c])) }
             }
         }
     }

@@ -72,7 +72,8 @@ public final class BatchNorm2D: Layer {
             guard rows > 1 else {
                 throw RuntimeError.shapeMismatch(
                     path: "", kind: "BatchNorm2D",
-                    expected: "more than one value per channel in training (N·H·W > 1)", found: shape)
+                    expected: "[N, H, W, \(channels)] with N·H·W > 1 in training (one value per channel has no variance)",
+                    found: shape)
             }
             var variance = [Float](repeating: 0, count: channels)
             input.scalars.withUnsafeBufferPointer { x in
