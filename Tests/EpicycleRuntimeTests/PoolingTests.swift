@@ -2,6 +2,19 @@ import EpicycleRuntime
 import Testing
 import TestSupport
 
+/// Records the first index where two equally long arrays differ (a compact message for large arrays).
+private func expectIdentical<T: Equatable>(
+    _ actual: [T], _ expected: [T], _ what: String, sourceLocation: SourceLocation = #_sourceLocation
+) {
+    guard actual.count == expected.count else {
+        Issue.record("\(what): \(actual.count) values, expected \(expected.count)", sourceLocation: sourceLocation)
+        return
+    }
+    if let index = actual.indices.first(where: { actual[$0] != expected[$0] }) {
+        Issue.record("\(what): element \(index) is \(actual[index]), expected \(expected[index])", sourceLocation: sourceLocation)
+    }
+}
+
 /// Pooling configurations (kernel, stride, padding): overlapping windows, stride beyond the kernel,
 /// padding at its PyTorch limit of half the kernel.
 private let poolConfigurations = [(3, 2, 1), (2, 2, 0), (3, 1, 1), (2, 3, 1), (4, 2, 2)]
@@ -25,16 +38,16 @@ private let poolConfigurations = [(3, 2, 1), (2, 2, 0), (3, 1, 1), (2, 3, 1), (4
                          padding: padding, into: &inferenceOutput, argmax: nil)
         maxPool2DForwardReference(input, batch: n, height: h, width: w, channels: c, kernelSize: kernel,
                                   stride: stride, padding: padding, into: &referenceOutput, argmax: &referenceArgmax)
-        #expect(output == referenceOutput)
-        #expect(inferenceOutput == referenceOutput)
-        #expect(argmax == referenceArgmax)
+        expectIdentical(output, referenceOutput, "output")
+        expectIdentical(inferenceOutput, referenceOutput, "output without argmax")
+        expectIdentical(argmax, referenceArgmax, "argmax")
 
         var dInput = [Float](repeating: 1, count: input.count), referenceDInput = dInput
         maxPool2DBackward(dOutput, argmax: argmax, outputCount: dOutput.count, into: &dInput, inputCount: input.count)
         maxPool2DBackwardReference(dOutput, input: input, batch: n, height: h, width: w, channels: c,
                                    kernelSize: kernel, stride: stride, padding: padding, into: &referenceDInput)
         // Same scatter order, same Float sums: exact.
-        #expect(dInput == referenceDInput)
+        expectIdentical(dInput, referenceDInput, "dInput")
     }
 
     @Test(arguments: poolConfigurations, [true, false])
