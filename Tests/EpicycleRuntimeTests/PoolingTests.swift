@@ -20,10 +20,11 @@ private func expectIdentical<T: Equatable>(
 private let poolConfigurations = [(3, 2, 1), (2, 2, 0), (3, 1, 1), (2, 3, 1), (4, 2, 2)]
 
 @Suite struct PoolKernelTests {
-    // 7 × 6 pixels and 5 channels: odd sizes, partial windows at the borders, no SIMD-width channel rows.
+    // 7 × 6 pixels: odd sizes and partial windows at the borders; 11 channels: one 8-lane SIMD group of
+    // the fast max pool plus a scalar tail of 3.
     @Test(arguments: poolConfigurations)
     func maxPoolAgreesWithReference(kernel: Int, stride: Int, padding: Int) {
-        let (n, h, w, c) = (2, 7, 6, 5)
+        let (n, h, w, c) = (2, 7, 6, 11)
         let p = poolOutputSize(inputSize: h, kernelSize: kernel, stride: stride, padding: padding)
         let q = poolOutputSize(inputSize: w, kernelSize: kernel, stride: stride, padding: padding)
         // Values rounded to halves, so many windows hold ties and the first-maximum rule is exercised.
@@ -53,7 +54,7 @@ private let poolConfigurations = [(3, 2, 1), (2, 2, 0), (3, 1, 1), (2, 3, 1), (4
     @Test(arguments: poolConfigurations, [true, false])
     func avgPoolAgreesWithReference(configuration: (Int, Int, Int), countIncludePad: Bool) {
         let (kernel, stride, padding) = configuration
-        let (n, h, w, c) = (2, 7, 6, 5)
+        let (n, h, w, c) = (2, 7, 6, 11)
         let p = poolOutputSize(inputSize: h, kernelSize: kernel, stride: stride, padding: padding)
         let q = poolOutputSize(inputSize: w, kernelSize: kernel, stride: stride, padding: padding)
         let input = randomTensor([n, h, w, c], seed: 3).scalars
@@ -107,6 +108,23 @@ private let poolConfigurations = [(3, 2, 1), (2, 2, 0), (3, 1, 1), (2, 3, 1), (4
         _ = try layer.forward(Tensor(repeating: 3, shape: [1, 2, 2, 2]), mode: .training)
         let dInput = layer.backward(Tensor(shape: [1, 1, 1, 2], scalars: [5, 7]))
         #expect(dInput.scalars == [5, 7, 0, 0, 0, 0, 0, 0])
+    }
+
+    @Test func maxPoolPropagatesNaN() throws {
+        // One 2 × 2 window; channels 2 (in the SIMD group) and 8 (in the scalar tail) hold a NaN in its
+        // second pixel and larger numbers after it. PyTorch's max pool returns NaN and routes the gradient
+        // to it.
+        var scalars = randomTensor([1, 2, 2, 9], seed: 6).scalars
+        scalars[9 + 2] = .nan
+        scalars[9 + 8] = .nan
+        scalars[18 + 2] = 5
+        scalars[27 + 8] = 5
+        let layer = MaxPool2D(kernelSize: 2)
+        let output = try layer.forward(Tensor(shape: [1, 2, 2, 9], scalars: scalars), mode: .training)
+        #expect(output.shape == [1, 1, 1, 9])
+        #expect(output.scalars.enumerated().filter { $0.element.isNaN }.map(\.offset) == [2, 8])
+        let dInput = layer.backward(Tensor(repeating: 1, shape: [1, 1, 1, 9]))
+        #expect(dInput.scalars[9 + 2] == 1 && dInput.scalars[9 + 8] == 1)
     }
 
     @Test func avgPoolDivisorFollowsCountIncludePad() throws {

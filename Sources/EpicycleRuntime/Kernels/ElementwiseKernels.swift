@@ -79,8 +79,9 @@ public func flattenForward(
     let pixels = H * W
     for n in 0..<N {
         let x = input + n * pixels * C, y = output + n * pixels * C
-        for pixel in 0..<pixels {
-            for c in 0..<C { y[c * pixels + pixel] = x[pixel * C + c] }
+        // Channel-major, so the writes run contiguously; the strided reads stay within one image.
+        for c in 0..<C {
+            for pixel in 0..<pixels { y[c * pixels + pixel] = x[pixel * C + c] }
         }
     }
 }

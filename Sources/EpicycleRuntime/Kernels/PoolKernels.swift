@@ -3,9 +3,10 @@
 //
 // Legend: N batch, H × W input height and width, C channels, P × Q output height and width,
 // K square kernel size, S stride, pad zero padding on every side.
-// Input [N, H, W, C], output [N, P, Q, C]. Fast kernels walk a window pixel by pixel and process its
-// whole row of C contiguous channels at once, which the compiler vectorises; the references loop
-// over one scalar output at a time.
+// Input [N, H, W, C], output [N, P, Q, C]. Fast kernels work on the contiguous channel rows of the
+// window's pixels: average pooling adds whole rows (loops the compiler vectorises), max pooling keeps
+// eight channels' running maxima and indices in SIMD registers. The references loop over one scalar
+// output at a time.
 
 /// Output extent of a pooling window sliding over `inputSize`: ⌊(size + 2·padding − kernel)/stride⌋ + 1,
 /// as PyTorch computes it with `ceil_mode=False`.
@@ -31,40 +32,52 @@ public func maxPool2DForward(
     precondition(N * H * W * C <= Int(Int32.max), "maxPool2DForward: input too large for Int32 indices")
     let P = poolOutputSize(inputSize: H, kernelSize: K, stride: S, padding: pad)
     let Q = poolOutputSize(inputSize: W, kernelSize: K, stride: S, padding: pad)
+    typealias Floats = SIMD8<Float>
+    typealias Indices = SIMD8<Int32>
+    let lanes = Floats.scalarCount
+    let laneOffsets = Indices(0, 1, 2, 3, 4, 5, 6, 7)
     for n in 0..<N {
         for p in 0..<P {
             let h0 = max(p * S - pad, 0), h1 = min(p * S - pad + K, H)
             for q in 0..<Q {
                 let w0 = max(q * S - pad, 0), w1 = min(q * S - pad + K, W)
                 let outputOffset = ((n * P + p) * Q + q) * C
-                let y = output + outputOffset
-                for c in 0..<C { y[c] = -.infinity }
-                if let argmax {
-                    let index = argmax + outputOffset
-                    for c in 0..<C { index[c] = -1 }
+                // Eight channels at a time, the running maximum and its index held in registers across
+                // the whole window; one store each at the end.
+                var c = 0
+                while c + lanes <= C {
+                    var best = Floats(repeating: -.infinity), bestIndex = Indices(repeating: -1)
                     for h in h0..<h1 {
                         for w in w0..<w1 {
-                            let base = ((n * H + h) * W + w) * C
-                            let x = input + base
-                            // Selects rather than branches, so the channel loop vectorises.
-                            for c in 0..<C {
-                                let value = x[c], best = y[c]
-                                let take = value > best || value.isNaN
-                                y[c] = take ? value : best
-                                index[c] = take ? Int32(truncatingIfNeeded: base + c) : index[c]
+                            let base = ((n * H + h) * W + w) * C + c
+                            let value = UnsafeRawPointer(input + base).loadUnaligned(as: Floats.self)
+                            let take = (value .> best) .| (value .!= value)
+                            best.replace(with: value, where: take)
+                            bestIndex.replace(with: Indices(repeating: Int32(truncatingIfNeeded: base)) &+ laneOffsets,
+                                              where: take)
+                        }
+                    }
+                    UnsafeMutableRawPointer(output + outputOffset + c).storeBytes(of: best, as: Floats.self)
+                    if let argmax {
+                        UnsafeMutableRawPointer(argmax + outputOffset + c).storeBytes(of: bestIndex, as: Indices.self)
+                    }
+                    c += lanes
+                }
+                while c < C {
+                    var best = -Float.infinity, bestIndex: Int32 = -1
+                    for h in h0..<h1 {
+                        for w in w0..<w1 {
+                            let base = ((n * H + h) * W + w) * C + c
+                            let value = input[base]
+                            if value > best || value.isNaN {
+                                best = value
+                                bestIndex = Int32(truncatingIfNeeded: base)
                             }
                         }
                     }
-                } else {
-                    for h in h0..<h1 {
-                        for w in w0..<w1 {
-                            let x = input + ((n * H + h) * W + w) * C
-                            for c in 0..<C {
-                                let value = x[c], best = y[c]
-                                y[c] = value > best || value.isNaN ? value : best
-                            }
-                        }
-                    }
+                    output[outputOffset + c] = best
+                    argmax?[outputOffset + c] = bestIndex
+                    c += 1
                 }
             }
         }
