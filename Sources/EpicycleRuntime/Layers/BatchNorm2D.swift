@@ -26,6 +26,7 @@ public final class BatchNorm2D: Layer {
     private var cachedInput: Tensor?  // [N, H, W, C] or [N, C], training mode only
     private var batchMean: [Float]  // [C]
     private var batchInverseStd: [Float]  // [C]
+    private var batchVariance: [Float]  // [C], biased; scratch for the running-variance update
 
     /// - Parameters:
     ///   - channels: C, the last axis of the input.
@@ -43,6 +44,7 @@ public final class BatchNorm2D: Layer {
         batchesTracked = Buffer(.int64(0))
         batchMean = [Float](repeating: 0, count: channels)
         batchInverseStd = [Float](repeating: 0, count: channels)
+        batchVariance = [Float](repeating: 0, count: channels)
     }
 
     public func collectState(into state: inout ModuleState) {
@@ -55,7 +57,7 @@ public final class BatchNorm2D: Layer {
 
     public func forward(_ input: Tensor, mode: Mode) throws -> Tensor {
         let shape = input.shape
-        guard (shape.count == 4 || shape.count == 2), shape.last == channels else {
+        guard shape.count == 4 || shape.count == 2, shape.last == channels else {
             throw RuntimeError.shapeMismatch(
                 path: "", kind: "BatchNorm2D",
                 expected: "[N, H, W, \(channels)] (NHWC) or [N, \(channels)]", found: shape)
@@ -75,14 +77,13 @@ public final class BatchNorm2D: Layer {
                     expected: "[N, H, W, \(channels)] with N·H·W > 1 in training (one value per channel has no variance)",
                     found: shape)
             }
-            var variance = [Float](repeating: 0, count: channels)
             input.scalars.withUnsafeBufferPointer { x in
                 batchNormStatistics(x.baseAddress!, rows: rows, channels: channels,
-                                    mean: &batchMean, variance: &variance)
+                                    mean: &batchMean, variance: &batchVariance)
             }
-            for c in 0..<channels { batchInverseStd[c] = 1 / (variance[c] + epsilon).squareRoot() }
+            for c in 0..<channels { batchInverseStd[c] = 1 / (batchVariance[c] + epsilon).squareRoot() }
             normalize(input, rows: rows, mean: batchMean, inverseStd: batchInverseStd, into: &output)
-            updateRunningStatistics(variance: variance, rows: rows)
+            updateRunningStatistics(rows: rows)
             cachedInput = input
         case .inference:
             cachedInput = nil
@@ -135,13 +136,13 @@ public final class BatchNorm2D: Layer {
         }
     }
 
-    private func updateRunningStatistics(variance: [Float], rows: Int) {
+    private func updateRunningStatistics(rows: Int) {
         var mean = floats(of: runningMean, "running_mean")
         var running = floats(of: runningVariance, "running_var")
         let unbiasing = Float(rows) / Float(rows - 1)
         for c in 0..<channels {
             mean[c] = (1 - momentum) * mean[c] + momentum * batchMean[c]
-            running[c] = (1 - momentum) * running[c] + momentum * variance[c] * unbiasing
+            running[c] = (1 - momentum) * running[c] + momentum * batchVariance[c] * unbiasing
         }
         runningMean.value = .float32(Tensor(shape: [channels], scalars: mean))
         runningVariance.value = .float32(Tensor(shape: [channels], scalars: running))
