@@ -1,0 +1,163 @@
+/// Batch normalisation over the channels of NHWC feature maps (Ioffe & Szegedy 2015), matching
+/// PyTorch's `nn.BatchNorm2d` in state names, defaults and running-statistics update.
+///
+/// Training mode normalises with the batch statistics over N·H·W per channel (biased variance) and
+/// updates the running statistics as PyTorch does:
+/// running = (1 − momentum)·running + momentum·batch, with the unbiased batch variance (·n/(n − 1)),
+/// and counts the batch in `num_batches_tracked`. Inference mode normalises with the running
+/// statistics and caches nothing.
+///
+/// Input `[N, H, W, C]`, or `[N, C]` for heads (treated as H = W = 1, like `nn.BatchNorm1d`).
+public final class BatchNorm2D: Layer {
+    public let channels: Int
+    public let momentum: Float
+    public let epsilon: Float
+    /// γ, ones. State name "weight".
+    public let weight: Parameter  // [C]
+    /// β, zeros. State name "bias".
+    public let bias: Parameter  // [C]
+    /// State name "running_mean", zeros.
+    public let runningMean: Buffer  // .float32 [C]
+    /// State name "running_var", ones.
+    public let runningVariance: Buffer  // .float32 [C]
+    /// State name "num_batches_tracked": training-mode batches seen.
+    public let batchesTracked: Buffer  // .int64
+
+    private var cachedInput: Tensor?  // [N, H, W, C] or [N, C], training mode only
+    private var batchMean: [Float]  // [C]
+    private var batchInverseStd: [Float]  // [C]
+    private var batchVariance: [Float]  // [C], biased; scratch for the running-variance update
+
+    /// - Parameters:
+    ///   - channels: C, the last axis of the input.
+    ///   - momentum: weight of the current batch in the running statistics (PyTorch's default 0.1).
+    ///   - epsilon: added to the variance before the square root.
+    public init(channels: Int, momentum: Float = 0.1, epsilon: Float = 1e-5) {
+        precondition(channels > 0, "BatchNorm2D: channels must be positive, got \(channels)")
+        self.channels = channels
+        self.momentum = momentum
+        self.epsilon = epsilon
+        weight = Parameter(Tensor(repeating: 1, shape: [channels]), decays: false)
+        bias = Parameter(Tensor(zeros: [channels]), decays: false)
+        runningMean = Buffer(.float32(Tensor(zeros: [channels])))
+        runningVariance = Buffer(.float32(Tensor(repeating: 1, shape: [channels])))
+        batchesTracked = Buffer(.int64(0))
+        batchMean = [Float](repeating: 0, count: channels)
+        batchInverseStd = [Float](repeating: 0, count: channels)
+        batchVariance = [Float](repeating: 0, count: channels)
+    }
+
+    public func collectState(into state: inout ModuleState) {
+        state.add("weight", weight)
+        state.add("bias", bias)
+        state.add("running_mean", runningMean)
+        state.add("running_var", runningVariance)
+        state.add("num_batches_tracked", batchesTracked)
+    }
+
+    public func forward(_ input: Tensor, mode: Mode) throws -> Tensor {
+        let shape = input.shape
+        guard shape.count == 4 || shape.count == 2, shape.last == channels else {
+            throw RuntimeError.shapeMismatch(
+                path: "", kind: "BatchNorm2D",
+                expected: "[N, H, W, \(channels)] (NHWC) or [N, \(channels)]", found: shape)
+        }
+        let rows = input.count / channels
+        var output = Tensor(zeros: shape)
+        guard rows > 0 else {
+            cachedInput = mode == .training ? input : nil
+            return output
+        }
+        switch mode {
+        case .training:
+            // As PyTorch: one value per channel has no variance to normalise by.
+            guard rows > 1 else {
+                throw RuntimeError.shapeMismatch(
+                    path: "", kind: "BatchNorm2D",
+                    expected: "[N, H, W, \(channels)] with N·H·W > 1 in training (one value per channel has no variance)",
+                    found: shape)
+            }
+            input.scalars.withUnsafeBufferPointer { x in
+                batchNormStatistics(x.baseAddress!, rows: rows, channels: channels,
+                                    mean: &batchMean, variance: &batchVariance)
+            }
+            for c in 0..<channels { batchInverseStd[c] = 1 / (batchVariance[c] + epsilon).squareRoot() }
+            normalize(input, rows: rows, mean: batchMean, inverseStd: batchInverseStd, into: &output)
+            updateRunningStatistics(rows: rows)
+            cachedInput = input
+        case .inference:
+            cachedInput = nil
+            let mean = floats(of: runningMean, "running_mean")
+            let inverseStd = floats(of: runningVariance, "running_var").map { 1 / ($0 + epsilon).squareRoot() }
+            normalize(input, rows: rows, mean: mean, inverseStd: inverseStd, into: &output)
+        }
+        return output
+    }
+
+    public func backward(_ dOutput: Tensor) -> Tensor {
+        guard let input = cachedInput else {
+            preconditionFailure("BatchNorm2D.backward: no training-mode forward to differentiate")
+        }
+        precondition(dOutput.shape == input.shape,
+                     "BatchNorm2D.backward: dOutput \(describeShape(dOutput.shape)) vs input \(describeShape(input.shape))")
+        var dInput = Tensor(zeros: input.shape)
+        let rows = input.count / channels
+        guard rows > 0 else { return dInput }
+        input.scalars.withUnsafeBufferPointer { x in
+            dOutput.scalars.withUnsafeBufferPointer { g in
+                weight.value.scalars.withUnsafeBufferPointer { gamma in
+                    dInput.scalars.withUnsafeMutableBufferPointer { dx in
+                        weight.gradient.scalars.withUnsafeMutableBufferPointer { dGamma in
+                            bias.gradient.scalars.withUnsafeMutableBufferPointer { dBeta in
+                                batchNormBackward(
+                                    g.baseAddress!, input: x.baseAddress!, rows: rows, channels: channels,
+                                    mean: batchMean, inverseStd: batchInverseStd, weight: gamma.baseAddress!,
+                                    dInput: dx.baseAddress!, dWeight: dGamma.baseAddress!, dBias: dBeta.baseAddress!)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return dInput
+    }
+
+    private func normalize(_ input: Tensor, rows: Int, mean: [Float], inverseStd: [Float], into output: inout Tensor) {
+        input.scalars.withUnsafeBufferPointer { x in
+            weight.value.scalars.withUnsafeBufferPointer { gamma in
+                bias.value.scalars.withUnsafeBufferPointer { beta in
+                    output.scalars.withUnsafeMutableBufferPointer { y in
+                        batchNormForward(x.baseAddress!, rows: rows, channels: channels, mean: mean,
+                                         inverseStd: inverseStd, weight: gamma.baseAddress!,
+                                         bias: beta.baseAddress!, into: y.baseAddress!)
+                    }
+                }
+            }
+        }
+    }
+
+    private func updateRunningStatistics(rows: Int) {
+        var mean = floats(of: runningMean, "running_mean")
+        var running = floats(of: runningVariance, "running_var")
+        let unbiasing = Float(rows) / Float(rows - 1)
+        for c in 0..<channels {
+            mean[c] = (1 - momentum) * mean[c] + momentum * batchMean[c]
+            running[c] = (1 - momentum) * running[c] + momentum * batchVariance[c] * unbiasing
+        }
+        runningMean.value = .float32(Tensor(shape: [channels], scalars: mean))
+        runningVariance.value = .float32(Tensor(shape: [channels], scalars: running))
+        guard case let .int64(count) = batchesTracked.value else {
+            preconditionFailure("BatchNorm2D: num_batches_tracked must hold an int64")
+        }
+        batchesTracked.value = .int64(count + 1)
+    }
+
+    /// The scalars of a running-statistics buffer, checked against the channel count (a loaded
+    /// checkpoint could have replaced it).
+    private func floats(of buffer: Buffer, _ name: String) -> [Float] {
+        guard case let .float32(tensor) = buffer.value, tensor.shape == [channels] else {
+            preconditionFailure("BatchNorm2D: \(name) must be float32 [\(channels)]")
+        }
+        return tensor.scalars
+    }
+}
