@@ -59,7 +59,7 @@ public final class SGD: Optimizer {
                     return
                 }
                 let isFirst = state.momentumBuffer == nil
-                if isFirst { state.momentumBuffer = Tensor(zeros: parameter.value.shape) }
+                if isFirst { state.momentumBuffer = Tensor(zeros: [count]) }
                 // On the first step b = g: taking μ = 0 and 1 − d = 1 in the general rule gives exactly that.
                 let (keep, add) = isFirst ? (Float(0), Float(1)) : (mu, 1 - dampening)
                 state.momentumBuffer!.scalars.withUnsafeMutableBufferPointer { b in
