@@ -15,8 +15,14 @@ Per case, with a fixed seed:
   train/feature/<name>      intermediate features (NHWC)
   train/grad/<param>        gradients of the loss
   train/state/<buffer>      batch-norm running statistics after that forward
+  feature_grad/weights      S, a random tensor shaped like the first captured feature
+  feature_grad/grad/<param> gradients of cross-entropy + sum(feature * S): where a feature-matching
+                            loss's gradient enters the backward pass
+  feature_grad/input        the gradient with respect to the input (NHWC)
   sgd/<state name>          the whole state after two SGD steps (momentum 0.9, weight decay 5e-4 on
-                            conv/linear weights only, lr 0.1), each step on a fresh forward/backward
+                            conv/linear weights only, lr 0.01), each step on a fresh forward/backward.
+                            (At lr 0.1 WRN-10-1 on this batch is chaotic: PyTorch's own result moves
+                            7e-3 relative under 1e-6 weight noise, so no implementation could match.)
   eval/logits               inference-mode forward after those steps
 """
 import json
@@ -37,7 +43,7 @@ CASES = [
     ("wrn-10-1", "wrn-10-1", "A", 1, 14, 14, 7, 4, ["stem", "layer2", "layer3", "pool"]),
     ("plain-cnn", "plain-cnn", "A", 1, 12, 12, 10, 3, ["layer1", "layer3", "pool"]),
 ]
-SGD = {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4}
+SGD = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4}
 
 
 def nhwc(t):
@@ -85,6 +91,22 @@ def write_case(name, architecture, shortcut, channels, height, width, classes, b
     for key, value in model.state_dict().items():
         if "running" in key or "num_batches" in key:
             put(f"train/state/{key}", value)
+
+    # Gradients with an extra term on a feature, taken before any parameter moves.
+    saved_state = {k: v.clone() for k, v in model.state_dict().items()}
+    gradients = {k: p.grad.clone() for k, p in model.named_parameters()}
+    model.zero_grad()
+    probe = x.clone().requires_grad_(True)
+    logits, features = model(probe, capture=capture[:1])
+    weights = torch.randn(features[capture[0]].shape, generator=torch.Generator().manual_seed(3))
+    (F.cross_entropy(logits, y) + (features[capture[0]] * weights).sum()).backward()
+    put("feature_grad/weights", nhwc(weights))
+    put("feature_grad/input", nhwc(probe.grad))
+    for key, parameter in model.named_parameters():
+        put(f"feature_grad/grad/{key}", parameter.grad)
+    model.load_state_dict(saved_state)  # undo that forward's running-statistics update
+    for key, parameter in model.named_parameters():
+        parameter.grad = gradients[key]
 
     optimizer.step()
     optimizer.zero_grad()

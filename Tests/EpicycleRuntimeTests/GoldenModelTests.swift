@@ -78,14 +78,36 @@ import TestSupport
         try Self.expectStateMatches(model, fixture, prefix: "train/state/", buffersOnly: true)
     }
 
+    /// Gradients of CE + Σ feature⊙S: the extra gradient must enter the backward pass exactly where the
+    /// named feature is produced (this is how feature-matching distillation losses reach the network).
+    @Test(arguments: cases)
+    func featureGradientsMatchPyTorch(_ name: String) throws {
+        let fixture = try Self.fixture(name)
+        let model = try Self.model(for: fixture)
+        let input = try #require(fixture["input"])
+        let labels = try #require(fixture["labels"]).scalars.map { Int32($0) }
+        let feature = fixture.manifest.capture[0]
+        let output = try model.forward(input, mode: .training, capture: [feature])
+        let loss = try CrossEntropyLoss()(logits: output.logits, labels: labels)
+        let weights = try #require(fixture["feature_grad/weights"])
+        let dInput = model.backward(loss.gradient, featureGradients: [feature: weights])
+        expectNormwiseClose(dInput, try #require(fixture["feature_grad/input"]), tolerance: Self.tolerance,
+                            "\(name) input gradient with a gradient on \(feature)")
+        for (parameterName, parameter) in model.state.parameters {
+            expectNormwiseClose(parameter.gradient, try #require(fixture["feature_grad/grad/" + parameterName]),
+                                tolerance: Self.tolerance, "\(name) gradient of \(parameterName) with a gradient on \(feature)")
+        }
+    }
+
     @Test(arguments: cases)
     func twoSGDStepsAndInferenceMatchPyTorch(_ name: String) throws {
         let fixture = try Self.fixture(name)
         let model = try Self.model(for: fixture)
         let input = try #require(fixture["input"])
         let labels = try #require(fixture["labels"]).scalars.map { Int32($0) }
-        let optimizer = SGD(groups: ParameterGroup.standard(model.state.parameters, weightDecay: 5e-4),
-                            learningRate: 0.1, momentum: 0.9)
+        let settings = fixture.manifest.sgd
+        let optimizer = SGD(groups: ParameterGroup.standard(model.state.parameters, weightDecay: settings.weightDecay),
+                            learningRate: settings.lr, momentum: settings.momentum)
         for _ in 0..<2 {
             optimizer.zeroGradients()
             let logits = try model.forward(input, mode: .training).logits

@@ -18,7 +18,7 @@ import TestSupport
                 let model = try Model(ModelSpec(architecture: architecture, inputChannels: channels, numClasses: 7), seed: 3)
                 let logits = try model.forward(randomTensor([2, size, size, channels], seed: 1), mode: .inference).logits
                 #expect(logits.shape == [2, 7], "\(architecture) on \(channels)×\(size)×\(size)")
-                #expect(logits.scalars.allSatisfy(\.isFinite))
+                #expect(logits.scalars.allSatisfy { $0.isFinite })
             }
         }
     }
@@ -58,48 +58,6 @@ import TestSupport
         #expect(model.state.buffers.map(\.buffer.value) != before, "training mode updates the running statistics")
     }
 
-    /// The input gradient and a few parameter gradients of L = Σ logits⊙R + Σ feature⊙S, against central
-    /// differences: checks the model's backward order, residual joins and where feature gradients enter.
-    @Test(arguments: [("resnet8", "layer2"), ("wrn-10-1", "layer1"), ("plain-cnn", "layer2"), ("resnet8", "stem")])
-    func featureGradientsEnterWhereTheFeatureIsMade(architecture: String, feature: String) throws {
-        var spec = ModelSpec(architecture: architecture, inputChannels: 2, numClasses: 3)
-        spec.shortcut = .a
-        let model = try Model(spec, seed: 11)
-        var input = randomTensor([3, 8, 8, 2], seed: 4)
-        let first = try model.forward(input, mode: .training, capture: [feature])
-        let r = randomTensor(first.logits.shape, seed: 5)
-        let s = randomTensor(first.features[feature]!.shape, seed: 6)
-        for (_, parameter) in model.state.parameters { parameter.zeroGradient() }
-        let dInput = model.backward(r, featureGradients: [feature: s])
-
-        func loss() throws -> Double {
-            let output = try model.forward(input, mode: .training, capture: [feature])
-            var sum = 0.0
-            for (i, value) in output.logits.scalars.enumerated() { sum += Double(value) * Double(r.scalars[i]) }
-            for (i, value) in output.features[feature]!.scalars.enumerated() { sum += Double(value) * Double(s.scalars[i]) }
-            return sum
-        }
-        // ε = 1e-2 in float32: rounding error ≈ 1e-7·|L|/ε ≈ 1e-4 for |L| ≈ 10, truncation ≈ ε² ≈ 1e-4;
-        // batch norm over small batches amplifies both, hence 3 % relative with a 2e-3 floor.
-        let indices = sampleIndices(count: input.count, limit: 24, seed: 8)
-        let numeric = try centralDifferences(indices: indices, epsilon: 1e-2, read: { input.scalars[$0] },
-                                             write: { input.scalars[$0] = $1 }, loss: loss)
-        for (k, index) in indices.enumerated() {
-            let analytic = Double(dInput.scalars[index])
-            #expect(abs(analytic - numeric[k]) <= 2e-3 + 3e-2 * abs(numeric[k]),
-                    "input[\(index)]: backward \(analytic), finite differences \(numeric[k])")
-        }
-        let conv = try #require(model.state.parameters.first { $0.name.hasSuffix("conv1.weight") }?.parameter)
-        let convIndices = sampleIndices(count: conv.value.count, limit: 12, seed: 9)
-        let convNumeric = try centralDifferences(indices: convIndices, epsilon: 1e-2, read: { conv.value.scalars[$0] },
-                                                 write: { conv.value.scalars[$0] = $1 }, loss: loss)
-        for (k, index) in convIndices.enumerated() {
-            let analytic = Double(conv.gradient.scalars[index])
-            #expect(abs(analytic - convNumeric[k]) <= 2e-3 + 3e-2 * abs(convNumeric[k]),
-                    "conv1.weight[\(index)]: backward \(analytic), finite differences \(convNumeric[k])")
-        }
-    }
-
     @Test func blocksPassGradientChecks() throws {
         var generator = RandomGenerator(seed: 21)
         let blocks: [(String, any Layer, [Int])] = [
@@ -112,9 +70,12 @@ import TestSupport
             ("ConvBNReLU", ConvBNReLU(inputChannels: 2, outputChannels: 3, generator: &generator), [2, 4, 4, 2]),
         ]
         for (index, (_, block, shape)) in blocks.enumerated() {
-            // Same tolerance argument as above: float32 central differences through batch norm.
+            // A conv weight moves every pre-activation of the block, so ReLU kinks lie within ~5e-3 of
+            // many coordinates: ε = 2e-3 (compared with ε/2 to skip the rest). Rounding then costs
+            // ≈ 1e-7·|L|/ε ≈ 1e-3 for |L| ≈ 20, hence the 5e-3 floor; 2 % relative for truncation.
             try expectGradientsMatchFiniteDifferences(of: block, input: randomTensor(shape, seed: UInt64(30 + index)),
-                                                      epsilon: 1e-2, rtol: 3e-2, atol: 2e-3, samples: 20)
+                                                      epsilon: 2e-3, rtol: 2e-2, atol: 5e-3, samples: 20,
+                                                      skippingKinks: true)
         }
     }
 
@@ -159,7 +120,7 @@ import TestSupport
         }
         // Chance level is ln 2 ≈ 0.69; the last 10 steps must average well below half of it.
         let late = losses.suffix(10).reduce(0, +) / 10
-        #expect(losses.allSatisfy(\.isFinite))
+        #expect(losses.allSatisfy { $0.isFinite })
         #expect(late < 0.3, "loss went \(losses.prefix(3)) … \(losses.suffix(3))")
     }
 }

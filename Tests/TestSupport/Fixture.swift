@@ -9,15 +9,22 @@ public struct Fixture {
             public let shape: [Int]
             public let offset: Int
         }
+        public struct SGDSettings: Decodable {
+            public let lr: Float
+            public let momentum: Float
+            public let weightDecay: Float
+            enum CodingKeys: String, CodingKey { case lr, momentum, weightDecay = "weight_decay" }
+        }
         public let architecture: String
         public let shortcut: String
         public let inputChannels: Int
         public let numClasses: Int
         public let capture: [String]
+        public let sgd: SGDSettings
         public let tensors: [String: Entry]
 
         enum CodingKeys: String, CodingKey {
-            case architecture, shortcut, inputChannels = "input_channels", numClasses = "num_classes", capture, tensors
+            case architecture, shortcut, inputChannels = "input_channels", numClasses = "num_classes", capture, sgd, tensors
         }
     }
 

@@ -71,7 +71,7 @@ extension Tensor {
         precondition(lhs.shape == rhs.shape, "Tensor +=: shapes \(lhs.shape) and \(rhs.shape) differ")
         lhs.scalars.withUnsafeMutableBufferPointer { l in
             rhs.scalars.withUnsafeBufferPointer { r in
-                for i in l.indices { l[i] += r[i] }
+                accumulate(r.baseAddress!, into: l.baseAddress!, count: l.count)
             }
         }
     }
