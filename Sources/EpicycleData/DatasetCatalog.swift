@@ -59,11 +59,12 @@ public struct DatasetSource: Sendable, Equatable, CustomStringConvertible {
         self.name = name ?? URL(fileURLWithPath: folder).lastPathComponent
     }
 
-    /// A catalog dataset by name, found in `$EPICYCLE_DATA/<name>` or else `/usr/share/datasets/<name>`.
+    /// A catalog dataset by name, found in `$EPICYCLE_DATA/<name>` or else `<systemFolder>/<name>`.
     /// - Throws: `DataError.unknownDataset` for a name outside the catalog, `DataError.missingFile`
     ///   (with how to install it) when no folder holds it.
     public static func named(_ name: String = defaultName, cifar100Labels: CIFAR100Labels = .fine,
-                             environment: [String: String] = ProcessInfo.processInfo.environment) throws -> DatasetSource {
+                             environment: [String: String] = ProcessInfo.processInfo.environment,
+                             systemFolder: String = systemFolder) throws -> DatasetSource {
         guard let entry = catalog.first(where: { $0.name == name }) else {
             throw DataError.unknownDataset(name: name, known: catalog.map(\.name))
         }
