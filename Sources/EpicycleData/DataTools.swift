@@ -23,7 +23,7 @@ extension ImageDataset {
         var generator = RandomGenerator(seed: seed)
         let pixels = (0..<(count * height * width * channels)).map { _ in UInt8(truncatingIfNeeded: generator.next() >> 56) }
         let labels = (0..<count).map { _ in Int32(generator.next() % UInt64(classCount)) }
-        return ImageDataset(name: "synthetic \(height)×\(width)×\(channels)", height: height, width: width,
+        return ImageDataset(name: "synthetic", height: height, width: width,
                             channels: channels, classNames: (0..<classCount).map { "class \($0)" },
                             pixels: pixels, labels: labels)
     }

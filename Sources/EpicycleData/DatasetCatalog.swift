@@ -83,9 +83,20 @@ public struct DatasetSource: Sendable, Equatable, CustomStringConvertible {
 
     static func installHint(_ name: String) -> String {
         if name == defaultName {
-            return "Run scripts/setup (or `sudo apt-get install dataset-fashion-mnist`) to install it, or give its folder."
+            return "Run scripts/setup (or `sudo apt-get install dataset-fashion-mnist`) to install it, or give its folder (`--data <folder>`)."
         }
-        return "Put the \(name) files in $\(environmentVariable)/\(name), or give their folder explicitly."
+        return "Put the \(name) files in $\(environmentVariable)/\(name), or give their folder (`--data <folder>`)."
+    }
+
+    /// What to do about a missing file of this dataset.
+    var missingFileHint: String {
+        if Self.catalog.contains(where: { $0.name == name }) { return Self.installHint(name) }
+        let expected = switch format {
+        case .idx: "train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]"
+        case .cifar10: "data_batch_1.bin … data_batch_5.bin and test_batch.bin"
+        case .cifar100: "train.bin and test.bin"
+        }
+        return "A folder in \(format.rawValue) format holds \(expected); check the folder and its format."
     }
 
     private static func isFolder(_ path: String) -> Bool {
@@ -123,7 +134,7 @@ private func compressedOrPlain(_ folder: String, _ name: String) -> String {
 }
 
 private func loadIDX(_ source: DatasetSource) throws -> DatasetSplits {
-    let hint = DatasetSource.installHint(source.name)
+    let hint = source.missingFileHint
     let trainingLabels = compressedOrPlain(source.folder, "train-labels-idx1-ubyte")
     let testLabels = compressedOrPlain(source.folder, "t10k-labels-idx1-ubyte")
     let training = try readIDXSplit(imagesPath: compressedOrPlain(source.folder, "train-images-idx3-ubyte"),
@@ -161,7 +172,7 @@ private func loadCIFAR(_ source: DatasetSource) throws -> DatasetSplits {
     let layout = isTen ? CIFARLayout.cifar10 : .cifar100(source.cifar100Labels)
     let trainingFiles = isTen ? (1...5).map { "\(folder)/data_batch_\($0).bin" } : ["\(folder)/train.bin"]
     let testFiles = [isTen ? "\(folder)/test_batch.bin" : "\(folder)/test.bin"]
-    let hint = DatasetSource.installHint(source.name)
+    let hint = source.missingFileHint
 
     let namesFile = folder + "/" + (isTen ? "batches.meta.txt" : "\(source.cifar100Labels.rawValue)_label_names.txt")
     var classNames = isTen ? cifar10ClassNames : (0..<layout.classCount).map { "class \($0)" }

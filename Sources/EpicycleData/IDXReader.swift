@@ -61,8 +61,12 @@ func readIDXSplit(imagesPath: String, labelsPath: String, hint: String) throws -
     guard height > 0, width > 0 else {
         throw DataError.corruptFile(path: imagesPath, problem: "the header gives an empty image size \(height)×\(width)")
     }
-    try checkSize(imageBytes, header: 16, payload: count * height * width,
-                  what: "\(count) images of \(height)×\(width)", path: imagesPath)
+    let (imageSize, sizeOverflow) = height.multipliedReportingOverflow(by: width)
+    let (payload, payloadOverflow) = count.multipliedReportingOverflow(by: imageSize)
+    guard !sizeOverflow && !payloadOverflow else {
+        throw DataError.corruptFile(path: imagesPath, problem: "the header promises \(count) images of \(height)×\(width), more than any file can hold")
+    }
+    try checkSize(imageBytes, header: 16, payload: payload, what: "\(count) images of \(height)×\(width)", path: imagesPath)
 
     let labelBytes = try readFileContents(labelsPath, hint: hint)
     guard labelBytes.count >= 8 else {

@@ -53,6 +53,10 @@ import Testing
         expectDataError([name, "truncated", "4 images of 3×4", "48 bytes", "has 43"]) {
             _ = try loadDataset(DatasetSource(folder: folder, format: .idx))
         }
+        try writeFile([0, 0, 8, 3] + [UInt8](repeating: 0xFF, count: 12), to: folder + name, gzip: gzip)
+        expectDataError([name, "more than any file can hold"]) {
+            _ = try loadDataset(DatasetSource(folder: folder, format: .idx))
+        }
     }
 
     @Test func truncatedGzipStreamNamesTheFile() throws {
@@ -80,7 +84,7 @@ import Testing
     @Test func missingFileSuggestsAFix() throws {
         let folder = try makeTemporaryFolder()
         defer { removeFolder(folder) }
-        expectDataError([folder + "/train-images-idx3-ubyte.gz", "no such file", "give their folder"]) {
+        expectDataError([folder + "/train-images-idx3-ubyte.gz", "no such file", "A folder in idx format holds train-images-idx3-ubyte[.gz]"]) {
             _ = try loadDataset(DatasetSource(folder: folder, format: .idx))
         }
         expectDataError(["/nowhere/fashion-mnist or /nowhere-system/fashion-mnist", "scripts/setup", "dataset-fashion-mnist"]) {
