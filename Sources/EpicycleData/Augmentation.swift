@@ -108,7 +108,6 @@ public struct AugmentationPolicy: Sendable, Equatable, CustomStringConvertible {
         augmentations.isEmpty ? "none" : augmentations.map(\.name).joined(separator: ",")
     }
 
-    var sampleAugmentations: [Augmentation] { augmentations.filter { !$0.mixesSamples } }
     var batchAugmentations: [Augmentation] { augmentations.filter(\.mixesSamples) }
 
     /// Applies the per-image augmentations to one image of pixel values in [0, 255], laid out
