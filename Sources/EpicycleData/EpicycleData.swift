@@ -1,1 +1,0 @@
-// Dataset readers, views, augmentation with a strength knob, the batch loader and PNG output.
