@@ -16,12 +16,16 @@ public final class Model {
     }
 
     private let steps: [Step]
+    /// The layers that draw random numbers, whose generators a checkpoint must carry for a resumed
+    /// run to continue bit for bit.
+    private let dropouts: [Dropout]
     /// Every name `forward(_:mode:capture:)` accepts, in network order.
     public let featureNames: [String]
 
     init(spec: ModelSpec, steps: [Step]) {
         self.spec = spec
         self.steps = steps
+        dropouts = steps.compactMap { ($0.layer as? WideBlock)?.dropout }
         featureNames = steps.flatMap(\.features)
     }
 
@@ -91,6 +95,19 @@ public final class Model {
         var state = ModuleState()
         for step in steps { state.add(step.path, step.layer) }
         return state
+    }
+
+    /// The dropout generators' state words, in network order (empty for models without dropout).
+    public var randomStateWords: [UInt64] { dropouts.flatMap(\.generator.stateWords) }
+
+    /// Restores what `randomStateWords` returned.
+    public func restoreRandomState(_ words: [UInt64]) throws {
+        guard words.count == 4 * dropouts.count else {
+            throw RuntimeError.invalidSpec("random state has \(words.count) words; this model's \(dropouts.count) dropout layers need \(4 * dropouts.count)")
+        }
+        for (index, dropout) in dropouts.enumerated() {
+            dropout.generator = RandomGenerator(state: Array(words[4 * index..<4 * index + 4]))
+        }
     }
 
     public var parameterCount: Int { state.parameters.reduce(0) { $0 + $1.parameter.value.count } }
