@@ -115,11 +115,10 @@ struct HDF5ElementType: Equatable {
     }
 }
 
-/// A variable-length UTF-8 string type, the kind h5py reads back as `str`.
-func makeStringType() throws -> HDF5Handle {
+/// A variable-length string type (h5py writes `str` attributes so), for reading such strings.
+func variableStringType() throws -> HDF5Handle {
     let type = try HDF5Handle(H5Tcopy(epicycle_H5T_C_S1()), closer: H5Tclose, action: "creating a string type")
     try check(H5Tset_size(type.id, epicycle_H5T_VARIABLE()), "creating a string type")
-    try check(H5Tset_cset(type.id, H5T_CSET_UTF8), "creating a string type")
     return type
 }
 
@@ -224,26 +223,34 @@ extension HDF5Location {
     }
 
     func writeAttribute(_ name: String, string value: String) throws {
-        let action = "writing attribute '\(name)' of '\(path)'"
-        let type = try makeStringType()
-        let space = try makeDataspace([])
-        let attribute = try HDF5Handle(H5Acreate2(handle.id, name, type.id, space.id, hid_t(H5P_DEFAULT), hid_t(H5P_DEFAULT)),
-                                       closer: H5Aclose, action: action)
-        try value.withCString { text in
-            var pointer: UnsafePointer<CChar>? = text
-            try check(H5Awrite(attribute.id, type.id, &pointer), action)
-        }
+        try writeStringAttribute(name, [value], shape: [])
     }
 
     func writeAttribute(_ name: String, strings values: [String]) throws {
+        try writeStringAttribute(name, values, shape: [values.count])
+    }
+
+    /// Writes fixed-length UTF-8 strings, null-padded to the longest value (NumPy's "S" dtype). They
+    /// sit inside the checksummed object header; variable-length strings would put their bytes in
+    /// HDF5's global heap, which has no checksum and which HDF5 parses unsafely when it is damaged.
+    /// h5py reads them as `bytes` (`.decode()` gives `str`).
+    private func writeStringAttribute(_ name: String, _ values: [String], shape: [Int]) throws {
         let action = "writing attribute '\(name)' of '\(path)'"
-        let type = try makeStringType()
-        let space = try makeDataspace([values.count])
+        let encoded = values.map { Array($0.utf8) }
+        let width = max(1, encoded.map(\.count).max() ?? 0)
+        let type = try HDF5Handle(H5Tcopy(epicycle_H5T_C_S1()), closer: H5Tclose, action: action)
+        try check(H5Tset_size(type.id, width), action)
+        try check(H5Tset_cset(type.id, H5T_CSET_UTF8), action)
+        try check(H5Tset_strpad(type.id, H5T_STR_NULLPAD), action)
+        let space = try makeDataspace(shape)
         let attribute = try HDF5Handle(H5Acreate2(handle.id, name, type.id, space.id, hid_t(H5P_DEFAULT), hid_t(H5P_DEFAULT)),
                                        closer: H5Aclose, action: action)
-        var pointers: [UnsafeMutablePointer<CChar>?] = values.map { strdup($0) }
-        defer { pointers.forEach { free($0) } }
-        try check(H5Awrite(attribute.id, type.id, &pointers), action)
+        guard !values.isEmpty else { return }
+        var bytes = [UInt8](repeating: 0, count: width * values.count)
+        for (index, value) in encoded.enumerated() {
+            bytes.replaceSubrange(index * width ..< index * width + value.count, with: value)
+        }
+        try check(H5Awrite(attribute.id, type.id, bytes), action)
     }
 
     func writeAttribute(_ name: String, double value: Double) throws {
@@ -279,18 +286,24 @@ extension HDF5Location {
         return (attribute, HDF5ElementType(type.id), try shapeOf(dataspace: space.id, action: action))
     }
 
-    /// Reads a string attribute, variable-length (as h5py writes `str`) or fixed-length.
+    /// Reads a string attribute, fixed-length (as Epicycle writes them) or variable-length (as h5py
+    /// writes `str`).
     func readStringAttribute(_ attribute: HDF5Handle, count: Int, type: HDF5ElementType, name: String) throws -> [String] {
         let action = "reading attribute '\(name)' of '\(path)'"
+        guard count > 0 else { return [] }
         if type.isVariableString {
-            let memoryType = try makeStringType()
+            // HDF5 does not convert between character sets, so read in the stored one (ASCII or UTF-8).
+            let storedType = try HDF5Handle(H5Aget_type(attribute.id), closer: H5Tclose, action: action)
+            let memoryType = try variableStringType()
+            try check(H5Tset_cset(memoryType.id, H5Tget_cset(storedType.id)), action)
             var pointers = [UnsafeMutablePointer<CChar>?](repeating: nil, count: count)
             try check(H5Aread(attribute.id, memoryType.id, &pointers), action)
             defer { pointers.forEach { H5free_memory($0) } }
             return pointers.map { $0.map { String(cString: $0) } ?? "" }
         }
-        let memoryType = try HDF5Handle(H5Tcopy(epicycle_H5T_C_S1()), closer: H5Tclose, action: action)
-        try check(H5Tset_size(memoryType.id, type.size), action)
+        // Fixed-length: read the raw bytes in the stored type (HDF5 converts between character sets
+        // not at all), then cut each value at its first NUL (null-padded or null-terminated).
+        let memoryType = try HDF5Handle(H5Aget_type(attribute.id), closer: H5Tclose, action: action)
         var bytes = [UInt8](repeating: 0, count: type.size * count)
         try check(H5Aread(attribute.id, memoryType.id, &bytes), action)
         return (0..<count).map { index in
@@ -310,9 +323,10 @@ extension HDF5Location {
 // MARK: Datasets
 
 extension HDF5Location {
-    /// Writes a dataset of `shape` from `data`. Non-empty arrays are stored as one chunk with a
-    /// Fletcher-32 checksum, so a flipped byte in a tensor is caught on reading instead of loaded;
-    /// h5py and every HDF5 reader handle this filter natively.
+    /// Writes a dataset of `shape` from `data` so that every stored byte is checksummed and damage is
+    /// caught on reading instead of loaded: non-empty arrays as one chunk with a Fletcher-32 checksum
+    /// (a filter h5py and every HDF5 reader handle natively); scalars, which cannot be chunked, and
+    /// empty arrays in compact layout, inside their checksummed object header.
     @discardableResult
     func writeDataset(_ name: String, shape: [Int], fileType: hid_t, memoryType: hid_t,
                       data: UnsafeRawPointer?) throws -> HDF5Location {
@@ -323,6 +337,8 @@ extension HDF5Location {
         if !shape.isEmpty && count > 0 {
             try check(H5Pset_chunk(properties.id, Int32(shape.count), shape.map { hsize_t($0) }), action)
             try check(H5Pset_fletcher32(properties.id), action)
+        } else {
+            try check(H5Pset_layout(properties.id, H5D_COMPACT), action)
         }
         let dataset = try HDF5Handle(H5Dcreate2(handle.id, name, fileType, space.id, hid_t(H5P_DEFAULT), properties.id,
                                                 hid_t(H5P_DEFAULT)), closer: H5Dclose, action: action)

@@ -98,66 +98,59 @@ func makeFullCheckpoint(seed: UInt64 = 1) -> Checkpoint {
         created: "2026-05-14T09:30:12Z")
 }
 
-/// Records an issue unless the two tensor lists have the same names, shapes and bit patterns, in order.
-func expectIdentical(_ actual: [(name: String, tensor: Tensor)], _ expected: [(name: String, tensor: Tensor)],
-                     _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(actual.map(\.name) == expected.map(\.name), "\(what) names", sourceLocation: sourceLocation)
-    for (a, e) in zip(actual, expected) {
-        #expect(a.tensor.shape == e.tensor.shape, "\(what) '\(e.name)' shape", sourceLocation: sourceLocation)
-        #expect(a.tensor.scalars.map(\.bitPattern) == e.tensor.scalars.map(\.bitPattern), "\(what) '\(e.name)' bits",
-                sourceLocation: sourceLocation)
+/// The fields in which two checkpoints differ, comparing every tensor, number and text bit for bit
+/// (so NaN payloads and −0 count); empty when identical. The `source` path is not compared.
+func differences(_ actual: Checkpoint, _ expected: Checkpoint) -> [String] {
+    var found: [String] = []
+    func compare<Value: Equatable>(_ what: String, _ a: Value, _ e: Value) {
+        if a != e { found.append("\(what): \(a) vs \(e)") }
     }
-}
-
-func expectIdentical(_ actual: StateRecord?, _ expected: StateRecord?, _ what: String,
-                     sourceLocation: SourceLocation = #_sourceLocation) {
-    guard let actual, let expected else {
-        #expect((actual == nil) == (expected == nil), "\(what) presence", sourceLocation: sourceLocation)
-        return
-    }
-    expectIdentical(actual.parameters, expected.parameters, what + " parameters", sourceLocation: sourceLocation)
-    func bits(_ value: Buffer.Value) -> [UInt64] {
-        switch value {
-        case let .float32(tensor): return tensor.shape.map { UInt64($0) } + tensor.scalars.map { UInt64($0.bitPattern) }
-        case let .int64(count): return [UInt64(bitPattern: count), .max]
+    func compare(_ what: String, _ a: [(name: String, tensor: Tensor)]?, _ e: [(name: String, tensor: Tensor)]?) {
+        compare(what + " names", a?.map(\.name), e?.map(\.name))
+        compare(what + " shapes", a?.map(\.tensor.shape), e?.map(\.tensor.shape))
+        if a?.map({ $0.tensor.scalars.map(\.bitPattern) }) != e?.map({ $0.tensor.scalars.map(\.bitPattern) }) {
+            found.append(what + " values")
         }
     }
-    #expect(actual.buffers.map(\.name) == expected.buffers.map(\.name), "\(what) buffer names",
-            sourceLocation: sourceLocation)
-    #expect(actual.buffers.map { bits($0.value) } == expected.buffers.map { bits($0.value) }, "\(what) buffer values",
-            sourceLocation: sourceLocation)
+    func compare(_ what: String, _ a: StateRecord?, _ e: StateRecord?) {
+        compare(what + " parameters", a?.parameters, e?.parameters)
+        func split(_ buffers: [(name: String, value: Buffer.Value)]?) -> (floats: [(name: String, tensor: Tensor)]?, counts: [String]?) {
+            (buffers?.compactMap { if case let .float32(tensor) = $0.value { ($0.name, tensor) } else { nil } },
+             buffers?.compactMap { if case let .int64(count) = $0.value { "\($0.name) \(count)" } else { nil } })
+        }
+        let (aBuffers, eBuffers) = (split(a?.buffers), split(e?.buffers))
+        compare(what + " buffer order", a?.buffers.map(\.name), e?.buffers.map(\.name))
+        compare(what + " float buffers", aBuffers.floats, eBuffers.floats)
+        compare(what + " int64 buffers", aBuffers.counts, eBuffers.counts)
+    }
+    compare("architecture", actual.architecture, expected.architecture)
+    compare("numClasses", actual.numClasses, expected.numClasses)
+    compare("created", actual.created, expected.created)
+    compare("softwareVersion", actual.softwareVersion, expected.softwareVersion)
+    compare("model", actual.model, expected.model)
+    compare("adapters", actual.adapters, expected.adapters)
+    compare("optimizer kind", actual.optimizer?.kind, expected.optimizer?.kind)
+    compare("optimizer hyperparameters", actual.optimizer?.hyperparameters.mapValues(\.bitPattern),
+            expected.optimizer?.hyperparameters.mapValues(\.bitPattern))
+    compare("optimizer counters", actual.optimizer?.counters, expected.optimizer?.counters)
+    compare("optimizer state", actual.optimizer?.tensors, expected.optimizer?.tensors)
+    let (a, e) = (actual.training, expected.training)
+    compare("program", a?.program, e?.program)
+    compare("epoch", a?.epoch, e?.epoch)
+    compare("step", a?.step, e?.step)
+    compare("cyclePosition", a?.cyclePosition.bitPattern, e?.cyclePosition.bitPattern)
+    compare("seed", a?.seed, e?.seed)
+    compare("rngState", a?.rngState, e?.rngState)
+    compare("recipe", a?.recipe, e?.recipe)
+    compare("bestTop1", a?.bestTop1?.bitPattern, e?.bestTop1?.bitPattern)
+    compare("metrics columns", a?.metrics.columns, e?.metrics.columns)
+    compare("metrics rows", a?.metrics.rows.map { $0.map(\.bitPattern) }, e?.metrics.rows.map { $0.map(\.bitPattern) })
+    return found
 }
 
-/// Every field of two checkpoints agrees bit for bit (Doubles compared by bit pattern too).
 func expectIdentical(_ actual: Checkpoint, _ expected: Checkpoint, sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(actual.architecture == expected.architecture, sourceLocation: sourceLocation)
-    #expect(actual.numClasses == expected.numClasses, sourceLocation: sourceLocation)
-    #expect(actual.created == expected.created, sourceLocation: sourceLocation)
-    #expect(actual.softwareVersion == expected.softwareVersion, sourceLocation: sourceLocation)
-    expectIdentical(actual.model, expected.model, "model", sourceLocation: sourceLocation)
-    expectIdentical(actual.adapters, expected.adapters, "adapters", sourceLocation: sourceLocation)
-
-    #expect((actual.optimizer == nil) == (expected.optimizer == nil), "optimizer presence", sourceLocation: sourceLocation)
-    if let a = actual.optimizer, let e = expected.optimizer {
-        #expect(a.kind == e.kind, sourceLocation: sourceLocation)
-        #expect(a.hyperparameters.mapValues(\.bitPattern) == e.hyperparameters.mapValues(\.bitPattern),
-                sourceLocation: sourceLocation)
-        #expect(a.counters == e.counters, sourceLocation: sourceLocation)
-        expectIdentical(a.tensors, e.tensors, "optimizer state", sourceLocation: sourceLocation)
-    }
-
-    #expect((actual.training == nil) == (expected.training == nil), "training presence", sourceLocation: sourceLocation)
-    if let a = actual.training, let e = expected.training {
-        #expect(a.program == e.program && a.epoch == e.epoch && a.step == e.step && a.seed == e.seed,
-                sourceLocation: sourceLocation)
-        #expect(a.cyclePosition.bitPattern == e.cyclePosition.bitPattern, sourceLocation: sourceLocation)
-        #expect(a.bestTop1?.bitPattern == e.bestTop1?.bitPattern, sourceLocation: sourceLocation)
-        #expect(a.rngState == e.rngState, sourceLocation: sourceLocation)
-        #expect(a.recipe == e.recipe, sourceLocation: sourceLocation)
-        #expect(a.metrics.columns == e.metrics.columns, sourceLocation: sourceLocation)
-        #expect(a.metrics.rows.map { $0.map(\.bitPattern) } == e.metrics.rows.map { $0.map(\.bitPattern) },
-                sourceLocation: sourceLocation)
-    }
+    let found = differences(actual, expected)
+    #expect(found.isEmpty, "checkpoints differ in \(found.joined(separator: "; "))", sourceLocation: sourceLocation)
 }
 
 /// The error a throwing call raises, as a `CheckpointError`; nil (with an issue) if it does not throw one.
