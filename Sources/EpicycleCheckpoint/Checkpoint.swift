@@ -56,9 +56,9 @@ public struct Checkpoint {
 
     /// A snapshot of a live model (and adapters), sharing tensor storage until either side changes.
     public init(model state: ModuleState, architecture: String, numClasses: Int, optimizer: OptimizerRecord? = nil,
-                training: TrainingRecord? = nil, adapters: ModuleState? = nil) {
+                training: TrainingRecord? = nil, adapters: ModuleState? = nil, created: String = Checkpoint.timestamp()) {
         self.init(architecture: architecture, numClasses: numClasses, model: StateRecord(state), optimizer: optimizer,
-                  training: training, adapters: adapters.map(StateRecord.init))
+                  training: training, adapters: adapters.map(StateRecord.init), created: created)
     }
 
     /// The current time as ISO 8601 in UTC, e.g. "2026-05-14T09:30:12Z".

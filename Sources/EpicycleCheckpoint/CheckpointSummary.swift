@@ -11,28 +11,28 @@ extension Checkpoint {
                      + "Epicycle \(softwareVersion))"]
         lines += labelled("architecture", architecture)
         lines.append("classes: \(numClasses)")
-        lines.append("parameters: \(formatCount(model.parameterCount)) in \(model.parameters.count) tensors")
+        lines.append("parameters: \(formatCount(model.parameterCount)) in \(counted(model.parameters.count, "tensor"))")
         lines += tensorTable(model.parameters.map { ($0.name, $0.tensor.shape, "float32") }, all: listingEveryTensor)
-        lines.append("buffers: \(model.buffers.count) tensors")
+        lines.append("buffers: \(counted(model.buffers.count, "tensor"))")
         lines += tensorTable(model.buffers.map(bufferRow), all: listingEveryTensor)
 
         if let optimizer {
             let settings = optimizer.hyperparameters.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
                 + optimizer.counters.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
             lines.append("optimizer: " + ([optimizer.kind] + settings).joined(separator: ", ")
-                         + "; \(optimizer.tensors.count) state tensors")
+                         + "; \(counted(optimizer.tensors.count, "state tensor"))")
             lines += tensorTable(optimizer.tensors.map { ($0.name, $0.tensor.shape, "float32") }, all: listingEveryTensor)
         }
         if let adapters {
-            lines.append("adapters: \(formatCount(adapters.parameterCount)) parameters in \(adapters.parameters.count) "
-                         + "tensors, \(adapters.buffers.count) buffers")
+            lines.append("adapters: \(formatCount(adapters.parameterCount)) parameters in "
+                         + "\(counted(adapters.parameters.count, "tensor")), \(counted(adapters.buffers.count, "buffer"))")
             lines += tensorTable(adapters.parameters.map { ($0.name, $0.tensor.shape, "float32") }
                                  + adapters.buffers.map(bufferRow), all: listingEveryTensor)
         }
         if let training {
             let best = training.bestTop1.map { String(format: "%.2f %%", $0) } ?? "not yet measured"
             lines.append("training: program \(training.program.rawValue), epoch \(training.epoch), step \(training.step), "
-                         + "cycle position \(training.cyclePosition), seed \(training.seed), best top-1 \(best)")
+                         + "cycle position \(String(format: "%.4g", training.cyclePosition)), seed \(training.seed), best top-1 \(best)")
             let metrics = training.metrics
             lines.append("metrics: \(metrics.rows.count) rows of " + metrics.columns.joined(separator: ", "))
             if let last = metrics.rows.last {
@@ -58,6 +58,11 @@ private func labelled(_ label: String, _ text: String) -> [String] {
         .reversed().drop { $0.isEmpty }.reversed()
     guard textLines.count > 1 else { return ["\(label): \(textLines.first ?? "")"] }
     return ["\(label):"] + textLines.map { "  " + $0 }
+}
+
+/// "1 tensor", "3 tensors".
+private func counted(_ count: Int, _ noun: String) -> String {
+    "\(count) \(noun)\(count == 1 ? "" : "s")"
 }
 
 /// Scalar counts as PyTorch people quote them: "0.27 M" from ten thousand up.
