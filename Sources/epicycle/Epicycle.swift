@@ -7,7 +7,7 @@ struct Epicycle: ParsableCommand {
         commandName: "epicycle",
         abstract: "Cyclical pretraining, fine-tuning and knowledge distillation of CNNs.",
         version: "0.1.0",
-        subcommands: [Info.self]
+        subcommands: [Info.self, Inspect.self]
     )
 }
 
