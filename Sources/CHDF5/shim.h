@@ -26,3 +26,4 @@ static inline hid_t epicycle_H5T_STD_U64LE(void) { return H5T_STD_U64LE; }
 static inline size_t epicycle_H5T_VARIABLE(void) { return H5T_VARIABLE; }
 static inline hid_t epicycle_H5S_ALL(void) { return H5S_ALL; }
 static inline hid_t epicycle_H5E_TRUNCATED(void) { return H5E_TRUNCATED; }
+static inline unsigned epicycle_H5F_OBJ_ALL(void) { return H5F_OBJ_ALL; }

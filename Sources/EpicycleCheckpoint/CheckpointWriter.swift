@@ -46,7 +46,9 @@ extension Checkpoint {
                                                         action: action), path: "/")
             try RecordWriter(file: path).write(self, into: root)
         }
-        try file.close(action: "flushing the temporary file '\(temporaryPath)'")
+        // Flush explicitly: closing only flushes once the last open object of the file is gone.
+        try check(H5Fflush(file.id, H5F_SCOPE_GLOBAL), "flushing the temporary file '\(temporaryPath)'")
+        try file.close(action: "closing the temporary file '\(temporaryPath)'")
     }
 
     /// Makes the finished temporary file durable, then renames it over `path`.

@@ -27,6 +27,7 @@ extension CheckpointTests {
             let error = checkpointError(sourceLocation: sourceLocation) {
                 try Checkpoint.read(from: path).loadModel(into: model)
             }
+            expectNoOpenHDF5Objects(sourceLocation: sourceLocation)
             if let error {
                 for fragment in fragments {
                     #expect(error.description.contains(fragment), "'\(error)' should mention '\(fragment)'",
@@ -206,6 +207,7 @@ extension CheckpointTests {
                 } catch is CheckpointError {
                     caught += 1
                 }
+                expectNoOpenHDF5Objects()
             }
             // Most of the file is data or metadata; only free space may flip harmlessly.
             #expect(caught > bytes.count / 7 * 3 / 4)

@@ -166,7 +166,14 @@ func checkpointError(sourceLocation: SourceLocation = #_sourceLocation, _ body: 
     return nil
 }
 
-// MARK: Raw edits
+// MARK: Raw access
+
+/// Records an issue when any HDF5 identifier (file, group, dataset, attribute, type) is still open,
+/// i.e. some path leaked one.
+func expectNoOpenHDF5Objects(sourceLocation: SourceLocation = #_sourceLocation) {
+    let open = H5Fget_obj_count(hid_t(epicycle_H5F_OBJ_ALL()), epicycle_H5F_OBJ_ALL())
+    #expect(open == 0, "\(open) HDF5 identifiers left open", sourceLocation: sourceLocation)
+}
 
 /// Opens `path` read-write with the HDF5 C API and runs `edit` on the file id. The suites that call
 /// this are serialized with every other checkpoint test, since the serial HDF5 library is not thread-safe.
