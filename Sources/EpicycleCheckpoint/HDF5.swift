@@ -100,7 +100,6 @@ struct HDF5ElementType: Equatable {
     }
 
     var isFloat32: Bool { typeClass == H5T_FLOAT && size == 4 }
-    var isFloat64: Bool { typeClass == H5T_FLOAT && size == 8 }
     var isInt64: Bool { typeClass == H5T_INTEGER && size == 8 && isSigned }
     var isUInt64: Bool { typeClass == H5T_INTEGER && size == 8 && !isSigned }
     var isFloat: Bool { typeClass == H5T_FLOAT }
@@ -152,23 +151,23 @@ struct HDF5Location {
     /// Creates a child group that remembers link creation order, so readers (ours and h5py) list
     /// tensors in the order they were written, which is the model's `state_dict` order.
     func createGroup(_ name: String) throws -> HDF5Location {
-        let childPath = path == "/" ? "/" + name : path + "/" + name
+        let groupPath = childPath(name)
         let properties = try HDF5Handle(H5Pcreate(epicycle_H5P_GROUP_CREATE()), closer: H5Pclose,
-                                        action: "creating '\(childPath)'")
+                                        action: "creating '\(groupPath)'")
         try check(H5Pset_link_creation_order(properties.id, UInt32(H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED)),
-                  "creating '\(childPath)'")
+                  "creating '\(groupPath)'")
         let group = try HDF5Handle(H5Gcreate2(handle.id, name, hid_t(H5P_DEFAULT), properties.id, hid_t(H5P_DEFAULT)),
-                                   closer: H5Gclose, action: "creating '\(childPath)'")
-        return HDF5Location(handle: group, path: childPath)
+                                   closer: H5Gclose, action: "creating '\(groupPath)'")
+        return HDF5Location(handle: group, path: groupPath)
     }
 
     /// Opens a child group, or returns nil when there is no link of that name.
     func openGroup(_ name: String) throws -> HDF5Location? {
-        let childPath = path == "/" ? "/" + name : path + "/" + name
+        let groupPath = childPath(name)
         guard try hasLink(name) else { return nil }
         let group = try HDF5Handle(H5Gopen2(handle.id, name, hid_t(H5P_DEFAULT)), closer: H5Gclose,
-                                   action: "opening '\(childPath)'")
-        return HDF5Location(handle: group, path: childPath)
+                                   action: "opening '\(groupPath)'")
+        return HDF5Location(handle: group, path: groupPath)
     }
 
     func hasLink(_ name: String) throws -> Bool {
