@@ -24,8 +24,10 @@ public let epicycleSoftwareVersion = "0.1.0"
 ///     /training/metrics     float64 [epochs, columns], attr columns (strings)
 ///     /adapters/parameters/<name>, /adapters/buffers/<name>   as under /model, when present
 ///
-/// Non-empty tensors carry a Fletcher-32 checksum, and the metadata HDF5's own checksums, so damage
-/// is reported rather than loaded.
+/// Every stored byte is checksummed, so damage is reported rather than loaded: non-empty tensors are
+/// single chunks with a Fletcher-32 checksum; scalars and empty tensors sit in compact layout inside
+/// their object header; metadata carries HDF5's own checksums (file format 1.10). Text attributes
+/// are fixed-length UTF-8 strings for the same reason (h5py reads them as `bytes`: `.decode()`).
 public struct Checkpoint {
     /// The model spec as YAML text.
     public var architecture: String
