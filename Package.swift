@@ -34,9 +34,14 @@ let package = Package(
         .target(name: "EpicycleData", dependencies: ["EpicycleRuntime", "CZlib"], swiftSettings: optimizedKernels),
         // The general cyclical schedule and the standard ones, as pure functions of the position.
         .target(name: "EpicycleSchedules"),
+        // Recipes, the one training loop, and the pretrain / fine-tune / cycle / eval programs.
+        .target(name: "EpicycleTraining", dependencies: [
+            "EpicycleRuntime", "EpicycleCheckpoint", "EpicycleData", "EpicycleSchedules",
+            .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log"),
+        ]),
 
         .executableTarget(name: "epicycle", dependencies: [
-            "EpicycleRuntime", "EpicycleCheckpoint", "EpicycleData", "EpicycleSchedules",
+            "EpicycleRuntime", "EpicycleCheckpoint", "EpicycleData", "EpicycleSchedules", "EpicycleTraining",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -47,5 +52,6 @@ let package = Package(
         .testTarget(name: "EpicycleCheckpointTests", dependencies: ["EpicycleCheckpoint", "TestSupport"]),
         .testTarget(name: "EpicycleDataTests", dependencies: ["EpicycleData", "TestSupport"]),
         .testTarget(name: "EpicycleSchedulesTests", dependencies: ["EpicycleSchedules"]),
+        .testTarget(name: "EpicycleTrainingTests", dependencies: ["EpicycleTraining", "TestSupport"]),
     ]
 )

@@ -17,3 +17,13 @@ static inline hid_t epicycle_H5P_DATASET_CREATE(void) { return H5P_DATASET_CREAT
 static inline hid_t epicycle_H5P_FILE_ACCESS(void) { return H5P_FILE_ACCESS; }
 static inline hid_t epicycle_H5P_LINK_CREATE(void) { return H5P_LINK_CREATE; }
 static inline hid_t epicycle_H5E_DEFAULT(void) { return H5E_DEFAULT; }
+static inline hid_t epicycle_H5P_GROUP_CREATE(void) { return H5P_GROUP_CREATE; }
+static inline hid_t epicycle_H5P_FILE_CREATE(void) { return H5P_FILE_CREATE; }
+static inline hid_t epicycle_H5T_IEEE_F32LE(void) { return H5T_IEEE_F32LE; }
+static inline hid_t epicycle_H5T_IEEE_F64LE(void) { return H5T_IEEE_F64LE; }
+static inline hid_t epicycle_H5T_STD_I64LE(void) { return H5T_STD_I64LE; }
+static inline hid_t epicycle_H5T_STD_U64LE(void) { return H5T_STD_U64LE; }
+static inline size_t epicycle_H5T_VARIABLE(void) { return H5T_VARIABLE; }
+static inline hid_t epicycle_H5S_ALL(void) { return H5S_ALL; }
+static inline hid_t epicycle_H5E_TRUNCATED(void) { return H5E_TRUNCATED; }
+static inline unsigned epicycle_H5F_OBJ_ALL(void) { return H5F_OBJ_ALL; }

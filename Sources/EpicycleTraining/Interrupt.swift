@@ -4,11 +4,12 @@ import Synchronization
 
 /// Turns the first Ctrl-C during training into a request to stop after the current step; a second
 /// Ctrl-C ends the process at once, as users expect.
-final class InterruptFlag: Sendable {
+final class InterruptFlag: @unchecked Sendable {
     static let shared = InterruptFlag()
 
     private let requested = Atomic<Bool>(false)
-    private let source = Mutex<(any DispatchSourceSignal)?>(nil)
+    // Touched only by arm/disarm, which the training loop calls from one thread.
+    private var source: (any DispatchSourceSignal)?
 
     var isSet: Bool { requested.load(ordering: .relaxed) }
 
@@ -16,19 +17,17 @@ final class InterruptFlag: Sendable {
         requested.store(false, ordering: .relaxed)
         signal(SIGINT, SIG_IGN)
         let signalSource = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        signalSource.setEventHandler { [requested] in
+        signalSource.setEventHandler { [self] in
             if requested.exchange(true, ordering: .relaxed) { exit(130) }
             FileHandle.standardError.write(Data("\ninterrupt: finishing the step and saving (Ctrl-C again to quit now)\n".utf8))
         }
         signalSource.resume()
-        source.withLock { $0 = signalSource }
+        source = signalSource
     }
 
     func disarm() {
-        source.withLock {
-            $0?.cancel()
-            $0 = nil
-        }
+        source?.cancel()
+        source = nil
         signal(SIGINT, SIG_DFL)
     }
 }

@@ -20,7 +20,8 @@ public enum Knob: String, CaseIterable, CodingKey, Sendable, Comparable {
     /// ξ of the cyclical focal loss: the weight of the high-confidence term.
     case focalMix = "focal_mix"
 
-    /// The value a recipe gets when it does not mention the knob; nil for knobs that are off unless set.
+    /// The value a recipe gets when it does not mention the knob; nil for knobs that are off unless set
+    /// (clipping) or that only one loss reads (`focal_mix`, whose default the loss recipe supplies).
     public var defaultValue: Double? {
         switch self {
         case .learningRate: return 0.1
@@ -29,8 +30,7 @@ public enum Knob: String, CaseIterable, CodingKey, Sendable, Comparable {
         case .batchSize: return 128
         case .temperature: return 1
         case .augmentationStrength: return 0
-        case .focalMix: return 0.5
-        case .clipValue, .clipNorm: return nil
+        case .focalMix, .clipValue, .clipNorm: return nil
         }
     }
 

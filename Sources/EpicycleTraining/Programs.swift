@@ -65,7 +65,8 @@ struct PreparedRecipe {
     let finetuneData: PreparedData?
 
     init(_ source: RecipeSource, options: RunOptions) throws {
-        recipe = try source.decode(Recipe.self)
+        let recipe = try source.decode(Recipe.self)
+        self.recipe = recipe
         text = source.text
         name = recipe.name ?? URL(fileURLWithPath: source.origin).deletingPathExtension().lastPathComponent
         output = options.output ?? recipe.output ?? "Checkpoints/\(name)"

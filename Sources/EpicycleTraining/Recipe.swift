@@ -55,7 +55,11 @@ public struct Recipe: Decodable, Sendable {
     /// The knobs in force during a phase, defaults filled in.
     public func knobs(for phase: Phase) -> KnobSchedules {
         let own = (phase == .pretrain ? pretrain : finetune)?.knobs ?? KnobSchedules()
-        return knobs.merging(own).withDefaults
+        var all = knobs.merging(own).withDefaults
+        if loss.kind == .cyclicalFocal && all.schedules[.focalMix] == nil {
+            all.schedules[.focalMix] = .constant(0.5)
+        }
+        return all
     }
 }
 

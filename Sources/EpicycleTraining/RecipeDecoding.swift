@@ -107,7 +107,7 @@ public struct RecipeSource: Equatable, Sendable {
         }
         var root: Node
         do {
-            root = try Yams.compose(yaml: text) ?? Node.mapping([])
+            root = try Yams.compose(yaml: text) ?? Node.mapping(Node.Mapping([]))
         } catch {
             throw RecipeError(path: "", problem: "\(origin) is not valid YAML: \(error)")
         }
@@ -154,12 +154,17 @@ public struct RecipeSource: Equatable, Sendable {
 
     /// Decodes the recipe text into `type`, turning every problem into a key-path message.
     public func decode<T: Decodable>(_ type: T.Type) throws -> T {
+        let node: Node
         do {
-            return try YAMLDecoder().decode(type, from: text)
+            node = try Yams.compose(yaml: text) ?? Node.mapping(Node.Mapping([]))
+        } catch {
+            // Yams' description carries the line, the column and the offending text.
+            throw RecipeError(path: "", problem: "\(origin) is not valid YAML: \(error)")
+        }
+        do {
+            return try YAMLDecoder().decode(type, from: node)
         } catch let error as RecipeError {
             throw error
-        } catch let error as YamlError {
-            throw RecipeError(path: "", problem: "\(origin) is not valid YAML: \(error)")
         } catch {
             throw recipeError(from: error)
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import EpicycleCheckpoint
 import EpicycleRuntime
 
 @main
@@ -6,8 +7,13 @@ struct Epicycle: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "epicycle",
         abstract: "Cyclical pretraining, fine-tuning and knowledge distillation of CNNs.",
-        version: "0.1.0",
-        subcommands: [Info.self, DataCommand.self]
+        discussion: """
+            Every knob that usually stays constant can follow one cyclical schedule: easy → hard → easy \
+            (Smith, "General Cyclical Training of Neural Networks", 2022). Recipes are YAML; see Experiments/.
+            """,
+        version: epicycleSoftwareVersion,
+        subcommands: [Pretrain.self, Finetune.self, Cycle.self, Evaluate.self, ScheduleCommand.self,
+                      Inspect.self, DataCommand.self, Info.self]
     )
 }
 

@@ -1,0 +1,178 @@
+// HDF5 checkpoints of models, optimizer state and training state (see DESIGN.md, "Checkpoint layout").
+import EpicycleRuntime
+import Foundation
+
+/// The version of Epicycle recorded in the checkpoints it writes.
+public let epicycleSoftwareVersion = "0.1.0"
+
+/// Everything a run saves: the model, and optionally the optimizer, the training state and the
+/// distillation adapters. A plain value: build it from live state, `write(to:)` it, `read(from:)` it
+/// back and `loadModel(into:filter:)` to copy the tensors into a model.
+///
+/// File layout (HDF5, version 1; every group lists its links in creation order):
+///
+///     /                     attrs format = "epicycle-checkpoint", format_version = 1,
+///                                 created (ISO 8601), software_version
+///     /model                attrs architecture (model spec, YAML text), num_classes
+///     /model/parameters/<name>   float32, PyTorch state_dict names and shapes ("layer1.0.conv1.weight")
+///     /model/buffers/<name>      float32 (running_mean, running_var) or int64 0-d (num_batches_tracked)
+///     /optimizer            attrs kind (string), each hyper-parameter (float64), each counter (int64)
+///     /optimizer/state/<name>    float32; name = "<parameter name>.<state>", e.g.
+///                                "layer1.0.conv1.weight.momentum_buffer" (PyTorch's state keys)
+///     /training             attrs program, epoch, step, cycle_position, seed, recipe, best_top1 (when known)
+///     /training/rng_state   uint64 words
+///     /training/metrics     float64 [epochs, columns], attr columns (strings)
+///     /adapters/parameters/<name>, /adapters/buffers/<name>   as under /model, when present
+///
+/// Every stored byte is checksummed, so damage is reported rather than loaded: non-empty tensors are
+/// single chunks with a Fletcher-32 checksum; scalars and empty tensors sit in compact layout inside
+/// their object header; metadata carries HDF5's own checksums (file format 1.10). Text attributes
+/// are fixed-length UTF-8 strings for the same reason (h5py reads them as `bytes`: `.decode()`).
+public struct Checkpoint {
+    /// The model spec as YAML text.
+    public var architecture: String
+    public var numClasses: Int
+    public var model: StateRecord
+    public var optimizer: OptimizerRecord?
+    public var training: TrainingRecord?
+    /// Distillation regressors and other trainable extras beside the model.
+    public var adapters: StateRecord?
+    /// When the checkpoint was made, ISO 8601 (UTC).
+    public var created: String
+    public var softwareVersion: String
+    /// The file this checkpoint was read from, named in error messages; empty when built in memory.
+    public internal(set) var source: String = ""
+
+    public init(architecture: String, numClasses: Int, model: StateRecord, optimizer: OptimizerRecord? = nil,
+                training: TrainingRecord? = nil, adapters: StateRecord? = nil,
+                created: String = Checkpoint.timestamp(), softwareVersion: String = epicycleSoftwareVersion) {
+        self.architecture = architecture
+        self.numClasses = numClasses
+        self.model = model
+        self.optimizer = optimizer
+        self.training = training
+        self.adapters = adapters
+        self.created = created
+        self.softwareVersion = softwareVersion
+    }
+
+    /// A snapshot of a live model (and adapters), sharing tensor storage until either side changes.
+    public init(model state: ModuleState, architecture: String, numClasses: Int, optimizer: OptimizerRecord? = nil,
+                training: TrainingRecord? = nil, adapters: ModuleState? = nil, created: String = Checkpoint.timestamp()) {
+        self.init(architecture: architecture, numClasses: numClasses, model: StateRecord(state), optimizer: optimizer,
+                  training: training, adapters: adapters.map(StateRecord.init), created: created)
+    }
+
+    /// The current time as ISO 8601 in UTC, e.g. "2026-05-14T09:30:12Z".
+    public static func timestamp(_ date: Date = Date()) -> String {
+        ISO8601DateFormatter().string(from: date)
+    }
+
+    /// The `format` attribute every Epicycle checkpoint carries.
+    public static let formatName = "epicycle-checkpoint"
+    /// The layout version this code writes and reads.
+    public static let formatVersion = 1
+}
+
+/// Named parameters and buffers, as in a `ModuleState` but holding values rather than live objects.
+public struct StateRecord {
+    public var parameters: [(name: String, tensor: Tensor)]
+    public var buffers: [(name: String, value: Buffer.Value)]
+
+    public init(parameters: [(name: String, tensor: Tensor)] = [], buffers: [(name: String, value: Buffer.Value)] = []) {
+        self.parameters = parameters
+        self.buffers = buffers
+    }
+
+    public init(_ state: ModuleState) {
+        parameters = state.parameters.map { ($0.name, $0.parameter.value) }
+        buffers = state.buffers.map { ($0.name, $0.buffer.value) }
+    }
+
+    /// The number of scalars in the parameters.
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.tensor.count } }
+}
+
+/// An optimizer's state in plain values, filled by the optimizer and read back on resume.
+public struct OptimizerRecord {
+    /// The optimizer, e.g. "sgd", "adamw".
+    public var kind: String
+    /// Hyper-parameters by PyTorch's names: "lr", "momentum", "weight_decay", "beta1", …
+    public var hyperparameters: [String: Double]
+    /// Integer state such as Adam's step count.
+    public var counters: [String: Int64]
+    /// Per-parameter state named "<parameter name>.<state>", with PyTorch's state names:
+    /// "momentum_buffer" (SGD), "exp_avg" and "exp_avg_sq" (Adam, AdamW).
+    public var tensors: [(name: String, tensor: Tensor)]
+
+    public init(kind: String, hyperparameters: [String: Double] = [:], counters: [String: Int64] = [:],
+                tensors: [(name: String, tensor: Tensor)] = []) {
+        self.kind = kind
+        self.hyperparameters = hyperparameters
+        self.counters = counters
+        self.tensors = tensors
+    }
+}
+
+/// Where a run stands, so it can resume exactly or a fine-tune can continue the cycle.
+public struct TrainingRecord {
+    public enum Program: String, CaseIterable, Sendable {
+        case pretrain, finetune, distill
+    }
+
+    public var program: Program
+    /// Epochs completed when the checkpoint was written (a resumed run starts at this epoch).
+    public var epoch: Int
+    /// Optimizer steps completed.
+    public var step: Int
+    /// Position in the hyper-parameter cycle, in epochs from the cycle's start (fractional for
+    /// per-step schedules). A fine-tune started from a pretraining checkpoint continues from here.
+    public var cyclePosition: Double
+    public var seed: UInt64
+    /// The random generators' state words, e.g. `RandomGenerator.stateWords` of each stream in turn.
+    public var rngState: [UInt64]
+    /// The full recipe as YAML text.
+    public var recipe: String
+    /// Best validation top-1 accuracy so far, in percent (as timm reports it); nil before any validation.
+    public var bestTop1: Double?
+    /// One row per evaluated epoch.
+    public var metrics: MetricsTable
+
+    public init(program: Program, epoch: Int, step: Int, cyclePosition: Double, seed: UInt64, rngState: [UInt64],
+                recipe: String, bestTop1: Double? = nil, metrics: MetricsTable = MetricsTable(columns: [])) {
+        self.program = program
+        self.epoch = epoch
+        self.step = step
+        self.cyclePosition = cyclePosition
+        self.seed = seed
+        self.rngState = rngState
+        self.recipe = recipe
+        self.bestTop1 = bestTop1
+        self.metrics = metrics
+    }
+}
+
+/// A table of numbers with named columns, stored as a float64 dataset with a `columns` attribute so
+/// h5py users can write `pandas.DataFrame(d[:], columns=d.attrs["columns"])`. Missing values are NaN.
+public struct MetricsTable: Equatable {
+    public var columns: [String]
+    /// Each row has one value per column.
+    public var rows: [[Double]]
+
+    public init(columns: [String], rows: [[Double]] = []) {
+        self.columns = columns
+        self.rows = rows
+    }
+
+    /// Appends one row.
+    /// - Precondition: one value per column.
+    public mutating func append(_ row: [Double]) {
+        precondition(row.count == columns.count, "MetricsTable: \(row.count) values for \(columns.count) columns")
+        rows.append(row)
+    }
+
+    /// The values of the named column, or nil if there is no such column.
+    public func column(_ name: String) -> [Double]? {
+        columns.firstIndex(of: name).map { index in rows.map { $0[index] } }
+    }
+}

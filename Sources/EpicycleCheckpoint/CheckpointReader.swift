@@ -1,0 +1,270 @@
+import CHDF5
+import EpicycleRuntime
+import Foundation
+
+extension Checkpoint {
+    /// Reads a checkpoint and checks it against the layout: the format name and version, every
+    /// required group and attribute, and every element type. Damage (a truncated file, a failed
+    /// checksum) and files that are not checkpoints at all are reported by name; the first problem
+    /// found is thrown as a `CheckpointError`.
+    public static func read(from path: String) throws -> Checkpoint {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw CheckpointError.fileNotFound(file: path)
+        }
+        guard !isDirectory.boolValue, FileManager.default.isReadableFile(atPath: path) else {
+            throw CheckpointError.notReadable(file: path)
+        }
+        return try withHDF5 {
+            do {
+                guard H5Fis_hdf5(path) > 0 else { throw CheckpointError.notHDF5(file: path) }
+                let file = try HDF5Handle(H5Fopen(path, epicycle_H5F_ACC_RDONLY(), hid_t(H5P_DEFAULT)), closer: H5Fclose,
+                                          action: "opening the file")
+                let root = HDF5Location(handle: try HDF5Handle(H5Gopen2(file.id, "/", hid_t(H5P_DEFAULT)),
+                                                               closer: H5Gclose, action: "opening '/'"), path: "/")
+                var checkpoint = try RecordReader(file: path).readCheckpoint(root)
+                checkpoint.source = path
+                return checkpoint
+            } catch let failure as HDF5Failure {
+                if failure.isTruncation { throw CheckpointError.truncated(file: path, detail: failure.detail) }
+                throw CheckpointError.damaged(file: path, action: failure.action, detail: failure.detail)
+            }
+        }
+    }
+}
+
+/// Reads and checks the sections of an open checkpoint; `file` is the name used in errors.
+private struct RecordReader {
+    let file: String
+
+    func readCheckpoint(_ root: HDF5Location) throws -> Checkpoint {
+        guard try root.hasAttribute("format") else { throw CheckpointError.wrongFormat(file: file, found: nil) }
+        let format = try string("format", of: root)
+        guard format == Checkpoint.formatName else { throw CheckpointError.wrongFormat(file: file, found: format) }
+        let version = try integer("format_version", of: root)
+        guard version == Int64(Checkpoint.formatVersion) else {
+            throw CheckpointError.unsupportedVersion(file: file, found: Int(version), supported: Checkpoint.formatVersion)
+        }
+        let created = try string("created", of: root)
+        let softwareVersion = try string("software_version", of: root)
+
+        let model = try requiredGroup("model", in: root)
+        var checkpoint = Checkpoint(
+            architecture: try string("architecture", of: model),
+            numClasses: Int(try integer("num_classes", of: model)),
+            model: try readState(model),
+            created: created, softwareVersion: softwareVersion)
+        if let optimizer = try root.openGroup("optimizer") {
+            checkpoint.optimizer = try readOptimizer(optimizer)
+        }
+        if let training = try root.openGroup("training") {
+            checkpoint.training = try readTraining(training)
+        }
+        if let adapters = try root.openGroup("adapters") {
+            checkpoint.adapters = try readState(adapters)
+        }
+        return checkpoint
+    }
+
+    private func readState(_ group: HDF5Location) throws -> StateRecord {
+        let parameters = try readTensors(try requiredGroup("parameters", in: group))
+        let buffersGroup = try requiredGroup("buffers", in: group)
+        let buffers: [(name: String, value: Buffer.Value)] = try buffersGroup.linkNames().map { name in
+            let (dataset, type, shape) = try openTensor(name, in: buffersGroup)
+            if type.isFloat32 {
+                let scalars = try buffersGroup.readDataset(dataset, name: name, count: shape.reduce(1, *),
+                                                           memoryType: epicycle_H5T_NATIVE_FLOAT(), as: Float.self)
+                return (name, .float32(Tensor(shape: shape, scalars: scalars)))
+            }
+            guard type.isInt64 else {
+                throw CheckpointError.dtypeMismatch(file: file, object: tensorName(name, in: buffersGroup), found: type.name,
+                                                    expected: "float32 or int64")
+            }
+            guard shape.isEmpty else {
+                throw CheckpointError.invalidValue(file: file, object: tensorName(name, in: buffersGroup),
+                                                   reason: "is int64 with shape \(describeShape(shape)); int64 buffers "
+                                                       + "(num_batches_tracked) are 0-d")
+            }
+            let count = try buffersGroup.readDataset(dataset, name: name, count: 1, memoryType: epicycle_H5T_NATIVE_INT64(),
+                                                     as: Int64.self)
+            return (name, .int64(count[0]))
+        }
+        return StateRecord(parameters: parameters, buffers: buffers)
+    }
+
+    private func readOptimizer(_ group: HDF5Location) throws -> OptimizerRecord {
+        var record = OptimizerRecord(kind: try string("kind", of: group))
+        for name in try group.attributeNames() where name != "kind" {
+            let (attribute, type, shape) = try group.openAttribute(name)
+            guard shape.isEmpty else {
+                throw CheckpointError.invalidValue(file: file, object: attributeName(name, of: group),
+                                                   reason: "has shape \(describeShape(shape)), expected a scalar")
+            }
+            if type.isFloat {
+                record.hyperparameters[name] = try group.readScalarAttribute(
+                    attribute, memoryType: epicycle_H5T_NATIVE_DOUBLE(), name: name, initial: Double.zero)
+            } else if type.isInteger {
+                record.counters[name] = try group.readScalarAttribute(
+                    attribute, memoryType: epicycle_H5T_NATIVE_INT64(), name: name, initial: Int64.zero)
+            } else {
+                throw CheckpointError.dtypeMismatch(file: file, object: attributeName(name, of: group), found: type.name,
+                                                    expected: "a float (hyper-parameter) or an integer (counter)")
+            }
+        }
+        record.tensors = try readTensors(try requiredGroup("state", in: group))
+        return record
+    }
+
+    private func readTraining(_ group: HDF5Location) throws -> TrainingRecord {
+        let programName = try string("program", of: group)
+        guard let program = TrainingRecord.Program(rawValue: programName) else {
+            let valid = TrainingRecord.Program.allCases.map(\.rawValue).joined(separator: ", ")
+            throw CheckpointError.invalidValue(file: file, object: attributeName("program", of: group),
+                                               reason: "is '\(programName)', expected one of \(valid)")
+        }
+        var record = TrainingRecord(
+            program: program,
+            epoch: Int(try integer("epoch", of: group)),
+            step: Int(try integer("step", of: group)),
+            cyclePosition: try double("cycle_position", of: group),
+            seed: try unsignedInteger("seed", of: group),
+            rngState: [],
+            recipe: try string("recipe", of: group),
+            bestTop1: try group.hasAttribute("best_top1") ? try double("best_top1", of: group) : nil)
+
+        let (rngDataset, rngType, rngShape) = try requiredDataset("rng_state", in: group)
+        guard rngType.isUInt64, rngShape.count == 1 else {
+            throw CheckpointError.dtypeMismatch(file: file, object: "'\(group.childPath("rng_state"))'",
+                                                found: "\(rngType.name) \(describeShape(rngShape))",
+                                                expected: "uint64 [words]")
+        }
+        record.rngState = try group.readDataset(rngDataset, name: "rng_state", count: rngShape[0],
+                                                memoryType: epicycle_H5T_NATIVE_UINT64(), as: UInt64.self)
+
+        let (metricsDataset, metricsType, metricsShape) = try requiredDataset("metrics", in: group)
+        guard metricsType.isFloat, metricsShape.count == 2 else {
+            throw CheckpointError.dtypeMismatch(file: file, object: "'\(group.childPath("metrics"))'",
+                                                found: "\(metricsType.name) \(describeShape(metricsShape))",
+                                                expected: "float64 [rows, columns]")
+        }
+        let table = HDF5Location(handle: metricsDataset, path: group.childPath("metrics"))
+        let columns = try strings("columns", of: table)
+        guard columns.count == metricsShape[1] else {
+            throw CheckpointError.invalidValue(file: file, object: "'\(table.path)'",
+                                               reason: "has \(metricsShape[1]) columns but \(columns.count) column names")
+        }
+        let values = try group.readDataset(metricsDataset, name: "metrics", count: metricsShape[0] * metricsShape[1],
+                                           memoryType: epicycle_H5T_NATIVE_DOUBLE(), as: Double.self)
+        let width = metricsShape[1]
+        record.metrics = MetricsTable(columns: columns,
+                                      rows: (0..<metricsShape[0]).map { Array(values[$0 * width ..< ($0 + 1) * width]) })
+        return record
+    }
+
+    // MARK: Tensors
+
+    /// Reads every float32 tensor of a group, in the order it was written.
+    private func readTensors(_ group: HDF5Location) throws -> [(name: String, tensor: Tensor)] {
+        try group.linkNames().map { name in
+            let (dataset, type, shape) = try openTensor(name, in: group)
+            guard type.isFloat32 else {
+                throw CheckpointError.dtypeMismatch(file: file, object: tensorName(name, in: group), found: type.name,
+                                                    expected: "float32")
+            }
+            let scalars = try group.readDataset(dataset, name: name, count: shape.reduce(1, *),
+                                                memoryType: epicycle_H5T_NATIVE_FLOAT(), as: Float.self)
+            return (name, Tensor(shape: shape, scalars: scalars))
+        }
+    }
+
+    private func openTensor(_ name: String, in group: HDF5Location) throws -> (HDF5Handle, HDF5ElementType, [Int]) {
+        let (dataset, type, shape) = try group.openDataset(name)
+        guard let type else {
+            throw CheckpointError.invalidValue(file: file, object: tensorName(name, in: group),
+                                               reason: "is a group, expected a dataset")
+        }
+        return (dataset, type, shape)
+    }
+
+    private func tensorName(_ name: String, in group: HDF5Location) -> String {
+        "tensor '\(name)' in \(group.path)"
+    }
+
+    // MARK: Groups, datasets and attributes the layout requires
+
+    private func requiredGroup(_ name: String, in parent: HDF5Location) throws -> HDF5Location {
+        guard let group = try parent.openGroup(name) else {
+            throw CheckpointError.missingEntry(file: file, object: "'\(parent.childPath(name))' group")
+        }
+        return group
+    }
+
+    private func requiredDataset(_ name: String, in group: HDF5Location) throws -> (HDF5Handle, HDF5ElementType, [Int]) {
+        guard try group.hasLink(name) else {
+            throw CheckpointError.missingEntry(file: file, object: "'\(group.childPath(name))' dataset")
+        }
+        let (dataset, type, shape) = try group.openDataset(name)
+        guard let type else {
+            throw CheckpointError.invalidValue(file: file, object: "'\(group.childPath(name))'",
+                                               reason: "is a group, expected a dataset")
+        }
+        return (dataset, type, shape)
+    }
+
+    private func attributeName(_ name: String, of location: HDF5Location) -> String {
+        "attribute '\(name)' of '\(location.path)'"
+    }
+
+    /// Opens a required scalar attribute and checks its element type with `accepts`.
+    private func scalarAttribute(_ name: String, of location: HDF5Location, expected: String,
+                                 accepts: (HDF5ElementType) -> Bool) throws -> (HDF5Handle, HDF5ElementType) {
+        guard try location.hasAttribute(name) else {
+            throw CheckpointError.missingEntry(file: file, object: attributeName(name, of: location))
+        }
+        let (attribute, type, shape) = try location.openAttribute(name)
+        guard accepts(type) else {
+            throw CheckpointError.dtypeMismatch(file: file, object: attributeName(name, of: location), found: type.name,
+                                                expected: expected)
+        }
+        guard shape.isEmpty else {
+            throw CheckpointError.invalidValue(file: file, object: attributeName(name, of: location),
+                                               reason: "has shape \(describeShape(shape)), expected a scalar")
+        }
+        return (attribute, type)
+    }
+
+    private func string(_ name: String, of location: HDF5Location) throws -> String {
+        let (attribute, type) = try scalarAttribute(name, of: location, expected: "string", accepts: \.isString)
+        return try location.readStringAttribute(attribute, count: 1, type: type, name: name)[0]
+    }
+
+    private func strings(_ name: String, of location: HDF5Location) throws -> [String] {
+        guard try location.hasAttribute(name) else {
+            throw CheckpointError.missingEntry(file: file, object: attributeName(name, of: location))
+        }
+        let (attribute, type, shape) = try location.openAttribute(name)
+        guard type.isString, shape.count == 1 else {
+            throw CheckpointError.dtypeMismatch(file: file, object: attributeName(name, of: location),
+                                                found: "\(type.name) \(describeShape(shape))", expected: "string [count]")
+        }
+        return try location.readStringAttribute(attribute, count: shape[0], type: type, name: name)
+    }
+
+    private func integer(_ name: String, of location: HDF5Location) throws -> Int64 {
+        let (attribute, _) = try scalarAttribute(name, of: location, expected: "an integer", accepts: \.isInteger)
+        return try location.readScalarAttribute(attribute, memoryType: epicycle_H5T_NATIVE_INT64(), name: name,
+                                                initial: Int64.zero)
+    }
+
+    private func unsignedInteger(_ name: String, of location: HDF5Location) throws -> UInt64 {
+        let (attribute, _) = try scalarAttribute(name, of: location, expected: "an integer", accepts: \.isInteger)
+        return try location.readScalarAttribute(attribute, memoryType: epicycle_H5T_NATIVE_UINT64(), name: name,
+                                                initial: UInt64.zero)
+    }
+
+    private func double(_ name: String, of location: HDF5Location) throws -> Double {
+        let (attribute, _) = try scalarAttribute(name, of: location, expected: "a float", accepts: \.isFloat)
+        return try location.readScalarAttribute(attribute, memoryType: epicycle_H5T_NATIVE_DOUBLE(), name: name,
+                                                initial: Double.zero)
+    }
+}

@@ -1,1 +1,0 @@
-// HDF5 checkpoints of models, optimizer state and training state (see ../shared/DESIGN.md, "Checkpoint layout").

@@ -1,0 +1,70 @@
+import EpicycleSchedules
+import Foundation
+
+/// Each knob's value per epoch over a recipe's whole cycle, as text and as an SVG plot.
+public struct ScheduleTable: Sendable {
+    /// Epoch labels ("pretrain 1", …) and, per knob, one value per epoch.
+    public var epochs: [String]
+    public var values: [(knob: Knob, values: [Double])]
+    /// Where fine-tuning starts (an epoch index), if the recipe has both phases.
+    public var finetuneStart: Int?
+
+    public var text: String {
+        let names = values.map(\.knob.rawValue)
+        let widths = names.map { max($0.count, 10) }
+        var lines = ["epoch".padding(toLength: 14, withPad: " ", startingAt: 0)
+            + zip(names, widths).map { $0.padding(toLength: $1 + 2, withPad: " ", startingAt: 0) }.joined()]
+        for (row, label) in epochs.enumerated() {
+            lines.append(label.padding(toLength: 14, withPad: " ", startingAt: 0) + zip(values, widths).map { entry, width in
+                formatKnobValue(entry.values[row]).padding(toLength: width + 2, withPad: " ", startingAt: 0)
+            }.joined())
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    public var svg: String {
+        let x = (0..<epochs.count).map { Double($0 + 1) }
+        let markers = finetuneStart.map { [(x: Double($0) + 0.5, label: "fine-tune")] } ?? []
+        let charts = values.map { entry in
+            LineChart(title: entry.knob.rawValue, xLabel: "epoch", series: [.init(name: "", x: x, y: entry.values)],
+                      markers: markers, width: 360, height: 200)
+        }
+        return svgGrid(charts, columns: 2)
+    }
+}
+
+private func formatKnobValue(_ value: Double) -> String {
+    value == value.rounded() && abs(value) < 1e6 ? String(Int(value)) : String(format: "%.4g", value)
+}
+
+/// `epicycle schedule`: the knob values the recipe will use, epoch by epoch, over the joint cycle.
+public func scheduleTable(recipe source: RecipeSource) throws -> ScheduleTable {
+    let prepared = try PreparedRecipe(source, options: RunOptions())
+    let recipe = prepared.recipe
+    var phases: [(Phase, Int)] = []
+    if let pretrain = recipe.pretrain { phases.append((.pretrain, pretrain.epochs)) }
+    if let finetune = recipe.finetune { phases.append((.finetune, finetune.epochs)) }
+    let cycle = phases.count == 2
+        ? JointCycle(pretrainingEpochs: phases[0].1, pretrainingStepsPerEpoch: prepared.stepsPerEpoch(.pretrain),
+                     finetuningEpochs: phases[1].1, finetuningStepsPerEpoch: prepared.stepsPerEpoch(.finetune))
+        : JointCycle(pretrainingEpochs: phases[0].1, pretrainingStepsPerEpoch: prepared.stepsPerEpoch(phases[0].0),
+                     finetuningEpochs: 0)
+    for (phase, _) in phases { try prepared.validateKnobs(phase, cycle: cycle) }
+
+    let knobs = Set(phases.flatMap { recipe.knobs(for: $0.0).schedules.keys }).sorted()
+    var labels: [String] = []
+    var columns = [Knob: [Double]]()
+    for (index, (phase, epochs)) in phases.enumerated() {
+        let schedules = recipe.knobs(for: phase).schedules
+        let inFinetuneHalf = index == 1
+        for epoch in 0..<epochs {
+            labels.append("\(phase.rawValue) \(epoch + 1)")
+            let position = inFinetuneHalf ? cycle.finetuningPosition(epoch: epoch) : cycle.pretrainingPosition(epoch: epoch)
+            for knob in knobs {
+                columns[knob, default: []].append(schedules[knob].map { cycle.value(of: $0, at: position) } ?? .nan)
+            }
+        }
+    }
+    return ScheduleTable(epochs: labels, values: knobs.map { ($0, columns[$0]!) },
+                         finetuneStart: phases.count == 2 ? phases[0].1 : nil)
+}

@@ -1,0 +1,84 @@
+import EpicycleCheckpoint
+import EpicycleRuntime
+import Foundation
+import Testing
+import TestSupport
+
+/// Every suite of this target runs inside this one, one test at a time: the serial HDF5 library is
+/// not thread-safe, and the raw edits in `Fixtures.swift` call it without the library's lock.
+@Suite(.serialized) struct CheckpointTests {}
+
+extension CheckpointTests {
+    @Suite struct RoundTrip {
+        @Test func everyTensorAndAttributeSurvivesBitExactly() throws {
+            let folder = try makeTemporaryFolder()
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            let original = makeFullCheckpoint()
+            let path = folder + "/full.h5"
+            try original.write(to: path)
+            let restored = try Checkpoint.read(from: path)
+            expectIdentical(restored, original)
+            #expect(restored.source == path)
+            // Writing what was read gives the same content again (nothing is lost or added on read).
+            try restored.write(to: path)
+            expectIdentical(try Checkpoint.read(from: path), original)
+        }
+
+        @Test func modelOnlyCheckpointHasNoOptionalSections() throws {
+            let folder = try makeTemporaryFolder()
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            let state = makeResNet20State(seed: 3)
+            let original = Checkpoint(model: state, architecture: "model: resnet20", numClasses: 10)
+            try original.write(to: folder + "/model.h5")
+            let restored = try Checkpoint.read(from: folder + "/model.h5")
+            expectIdentical(restored, original)
+            #expect(restored.optimizer == nil && restored.training == nil && restored.adapters == nil)
+            #expect(restored.model.parameters.count == 59)
+            #expect(restored.model.parameterCount == 269_722)
+        }
+
+        @Test func loadCopiesEveryTensorIntoTheModel() throws {
+            let folder = try makeTemporaryFolder()
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            let trained = makeResNet20State(seed: 5)
+            try Checkpoint(model: trained, architecture: "model: resnet20", numClasses: 10).write(to: folder + "/a.h5")
+            let fresh = makeResNet20State(seed: 99)
+            try Checkpoint.read(from: folder + "/a.h5").loadModel(into: fresh)
+            #expect(fresh.parameters.map(\.parameter.value) == trained.parameters.map(\.parameter.value))
+            #expect(fresh.buffers.map(\.buffer.value) == trained.buffers.map(\.buffer.value))
+            #expect(fresh.parameters.map(\.parameter.value) != makeResNet20State(seed: 99).parameters.map(\.parameter.value))
+        }
+
+        @Test func adaptersLoadSeparatelyFromTheModel() throws {
+            let folder = try makeTemporaryFolder()
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            let checkpoint = makeFullCheckpoint()
+            try checkpoint.write(to: folder + "/kd.h5")
+            let restored = try Checkpoint.read(from: folder + "/kd.h5")
+            var adapters = ModuleState()
+            let weight = Parameter(Tensor(zeros: [8, 4, 1, 1]), decays: true)
+            let mean = Buffer(.float32(Tensor(zeros: [8])))
+            let count = Buffer(.int64(0))
+            adapters.add("regressors.0.conv.weight", weight)
+            adapters.add("regressors.0.bn.running_mean", mean)
+            adapters.add("regressors.0.bn.num_batches_tracked", count)
+            try restored.loadAdapters(into: adapters)
+            #expect(weight.value == checkpoint.adapters?.parameters[0].tensor)
+            #expect(mean.value == checkpoint.adapters?.buffers[0].value)
+            #expect(count.value == .int64(3))
+
+            let withoutAdapters = Checkpoint(model: makeResNet20State(seed: 1), architecture: "resnet20", numClasses: 10)
+            try withoutAdapters.write(to: folder + "/plain.h5")
+            let error = checkpointError { try Checkpoint.read(from: folder + "/plain.h5").loadAdapters(into: adapters) }
+            #expect(error == .missingEntry(file: folder + "/plain.h5", object: "'/adapters' group"))
+        }
+
+        @Test func metricsTableAppendsAndReadsColumns() {
+            var table = MetricsTable(columns: ["epoch", "val_top1"])
+            table.append([0, 40])
+            table.append([1, 55.5])
+            #expect(table.column("val_top1") == [40, 55.5])
+            #expect(table.column("missing") == nil)
+        }
+    }
+}
