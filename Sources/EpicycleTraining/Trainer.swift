@@ -118,7 +118,7 @@ final class Trainer {
             return try mixed(FocalLoss(gamma: lossRecipe.gamma, temperature: temperature), logits, batch)
         case .cyclicalFocal:
             return try mixed(CyclicalFocalLoss(gammaHighConfidence: lossRecipe.gammaHighConfidence, gammaFocal: lossRecipe.gamma,
-                                               xi: Float(values[.focalMix] ?? 0.5), temperature: temperature), logits, batch)
+                                               xi: Float(values[.focalMix]!), temperature: temperature), logits, batch)
         }
     }
 
