@@ -40,8 +40,14 @@ let package = Package(
             .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // Recipe comparisons over seeds: the runner, statistics, tables and the HTML report.
+        .target(name: "EpicycleExperiments", dependencies: [
+            "EpicycleCheckpoint", "EpicycleRuntime", "EpicycleTraining", .product(name: "Yams", package: "Yams"),
+        ]),
+
         .executableTarget(name: "epicycle", dependencies: [
             "EpicycleRuntime", "EpicycleCheckpoint", "EpicycleData", "EpicycleSchedules", "EpicycleTraining",
+            "EpicycleExperiments",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -53,5 +59,6 @@ let package = Package(
         .testTarget(name: "EpicycleDataTests", dependencies: ["EpicycleData", "TestSupport"]),
         .testTarget(name: "EpicycleSchedulesTests", dependencies: ["EpicycleSchedules"]),
         .testTarget(name: "EpicycleTrainingTests", dependencies: ["EpicycleTraining", "TestSupport"]),
+        .testTarget(name: "EpicycleExperimentsTests", dependencies: ["EpicycleExperiments", "EpicycleTraining"]),
     ]
 )

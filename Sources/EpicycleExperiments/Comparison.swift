@@ -1,0 +1,175 @@
+import EpicycleTraining
+import Foundation
+import Synchronization
+
+/// What `runComparison` did and where it wrote the results.
+public struct ComparisonResult: Sendable {
+    /// The aggregated tables and the run records they came from.
+    public var report: ComparisonReport
+    /// Runs trained (or continued) by this call, as "variant/seed-N", in the order they were started.
+    public var executed: [String]
+    /// Runs already finished by an earlier call, left as they were.
+    public var skipped: [String]
+    /// Runs that ended in an error (their `run.json` and `log.txt` say why).
+    public var failed: [RunRecord]
+    public var tablePath: String
+    public var csvPath: String
+    public var reportPath: String
+}
+
+/// `epicycle compare`: trains every variant × seed of `experiment` that is not finished yet, then
+/// writes `table.md`, `runs.csv` and `report.html` to the experiment's results folder.
+///
+/// Each run lives in `<results>/runs/<variant>/seed-<seed>/`: `recipe.yaml` (base recipe + the
+/// variant's overrides + seed), `run.json`, checkpoints and metrics, and `log.txt` for child runs.
+/// A run whose `recipe.yaml` no longer matches the experiment (the variant was edited) is started
+/// afresh; an unfinished one continues from its last checkpoint; a failed run is retried. Runs that
+/// fail do not stop the others.
+///
+/// - Parameters:
+///   - jobs: runs at a time. Above 1 each run is a child process with max(1, cores / jobs) BLAS threads.
+///   - executable: the `epicycle` tool. When given, every run is a child process
+///     `<executable> compare-run <run folder> --threads <n>` (a crash stays in its run); when nil, runs
+///     go one after another in this process and `jobs` must be 1.
+///   - command: the command line to print in the report.
+///   - log: receives one line per run started or ended.
+public func runComparison(experiment: Experiment, jobs: Int = 1, executable: String? = nil, command: String = "",
+                          log: (String) -> Void = { _ in }) throws -> ComparisonResult {
+    guard jobs >= 1 else { throw RecipeError(path: "", problem: "--jobs must be ≥ 1, got \(jobs)") }
+    guard executable != nil || jobs == 1 else {
+        throw RecipeError(path: "", problem: "running \(jobs) jobs at once needs child processes: pass the epicycle executable")
+    }
+    let fileManager = FileManager.default
+    try fileManager.createDirectory(atPath: experiment.results + "/runs", withIntermediateDirectories: true)
+
+    var pending: [(folder: String, label: String)] = []
+    var skipped: [String] = []
+    for variant in experiment.variants {
+        for seed in experiment.seeds {
+            let folder = experiment.runFolder(variant: variant.name, seed: seed)
+            let recipe = try experiment.runRecipe(variant: variant, seed: seed).text
+            let label = "\(variant.name)/seed-\(seed)"
+            let storedRecipe = try? String(contentsOfFile: folder + "/recipe.yaml", encoding: .utf8)
+            if storedRecipe == recipe, RunRecord.read(folder: folder)?.status == .finished {
+                skipped.append(label)
+                continue
+            }
+            if storedRecipe != nil && storedRecipe != recipe {
+                log("\(label): the experiment changed this run's recipe; starting it afresh")
+                try fileManager.removeItem(atPath: folder)
+            }
+            try fileManager.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            try recipe.write(toFile: folder + "/recipe.yaml", atomically: true, encoding: .utf8)
+            try RunRecord(variant: variant.name, seed: seed, program: experiment.program.rawValue, status: .running)
+                .write(folder: folder)
+            pending.append((folder, label))
+        }
+    }
+    if !skipped.isEmpty { log("\(skipped.count) of \(skipped.count + pending.count) runs already finished") }
+
+    if let executable {
+        let threads = max(1, ProcessInfo.processInfo.activeProcessorCount / jobs)
+        try runChildren(pending, executable: executable, jobs: jobs, threads: threads, log: log)
+    } else {
+        for (index, run) in pending.enumerated() {
+            log("[\(index + 1)/\(pending.count)] \(run.label) started")
+            do {
+                log("[\(index + 1)/\(pending.count)] \(outcome(try executeRun(folder: run.folder)))")
+            } catch let error as TrainingError {
+                if case .interrupted = error { throw error }
+                log("[\(index + 1)/\(pending.count)] \(run.label) failed: \(error)")
+            } catch {
+                log("[\(index + 1)/\(pending.count)] \(run.label) failed: \(error)")
+            }
+        }
+    }
+
+    let records = experiment.variants.flatMap { variant in
+        experiment.seeds.map { seed in
+            RunRecord.read(folder: experiment.runFolder(variant: variant.name, seed: seed))
+                ?? RunRecord(variant: variant.name, seed: seed, program: experiment.program.rawValue, status: .failed,
+                             error: "run.json is missing or unreadable")
+        }
+    }
+    let report = ComparisonReport(experiment: experiment, runs: records, command: command)
+    let result = ComparisonResult(
+        report: report, executed: pending.map(\.label), skipped: skipped, failed: records.filter { $0.status != .finished },
+        tablePath: experiment.results + "/table.md", csvPath: experiment.results + "/runs.csv",
+        reportPath: experiment.results + "/report.html")
+    try report.markdown.write(toFile: result.tablePath, atomically: true, encoding: .utf8)
+    try report.csv.write(toFile: result.csvPath, atomically: true, encoding: .utf8)
+    try report.html.write(toFile: result.reportPath, atomically: true, encoding: .utf8)
+    return result
+}
+
+private func outcome(_ record: RunRecord) -> String {
+    String(format: "%@ finished: final top-1 %.2f %%, best %.2f %% (%@)", record.label, record.finalTop1 ?? .nan,
+           record.bestTop1 ?? .nan, formatDuration(record.wallSeconds ?? 0))
+}
+
+/// Runs each pending run as a child process, `jobs` at a time; a child's output goes to its `log.txt`.
+private func runChildren(_ pending: [(folder: String, label: String)], executable: String, jobs: Int, threads: Int,
+                         log: (String) -> Void) throws {
+    let ended = Mutex<[Int]>([])
+    let signal = DispatchSemaphore(value: 0)
+    var running: [Int: Process] = [:]
+    var next = 0, done = 0
+    while done < pending.count {
+        while running.count < jobs && next < pending.count {
+            let run = pending[next], index = next
+            let logPath = run.folder + "/log.txt"
+            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+            let output = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = ["compare-run", run.folder, "--threads", String(threads)]
+            process.standardOutput = output
+            process.standardError = output
+            process.terminationHandler = { _ in
+                ended.withLock { $0.append(index) }
+                signal.signal()
+            }
+            try process.run()
+            try output.close()
+            running[index] = process
+            log("[\(index + 1)/\(pending.count)] \(run.label) started (process \(process.processIdentifier), \(threads) threads)")
+            next += 1
+        }
+        signal.wait()
+        for index in ended.withLock({ list in defer { list.removeAll() }; return list }) {
+            guard let process = running.removeValue(forKey: index) else { continue }
+            done += 1
+            let run = pending[index]
+            let prefix = "[\(index + 1)/\(pending.count)]"
+            if let record = RunRecord.read(folder: run.folder), record.status == .finished {
+                log("\(prefix) \(outcome(record))")
+                continue
+            }
+            guard var record = RunRecord.read(folder: run.folder) else {
+                log("\(prefix) \(run.label) failed: its run.json is gone; see \(run.folder)/log.txt")
+                continue
+            }
+            if record.status == .running {
+                // The child died without recording why (a crash or a signal).
+                let how = process.terminationReason == .uncaughtSignal
+                    ? "was killed by signal \(process.terminationStatus)" : "exited with status \(process.terminationStatus)"
+                record.status = .failed
+                record.error = "the run's process \(how); see \(run.folder)/log.txt"
+                try? record.write(folder: run.folder)
+            }
+            log("\(prefix) \(run.label) failed: \(record.error ?? "unknown error"); see \(run.folder)/log.txt")
+        }
+    }
+}
+
+/// Ends this process when its parent exits, so the runs of a killed comparison do not train on
+/// unobserved (the next `epicycle compare` continues them from their last checkpoint).
+public func exitWhenParentExits() {
+    let parent = getppid()
+    Thread.detachNewThread {
+        while true {
+            sleep(1)
+            if getppid() != parent { exit(143) }
+        }
+    }
+}

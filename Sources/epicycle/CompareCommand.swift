@@ -1,0 +1,55 @@
+import ArgumentParser
+import EpicycleExperiments
+import Foundation
+
+struct Compare: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run every variant × seed of an experiment and compare them: table, CSV and an HTML report.",
+        discussion: """
+            An experiment (YAML) is a base recipe, named variants that override parts of it (key.path: value, \
+            as --set) and a list of seeds. Each run gets its own folder under <results>/runs; finished runs are \
+            skipped, so an interrupted comparison continues where it stopped. The results folder then holds \
+            table.md (mean ± std per variant, Δ and Welch's p against the baseline), runs.csv and report.html.
+            Example: epicycle compare Experiments/cyclical-wd-fmnist.yaml --jobs 2
+            """)
+
+    @Argument(help: ArgumentHelp("The experiment (YAML).", valueName: "experiment.yaml"))
+    var experiment: String
+
+    @Option(help: "Runs at a time, each a process with cores / jobs BLAS threads.")
+    var jobs = 1
+
+    func run() throws {
+        let command = (["epicycle"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let result = try reporting {
+            try runComparison(experiment: try Experiment(contentsOf: experiment), jobs: jobs, executable: executable,
+                              command: command) { print($0) }
+        }
+        print("\n" + result.report.markdown)
+        print("wrote \(result.tablePath), \(result.csvPath) and \(result.reportPath)")
+        if !result.failed.isEmpty {
+            throw ValidationError("\(result.failed.count) run(s) did not finish: "
+                + result.failed.map(\.label).joined(separator: ", ") + ". Run the same command again to retry them.")
+        }
+    }
+}
+
+/// One run of a comparison, in a child process of `epicycle compare`.
+struct CompareRun: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "compare-run",
+        abstract: "Train one prepared run of a comparison (started by epicycle compare).",
+        shouldDisplay: false)
+
+    @Argument(help: ArgumentHelp("The run's folder, holding recipe.yaml and run.json.", valueName: "folder"))
+    var folder: String
+
+    @Option(help: "BLAS threads.")
+    var threads: Int?
+
+    func run() throws {
+        exitWhenParentExits()
+        _ = try reporting { try executeRun(folder: folder, threads: threads) }
+    }
+}
