@@ -9,7 +9,15 @@ public enum ExperimentProgram: String, CaseIterable, Sendable {
     /// Checks that `recipe` decodes for this program, so a bad variant fails before any run starts.
     func validate(_ recipe: RecipeSource) throws {
         switch self {
-        case .pretrain, .cycle: _ = try recipe.decode(Recipe.self)
+        case .pretrain:
+            guard try recipe.decode(Recipe.self).pretrain != nil else {
+                throw RecipeError(path: "pretrain", problem: "is required for pretraining")
+            }
+        case .cycle:
+            let decoded = try recipe.decode(Recipe.self)
+            guard decoded.pretrain != nil, decoded.finetune != nil else {
+                throw RecipeError(path: "", problem: "a cycle recipe needs both a 'pretrain' and a 'finetune' phase")
+            }
         }
     }
 

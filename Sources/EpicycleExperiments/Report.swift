@@ -186,6 +186,7 @@ public struct ComparisonReport: Sendable {
             th, td { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; }
             th:first-child, td:first-child { text-align: left; }
             td.text { text-align: left; font-family: monospace; }
+            th.text { text-align: left; }
             figure { margin: 1em 0; }
             .meta, .caption { color: #555; font-size: 0.9em; }
             pre { background: #f4f4f4; padding: 0.6em; overflow-x: auto; }
@@ -223,7 +224,7 @@ public struct ComparisonReport: Sendable {
                 + knobs.constant.map { "<code>\(escapeHTML($0.knob))</code> \(formatValue($0.value))" }.joined(separator: ", ") + ".</p>\n"
         }
 
-        out += "<h2>Variants</h2>\n<table id=\"variants\">\n<tr><th>Variant</th><th>Overrides of the base recipe</th></tr>\n"
+        out += "<h2>Variants</h2>\n<table id=\"variants\">\n<tr><th>Variant</th><th class=\"text\">Overrides of the base recipe</th></tr>\n"
         for variant in variants {
             let overrides = variant.overrides.isEmpty ? "(none)" : variant.overrides.joined(separator: "\n")
             out += "<tr><td>\(escapeHTML(variant.name))</td><td class=\"text\">\(escapeHTML(overrides).replacingOccurrences(of: "\n", with: "<br/>"))</td></tr>\n"
