@@ -59,6 +59,8 @@ let package = Package(
         .testTarget(name: "EpicycleDataTests", dependencies: ["EpicycleData", "TestSupport"]),
         .testTarget(name: "EpicycleSchedulesTests", dependencies: ["EpicycleSchedules"]),
         .testTarget(name: "EpicycleTrainingTests", dependencies: ["EpicycleTraining", "TestSupport"]),
-        .testTarget(name: "EpicycleExperimentsTests", dependencies: ["EpicycleExperiments", "EpicycleTraining"]),
+        // The command-line tool end to end: runs the built `epicycle` binary.
+        .testTarget(name: "EpicycleCLITests", dependencies: ["epicycle", "EpicycleCheckpoint", "TestSupport"]),
+        .testTarget(name: "EpicycleExperimentsTests", dependencies: ["EpicycleExperiments", "EpicycleTraining", "epicycle"]),
     ]
 )

@@ -44,6 +44,11 @@ def attribute_text(value):
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def text(value):
+    """Text attributes as Epicycle writes them: fixed-length UTF-8, covered by HDF5's checksums."""
+    return np.bytes_(value.encode())
+
+
 def load_epicycle(path):
     with h5py.File(path, "r") as f:
         if attribute_text(f.attrs.get("format", "")) != FORMAT:
@@ -89,15 +94,16 @@ def export_command(args):
     handle, temporary = tempfile.mkstemp(dir=out.parent, prefix=out.name, suffix=".tmp")
     os.close(handle)
     try:
-        with h5py.File(temporary, "w") as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-            f.attrs["software_version"] = f"checkpoint_interop.py (torch {torch.__version__})"
-            model = f.create_group("model")
-            model.attrs["architecture"] = spec_text
-            model.attrs["num_classes"] = args.num_classes
-            parameters, buffers = model.create_group("parameters"), model.create_group("buffers")
+        with h5py.File(temporary, "w", track_order=True) as f:
+            f.attrs["format"] = text(FORMAT)
+            f.attrs["format_version"] = np.int64(FORMAT_VERSION)
+            f.attrs["created"] = text(datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+            f.attrs["software_version"] = text(f"checkpoint_interop.py (torch {torch.__version__})")
+            model = f.create_group("model", track_order=True)
+            model.attrs["architecture"] = text(spec_text)
+            model.attrs["num_classes"] = np.int64(args.num_classes)
+            parameters = model.create_group("parameters", track_order=True)
+            buffers = model.create_group("buffers", track_order=True)
             for name, tensor in reference.state_dict().items():
                 group = parameters if name in parameter_names else buffers
                 array = tensor.detach().numpy()

@@ -18,6 +18,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+def run_stages(model, x, features):
+    """Runs layer1..layer3 block by block, recording each block's and each stage's output."""
+    for name in ["layer1", "layer2", "layer3"]:
+        for b, block in enumerate(getattr(model, name)):
+            x = block(x)
+            features[f"{name}.{b}"] = x
+        features[name] = x
+    return x
+
+
 class BasicBlock(nn.Module):
     def __init__(self, in_planes, planes, stride, shortcut):
         super().__init__()
@@ -68,12 +78,7 @@ class ResNetCIFAR(nn.Module):
         features = {}
         x = F.relu(self.bn1(self.conv1(x)))
         features["stem"] = x
-        for name in ["layer1", "layer2", "layer3"]:
-            for b, block in enumerate(getattr(self, name)):
-                x = block(x)
-                features[f"{name}.{b}"] = x
-            features[name] = x
-        x = x.mean(dim=(2, 3))
+        x = run_stages(self, x, features).mean(dim=(2, 3))
         features["pool"] = x
         logits = self.fc(x)
         return (logits, {k: features[k] for k in capture}) if capture else logits
@@ -121,12 +126,7 @@ class WideResNet(nn.Module):
         features = {}
         x = self.conv1(x)
         features["stem"] = x
-        for name in ["layer1", "layer2", "layer3"]:
-            for b, block in enumerate(getattr(self, name)):
-                x = block(x)
-                features[f"{name}.{b}"] = x
-            features[name] = x
-        x = F.relu(self.bn(x)).mean(dim=(2, 3))
+        x = F.relu(self.bn(run_stages(self, x, features))).mean(dim=(2, 3))
         features["pool"] = x
         logits = self.fc(x)
         return (logits, {k: features[k] for k in capture}) if capture else logits

@@ -5,6 +5,7 @@ struct DataCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data",
         abstract: "Inspect datasets and the augmentation policy; measure the loader.",
+        discussion: "Example: epicycle data show --policy full --output grid.png",
         subcommands: [Show.self, Bench.self])
 }
 

@@ -27,10 +27,17 @@ struct RecipeOptions: ParsableArguments {
     var runOptions: RunOptions { RunOptions(output: output, resume: resume, quiet: quiet) }
 }
 
-/// Prints a library error as the message it is (key path or file first), not as a Swift dump.
+/// Prints a library error as the message it is (key path or file first), not as a Swift dump. An
+/// interrupted run exits with 130, as a shell reports Ctrl-C.
 func reporting<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
+    } catch let error as TrainingError {
+        if case .interrupted = error {
+            FileHandle.standardError.write(Data((error.description + "\n").utf8))
+            throw ExitCode(130)
+        }
+        throw ValidationError(error.description)
     } catch let error as CustomStringConvertible & Error {
         throw ValidationError(error.description)
     }

@@ -25,7 +25,7 @@ public final class Parameter {
 /// A non-trainable tensor that is part of a model's state (batch-norm running statistics).
 public final class Buffer {
     /// PyTorch stores `num_batches_tracked` as a 0-d int64 tensor; the others are float32.
-    public enum Value: Equatable {
+    public enum Value: Equatable, Sendable {
         case float32(Tensor)
         case int64(Int64)
     }

@@ -48,7 +48,7 @@ public final class SGD: Optimizer {
         let (lr, mu, nesterov) = (learningRate, momentum, nesterov)
         let l2 = decoupledWeightDecay ? 0 : weightDecay
         let shrink = decoupledWeightDecay ? 1 - learningRate * weightDecay : 1
-        let count = parameter.value.count
+        let (count, shape) = (parameter.value.count, parameter.value.shape)
         parameter.gradient.scalars.withUnsafeBufferPointer { g in
             parameter.value.scalars.withUnsafeMutableBufferPointer { p in
                 if mu == 0 {
@@ -59,7 +59,7 @@ public final class SGD: Optimizer {
                     return
                 }
                 let isFirst = state.momentumBuffer == nil
-                if isFirst { state.momentumBuffer = Tensor(zeros: [count]) }
+                if isFirst { state.momentumBuffer = Tensor(zeros: shape) }
                 // On the first step b = g: taking μ = 0 and 1 − d = 1 in the general rule gives exactly that.
                 let (keep, add) = isFirst ? (Float(0), Float(1)) : (mu, 1 - dampening)
                 state.momentumBuffer!.scalars.withUnsafeMutableBufferPointer { b in

@@ -1,0 +1,149 @@
+import EpicycleCheckpoint
+import Foundation
+import Testing
+
+/// The `epicycle` binary end to end, as a user runs it.
+@Suite(.serialized) struct CLITests {
+    /// The tool built beside this test bundle.
+    static let executable: String = {
+        let bundle = URL(fileURLWithPath: CommandLine.arguments[0])
+        var folder = bundle.deletingLastPathComponent()
+        if bundle.pathExtension != "xctest" { folder = bundle.deletingLastPathComponent() }
+        return folder.appendingPathComponent("epicycle").path
+    }()
+
+    struct Run {
+        var status: Int32
+        var output: String
+        var errors: String
+    }
+
+    static func run(_ arguments: [String], in folder: String, interruptWhen: ((String) -> Bool)? = nil) throws -> Run {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: folder)
+        let output = Pipe(), errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        if let interruptWhen {
+            // Poll for the moment to press Ctrl-C, then send SIGINT as a terminal would.
+            while process.isRunning && !interruptWhen(folder) { usleep(20_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGINT) }
+        }
+        let out = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let err = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return Run(status: process.terminationStatus, output: out, errors: err)
+    }
+
+    static func folder(_ name: String) -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("epicycle-cli-tests/\(name)-\(UUID().uuidString)").path
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    static let recipe = """
+        name: small
+        seed: 5
+        model: {architecture: resnet8}
+        knobs:
+          learning_rate: 0.03
+          weight_decay: {cyclical: {easy: 1e-5, hard: 5e-4}}
+          batch_size: 32
+        pretrain:
+          data: {classes: [0, 1, 2, 3, 4], validation: 100, first: 640, augmentation: "crop,flip"}
+          epochs: 4
+        finetune:
+          data: {classes: [5, 6, 7, 8, 9], validation: 100, per_class: 20}
+          epochs: 2
+        """
+
+    @Test func helpShowsEveryCommandWithAnExample() throws {
+        let folder = Self.folder("help")
+        let top = try Self.run(["--help"], in: folder)
+        #expect(top.status == 0)
+        for command in ["pretrain", "finetune", "cycle", "eval", "schedule", "inspect", "data"] {
+            #expect(top.output.contains(command), "top-level help lists \(command)")
+            let help = try Self.run([command, "--help"], in: folder)
+            #expect(help.status == 0, "\(command) --help")
+            #expect(help.output.contains("Example:"), "\(command) --help has an example")
+        }
+    }
+
+    @Test func pretrainFinetuneEvalAndInspect() throws {
+        let folder = Self.folder("pipeline")
+        try Self.recipe.write(toFile: folder + "/small.yaml", atomically: true, encoding: .utf8)
+        let pretrained = try Self.run(["pretrain", "--recipe", "small.yaml", "--set", "pretrain.epochs=1", "--output", "out/pre"], in: folder)
+        #expect(pretrained.status == 0, "\(pretrained.errors)")
+        #expect(FileManager.default.fileExists(atPath: folder + "/out/pre/best.h5"))
+        // Not a terminal: one plain line per epoch, no redrawn bar.
+        #expect(pretrained.errors.contains("pretrain epoch 1/1") && !pretrained.errors.contains("\r"))
+
+        let finetuned = try Self.run(["finetune", "--from", "out/pre/last.h5", "--recipe", "small.yaml", "--set", "pretrain.epochs=1",
+                                      "--output", "out/fine"], in: folder)
+        #expect(finetuned.status == 0, "\(finetuned.errors)")
+        let evaluated = try Self.run(["eval", "out/fine/last.h5"], in: folder)
+        #expect(evaluated.status == 0 && evaluated.output.contains("top-1"), "\(evaluated.errors)")
+
+        let inspected = try Self.run(["inspect", "out/fine/last.h5"], in: folder)
+        #expect(inspected.status == 0)
+        #expect(inspected.output.contains("resnet8") && inspected.output.contains("finetune"), "\(inspected.output)")
+
+        let cycled = try Self.run(["cycle", "--recipe", "small.yaml", "--set", "pretrain.epochs=1", "--set", "finetune.epochs=1",
+                                   "--output", "out/cycle"], in: folder)
+        #expect(cycled.status == 0, "\(cycled.errors)")
+        #expect(try Self.run(["inspect", "out/cycle/finetune/last.h5"], in: folder).status == 0)
+    }
+
+    @Test func badInputGivesAMessageNotACrash() throws {
+        let folder = Self.folder("errors")
+        try (Self.recipe + "\n  wieght_decay: 1\n").write(toFile: folder + "/bad.yaml", atomically: true, encoding: .utf8)
+        try Self.recipe.write(toFile: folder + "/small.yaml", atomically: true, encoding: .utf8)
+        let unknown = try Self.run(["pretrain", "--recipe", "small.yaml", "--set", "knobs.temprature=2"], in: folder)
+        #expect(unknown.status != 0 && unknown.errors.contains("knobs.temprature: unknown key"), "\(unknown.errors)")
+        let missing = try Self.run(["pretrain", "--recipe", "nope.yaml"], in: folder)
+        #expect(missing.status != 0 && missing.errors.contains("cannot read recipe file 'nope.yaml'"))
+        let notACheckpoint = try Self.run(["eval", "small.yaml"], in: folder)
+        #expect(notACheckpoint.status != 0 && notACheckpoint.errors.contains("small.yaml"), "\(notACheckpoint.errors)")
+        #expect(!unknown.errors.contains("Fatal error") && !notACheckpoint.errors.contains("Fatal error"))
+    }
+
+    @Test func scheduleWritesAnSVG() throws {
+        let folder = Self.folder("schedule")
+        try Self.recipe.write(toFile: folder + "/small.yaml", atomically: true, encoding: .utf8)
+        let result = try Self.run(["schedule", "--recipe", "small.yaml", "--plot", "cycle.svg"], in: folder)
+        #expect(result.status == 0, "\(result.errors)")
+        #expect(result.output.contains("pretrain 1") && result.output.contains("finetune 2"))
+        let svg = try String(contentsOfFile: folder + "/cycle.svg", encoding: .utf8)
+        #expect(svg.hasPrefix("<svg") && svg.contains("weight_decay") && svg.hasSuffix("</svg>\n"))
+    }
+
+    /// Ctrl-C during training finishes the step, saves and exits with 130; `--resume` then ends exactly
+    /// where an uninterrupted run ends.
+    @Test func ctrlCSavesAndResumeIsBitIdentical() throws {
+        let folder = Self.folder("interrupt")
+        try Self.recipe.write(toFile: folder + "/small.yaml", atomically: true, encoding: .utf8)
+        let whole = try Self.run(["pretrain", "--recipe", "small.yaml", "--output", "whole"], in: folder)
+        #expect(whole.status == 0, "\(whole.errors)")
+
+        // Interrupt once the first epoch's metrics are written: the run is then inside epoch 2 or later.
+        let interrupted = try Self.run(["pretrain", "--recipe", "small.yaml", "--output", "cut"], in: folder) { folder in
+            ((try? String(contentsOfFile: folder + "/cut/metrics.csv", encoding: .utf8))?.split(separator: "\n").count ?? 0) >= 2
+        }
+        #expect(interrupted.status == 130, "\(interrupted.errors)")
+        #expect(interrupted.errors.contains("continue with --resume"))
+        let saved = try Checkpoint.read(from: folder + "/cut/last.h5")
+        #expect((saved.training?.epoch ?? 99) < 4, "the interrupt must land before the run ends")
+
+        let resumed = try Self.run(["pretrain", "--recipe", "small.yaml", "--output", "cut", "--resume"], in: folder)
+        #expect(resumed.status == 0, "\(resumed.errors)")
+        let a = try Checkpoint.read(from: folder + "/whole/last.h5"), b = try Checkpoint.read(from: folder + "/cut/last.h5")
+        for (x, y) in zip(a.model.parameters, b.model.parameters) {
+            #expect(x.tensor.scalars.map(\.bitPattern) == y.tensor.scalars.map(\.bitPattern), "\(x.name) differs after resume")
+        }
+        for (x, y) in zip(a.model.buffers, b.model.buffers) { #expect(x.value == y.value, "\(x.name) differs after resume") }
+        #expect(a.training?.step == b.training?.step)
+    }
+}

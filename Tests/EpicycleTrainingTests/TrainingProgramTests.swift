@@ -1,0 +1,169 @@
+import EpicycleCheckpoint
+import EpicycleRuntime
+import EpicycleSchedules
+@testable import EpicycleTraining
+import Foundation
+import Testing
+
+/// Real runs on small Fashion-MNIST subsets (installed by scripts/setup): a few hundred images,
+/// validated on a held-out slice of the training images so an epoch takes well under a second.
+@Suite(.serialized) struct TrainingProgramTests {
+    static func folder(_ name: String) -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("epicycle-training-tests/\(name)-\(UUID().uuidString)").path
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    static let pretrainRecipe = """
+        seed: 3
+        model: {architecture: resnet8}
+        checkpoint_every: 1
+        knobs:
+          learning_rate: {cosine: {peak: 0.05, final: 0.005, warmup_epochs: 1, warmup_start: 0.01}}
+          weight_decay: {cyclical: {easy: 1e-5, hard: 5e-4, factor: 2}}
+          temperature: {cyclical: {easy: 0.5, hard: 2, factor: 1}}
+          augmentation_strength: {cyclical: {easy: 0, hard: 1}}
+          batch_size: 64
+        pretrain:
+          data: {classes: [0, 1, 2, 3, 4], validation: 200, first: 320, augmentation: "crop,flip,cutout"}
+          epochs: 3
+        """
+
+    /// The parameters, buffers and optimizer state of two checkpoints agree bit for bit.
+    static func expectIdentical(_ a: Checkpoint, _ b: Checkpoint) {
+        #expect(a.model.parameters.count == b.model.parameters.count)
+        for (x, y) in zip(a.model.parameters, b.model.parameters) {
+            #expect(x.name == y.name && x.tensor.scalars.map(\.bitPattern) == y.tensor.scalars.map(\.bitPattern), "\(x.name) differs")
+        }
+        for (x, y) in zip(a.model.buffers, b.model.buffers) { #expect(x.name == y.name && x.value == y.value, "\(x.name) differs") }
+        let tensorsA = a.optimizer?.tensors ?? [], tensorsB = b.optimizer?.tensors ?? []
+        #expect(tensorsA.count == tensorsB.count && !tensorsA.isEmpty)
+        for (x, y) in zip(tensorsA, tensorsB) {
+            #expect(x.name == y.name && x.tensor.scalars.map(\.bitPattern) == y.tensor.scalars.map(\.bitPattern), "optimizer \(x.name) differs")
+        }
+    }
+
+    /// A run killed after epoch 2 leaves `last.h5` of epoch 2 (here: the numbered copy, which is that
+    /// file); resuming from it must end exactly where the uninterrupted run ended.
+    @Test func resumingAfterAKillIsBitIdentical() throws {
+        let source = try RecipeSource(text: Self.pretrainRecipe, origin: "resume.yaml")
+        let whole = Self.folder("whole"), resumed = Self.folder("resumed")
+        let full = try pretrain(recipe: source, options: RunOptions(output: whole, quiet: true))
+        #expect(full.phases[0].history.count == 3)
+        try FileManager.default.copyItem(atPath: whole + "/epoch-0002.h5", toPath: resumed + "/last.h5")
+        let continued = try pretrain(recipe: source, options: RunOptions(output: resumed, resume: true, quiet: true))
+        #expect(continued.phases[0].history.count == 3, "the history carries the two epochs before the kill")
+        Self.expectIdentical(try Checkpoint.read(from: whole + "/last.h5"), try Checkpoint.read(from: resumed + "/last.h5"))
+        // Same recipe, same seed: the same numbers (the determinism the comparisons rely on).
+        #expect(full.phases[0].history.map(\.validationTop1) == continued.phases[0].history.map(\.validationTop1))
+    }
+
+    @Test func resumingWithAnotherRecipeIsRefused() throws {
+        let output = Self.folder("other-recipe")
+        _ = try pretrain(recipe: RecipeSource(text: Self.pretrainRecipe, origin: "a.yaml", overrides: ["pretrain.epochs=1"]),
+                         options: RunOptions(output: output, quiet: true))
+        #expect(throws: RecipeError.self) {
+            _ = try pretrain(recipe: RecipeSource(text: Self.pretrainRecipe, origin: "a.yaml"),
+                             options: RunOptions(output: output, resume: true, quiet: true))
+        }
+    }
+
+    /// A learning rate that jumps to 10⁴ at epoch 3 makes the loss explode; the guard stops the run
+    /// with a message and leaves epoch 2's checkpoint as it was.
+    @Test func divergenceStopsTheRunAndKeepsTheLastGoodCheckpoint() throws {
+        let output = Self.folder("diverge")
+        let source = try RecipeSource(text: Self.pretrainRecipe, origin: "diverge.yaml",
+                                      overrides: ["knobs.learning_rate={step: {initial: 0.01, milestones: [2], gamma: 1000000}}"])
+        do {
+            _ = try pretrain(recipe: source, options: RunOptions(output: output, quiet: true))
+            Issue.record("the run should have diverged")
+        } catch let error as TrainingError {
+            guard case let .diverged(epoch, _, _, lastGood) = error else { Issue.record("\(error)"); return }
+            #expect(epoch == 2)
+            #expect(lastGood == output + "/last.h5")
+            #expect(error.description.contains("Lower the learning rate"))
+        }
+        let kept = try Checkpoint.read(from: output + "/last.h5")
+        #expect(kept.training?.epoch == 2)
+        #expect(kept.model.parameters.allSatisfy { $0.tensor.scalars.allSatisfy { $0.isFinite } })
+    }
+
+    /// `cycle` spans both phases: pretraining records its end as the cycle position, fine-tuning starts
+    /// there, and a knob without a factor peaks at the end of pretraining and returns to easy.
+    @Test func cycleRunsPretrainingAndFineTuningAsOneCycle() throws {
+        let output = Self.folder("cycle")
+        let text = Self.pretrainRecipe + """
+
+            finetune:
+              data: {classes: [5, 6, 7, 8, 9], validation: 200, per_class: 40}
+              epochs: 2
+              knobs: {learning_rate: 0.01}
+            """
+        let result = try cycle(recipe: RecipeSource(text: text, origin: "cycle.yaml"), options: RunOptions(output: output, quiet: true))
+        #expect(result.phases.count == 2)
+        let pretrained = try Checkpoint.read(from: output + "/pretrain/last.h5")
+        let finetuned = try Checkpoint.read(from: output + "/finetune/last.h5")
+        #expect(pretrained.training?.program == .pretrain && pretrained.training?.cyclePosition == 3)
+        #expect(finetuned.training?.program == .finetune && finetuned.training?.cyclePosition == 5)
+        #expect(finetuned.numClasses == 5)
+
+        // Weight decay: cyclical 1e-5 → 5e-4 with f = 2 over E = 5 epochs (t = e/4): epochs 0…4 give
+        // δ = 0, 0.5, 1, 0.5, 0 → 1e-5, 2.55e-4, 5e-4, 2.55e-4, 1e-5. The fine-tune's epochs are 3 and 4.
+        let decay = result.phases.flatMap(\.history).map { $0.knobs["weight_decay"]! }
+        let expected = [1e-5, 2.55e-4, 5e-4, 2.55e-4, 1e-5]
+        #expect(zip(decay, expected).allSatisfy { abs($0 - $1) < 1e-12 }, "weight decay per epoch: \(decay)")
+        // Temperature with f = 1 rises over the whole cycle: 0.5 + 1.5·e/4.
+        let temperature = result.phases.flatMap(\.history).map { $0.knobs["temperature"]! }
+        #expect(temperature == [0.5, 0.875, 1.25, 1.625, 2.0])
+        // The fine-tune's own learning rate overrides the shared schedule.
+        #expect(result.phases[1].history.allSatisfy { $0.knobs["learning_rate"] == 0.01 })
+        // The pretrained body reached the fine-tune: its first convolution is unchanged only if frozen,
+        // so compare against the fine-tune's starting point instead — the fc head was replaced.
+        #expect(pretrained.model.parameters.first { $0.name == "fc.weight" }?.tensor.shape == [5, 64])
+    }
+
+    @Test func fineTuningFreezesTheNamedLayers() throws {
+        let output = Self.folder("freeze")
+        let text = Self.pretrainRecipe + """
+
+            finetune:
+              data: {classes: [5, 6, 7, 8, 9], validation: 200, per_class: 40}
+              epochs: 1
+              freeze: [conv1, bn1, layer1]
+            """
+        let source = try RecipeSource(text: text, origin: "freeze.yaml")
+        let pretrained = try pretrain(recipe: source, options: RunOptions(output: output + "/pretrain", quiet: true))
+        _ = try finetune(from: pretrained.checkpoint, recipe: source, options: RunOptions(output: output + "/finetune", quiet: true))
+        let before = try Checkpoint.read(from: pretrained.checkpoint).model.parameters
+        let after = try Checkpoint.read(from: output + "/finetune/last.h5").model.parameters
+        for (x, y) in zip(before, after) where x.name != "fc.weight" && x.name != "fc.bias" {
+            let frozen = ["conv1.", "bn1.", "layer1."].contains { x.name.hasPrefix($0) }
+            #expect((x.tensor == y.tensor) == frozen, "\(x.name) should \(frozen ? "" : "not ")be unchanged")
+        }
+        #expect(throws: RecipeError.self) {
+            _ = try finetune(from: pretrained.checkpoint, recipe: RecipeSource(text: text, origin: "freeze.yaml", overrides: ["finetune.freeze=[layer9]"]),
+                             options: RunOptions(output: output + "/bad", quiet: true))
+        }
+    }
+
+    @Test func evaluationReproducesTheFinalValidationAccuracy() throws {
+        let output = Self.folder("eval")
+        let text = Self.pretrainRecipe.replacingOccurrences(of: "validation: 200, ", with: "")
+        let result = try pretrain(recipe: RecipeSource(text: text, origin: "eval.yaml", overrides: ["pretrain.epochs=1"]),
+                                  options: RunOptions(output: output, quiet: true))
+        // Without a held-out split the run validates on the test images of classes 0–4, as eval does.
+        let evaluation = try evaluate(checkpoint: result.checkpoint)
+        #expect(evaluation.images == 5000)
+        #expect(abs(evaluation.top1 - result.phases[0].finalTop1) < 1e-9)
+    }
+
+    @Test func scheduleTableFollowsTheJointCycle() throws {
+        let text = Self.pretrainRecipe + "\nfinetune:\n  data: {classes: [5, 6]}\n  epochs: 1\n"
+        let table = try scheduleTable(recipe: RecipeSource(text: text, origin: "table.yaml"))
+        #expect(table.epochs == ["pretrain 1", "pretrain 2", "pretrain 3", "finetune 1"])
+        let temperature = try #require(table.values.first { $0.knob == .temperature }).values
+        #expect(temperature == [0.5, 1.0, 1.5, 2.0])
+        #expect(table.svg.hasPrefix("<svg") && table.svg.contains("temperature"))
+        #expect(table.text.contains("weight_decay"))
+    }
+}
