@@ -72,7 +72,7 @@ public struct ComparisonReport: Sendable {
 
     // MARK: Table
 
-    static let columns = ["Variant", "Final top-1 (%)", "Best top-1 (%)", "Δ final", "p (Welch)", "Wall time / run"]
+    static let columns = ["Variant", "Final top-1 (%)", "Best top-1 (%)", "Δ vs baseline", "p (Welch)", "Wall time / run"]
 
     /// The table's cells, one row per variant, as text.
     public var rows: [[String]] {

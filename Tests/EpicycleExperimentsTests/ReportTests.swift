@@ -106,7 +106,7 @@ final class ReportParser: NSObject, XMLParserDelegate {
             ["lonely [1 of 3 runs]", "89.00 ± n/a", "89.50 ± n/a", "-1.83", "n/a", "12s"],
         ])
         let lines = report.markdown.split(separator: "\n")
-        #expect(lines.contains("| Variant | Final top-1 (%) | Best top-1 (%) | Δ final | p (Welch) | Wall time / run |"))
+        #expect(lines.contains("| Variant | Final top-1 (%) | Best top-1 (%) | Δ vs baseline | p (Welch) | Wall time / run |"))
         #expect(lines.contains("| cyclical | 91.20 ± 0.30 | 91.33 ± 0.31 | +0.37 | 0.157 | 12s |"))
         #expect(formatPValue(0.0004) == "< 0.001")
     }
