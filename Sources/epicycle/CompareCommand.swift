@@ -20,7 +20,7 @@ struct Compare: ParsableCommand {
     var jobs = 1
 
     func run() throws {
-        let command = (["epicycle"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
+        let command = (["epicycle"] + CommandLine.arguments.dropFirst().map(shellQuoted)).joined(separator: " ")
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let result = try reporting {
             try runComparison(experiment: try Experiment(contentsOf: experiment), jobs: jobs, executable: executable,
@@ -52,4 +52,11 @@ struct CompareRun: ParsableCommand {
         exitWhenParentExits()
         _ = try reporting { try executeRun(folder: folder, threads: threads) }
     }
+}
+
+/// The argument as a POSIX shell reads it back: single-quoted unless it is plainly safe.
+private func shellQuoted(_ argument: String) -> String {
+    let safe = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-_./=:,+@%"))
+    if !argument.isEmpty && argument.unicodeScalars.allSatisfy(safe.contains) { return argument }
+    return "'" + argument.replacingOccurrences(of: "'", with: "'\\''") + "'"
 }
