@@ -59,7 +59,9 @@ public struct LineChart: Sendable {
             out += "<line x1=\"\(f(marginLeft))\" x2=\"\(f(marginLeft + plotWidth))\" y1=\"\(f(py(tick)))\" y2=\"\(f(py(tick)))\" stroke=\"#eee\"/>"
             out += "<text x=\"\(f(marginLeft - 4))\" y=\"\(f(py(tick) + 4))\" text-anchor=\"end\">\(label(tick))</text>\n"
         }
-        for tick in ticks(xMin, xMax) {
+        // Epochs are whole numbers: no ticks between them.
+        let wholeX = xs.allSatisfy { $0 == $0.rounded() }
+        for tick in ticks(xMin, xMax, minimumStep: wholeX ? 1 : 0) {
             out += "<text x=\"\(f(px(tick)))\" y=\"\(f(marginTop + plotHeight + 14))\" text-anchor=\"middle\">\(label(tick))</text>\n"
         }
         out += "<text x=\"\(f(marginLeft + plotWidth / 2))\" y=\"\(f(height - 6))\" text-anchor=\"middle\" fill=\"#555\">\(escape(xLabel))</text>\n"
@@ -113,9 +115,9 @@ private func padded(_ low: Double, _ high: Double, margin: Double) -> (Double, D
     return (low - pad, high + pad)
 }
 
-/// Round tick positions: 1, 2 or 5 times a power of ten, about five of them.
-private func ticks(_ low: Double, _ high: Double) -> [Double] {
-    let raw = (high - low) / 5
+/// Round tick positions: 1, 2 or 5 times a power of ten, about five of them, at least `minimumStep` apart.
+private func ticks(_ low: Double, _ high: Double, minimumStep: Double = 0) -> [Double] {
+    let raw = max((high - low) / 5, minimumStep)
     let magnitude = pow(10, floor(log10(raw)))
     let step = [1.0, 2, 5, 10].map { $0 * magnitude }.first { $0 >= raw } ?? raw
     var values: [Double] = []

@@ -64,7 +64,7 @@ import Testing
         let folder = Self.folder("help")
         let top = try Self.run(["--help"], in: folder)
         #expect(top.status == 0)
-        for command in ["pretrain", "finetune", "cycle", "eval", "schedule", "inspect", "data"] {
+        for command in ["pretrain", "finetune", "cycle", "eval", "schedule", "inspect", "data", "compare"] {
             #expect(top.output.contains(command), "top-level help lists \(command)")
             let help = try Self.run([command, "--help"], in: folder)
             #expect(help.status == 0, "\(command) --help")
