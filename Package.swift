@@ -40,8 +40,14 @@ let package = Package(
             .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // Knowledge distillation: a student against a frozen teacher, thin over the training loop.
+        .target(name: "EpicycleDistillation", dependencies: [
+            "EpicycleRuntime", "EpicycleCheckpoint", "EpicycleData", "EpicycleSchedules", "EpicycleTraining",
+        ]),
+
         .executableTarget(name: "epicycle", dependencies: [
             "EpicycleRuntime", "EpicycleCheckpoint", "EpicycleData", "EpicycleSchedules", "EpicycleTraining",
+            "EpicycleDistillation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -53,5 +59,7 @@ let package = Package(
         .testTarget(name: "EpicycleDataTests", dependencies: ["EpicycleData", "TestSupport"]),
         .testTarget(name: "EpicycleSchedulesTests", dependencies: ["EpicycleSchedules"]),
         .testTarget(name: "EpicycleTrainingTests", dependencies: ["EpicycleTraining", "TestSupport"]),
+        .testTarget(name: "EpicycleDistillationTests", dependencies: ["EpicycleDistillation", "TestSupport"],
+                    resources: [.copy("Fixtures")]),
     ]
 )

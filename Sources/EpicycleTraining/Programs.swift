@@ -28,6 +28,11 @@ public struct ProgramResult: Sendable {
     /// The final checkpoint (`last.h5` of the last phase).
     public var checkpoint: String
 
+    package init(phases: [PhaseResult], checkpoint: String) {
+        self.phases = phases
+        self.checkpoint = checkpoint
+    }
+
     public var summary: String {
         phases.map { phase in
             String(format: "%@: final top-1 %.2f %%, best %.2f %%, %@ — %@", phase.folder, phase.finalTop1, phase.bestTop1,
@@ -62,7 +67,7 @@ package struct PreparedRecipe {
     let name: String
     package let output: String
     package let pretrainData: PreparedData?
-    let finetuneData: PreparedData?
+    package let finetuneData: PreparedData?
 
     package init(_ source: RecipeSource, options: RunOptions) throws {
         let recipe = try source.decode(Recipe.self)
