@@ -59,7 +59,7 @@ let package = Package(
         .testTarget(name: "EpicycleDataTests", dependencies: ["EpicycleData", "TestSupport"]),
         .testTarget(name: "EpicycleSchedulesTests", dependencies: ["EpicycleSchedules"]),
         .testTarget(name: "EpicycleTrainingTests", dependencies: ["EpicycleTraining", "TestSupport"]),
-        .testTarget(name: "EpicycleDistillationTests", dependencies: ["EpicycleDistillation", "TestSupport"],
+        .testTarget(name: "EpicycleDistillationTests", dependencies: ["EpicycleDistillation", "EpicycleCheckpoint", "TestSupport"],
                     resources: [.copy("Fixtures")]),
     ]
 )
