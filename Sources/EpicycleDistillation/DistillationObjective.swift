@@ -43,6 +43,8 @@ public final class DistillationObjective {
     public let adapters: ModuleState
     /// Each term's unweighted value at the last step (NaN while its weight is 0).
     public private(set) var lastValues: [Float]
+    /// Each term's temperature at the last step (nil for terms without one).
+    public private(set) var lastTemperatures: [Double?]
     /// Wall time spent in the teacher's forward passes and in whole steps.
     public private(set) var teacherSeconds = 0.0
     public private(set) var stepSeconds = 0.0
@@ -117,6 +119,7 @@ public final class DistillationObjective {
         self.terms = terms
         self.adapters = adapters
         lastValues = [Float](repeating: .nan, count: terms.count)
+        lastTemperatures = [Double?](repeating: nil, count: terms.count)
     }
 
     /// One training step's loss: forward passes of student (training mode) and teacher (inference
@@ -130,15 +133,20 @@ public final class DistillationObjective {
                      labelLoss: (Tensor) throws -> LossResult) throws -> (loss: Float, logits: Tensor) {
         let started = Date()
         let output = try student.forward(batch.images, mode: .training, capture: studentCapture)
-        let teacherStarted = Date()
-        let teacherOutput = try teacher.forward(batch.images, mode: .inference, capture: teacherCapture)
-        teacherSeconds += Date().timeIntervalSince(teacherStarted)
+        // A recipe of labels alone (the baseline) needs no teacher pass.
+        var teacherOutput: Model.Output?
+        if terms.contains(where: \.usesTeacher) {
+            let teacherStarted = Date()
+            teacherOutput = try teacher.forward(batch.images, mode: .inference, capture: teacherCapture)
+            teacherSeconds += Date().timeIntervalSince(teacherStarted)
+        }
 
         var dLogits = Tensor(zeros: output.logits.shape)  // [N, classes]
         var featureGradients: [String: Tensor] = [:]
         var total = 0.0
         for (index, term) in terms.enumerated() {
             let weight = Float(value(term.weight))
+            lastTemperatures[index] = term.temperature.map(value)
             guard weight != 0 else {
                 lastValues[index] = .nan
                 continue
@@ -150,15 +158,15 @@ public final class DistillationObjective {
                 addScaled(result.gradient, weight, into: &dLogits)
             case .logits:
                 let temperature = Float(value(term.temperature!))
-                result = try KLDivergenceLoss(temperature: temperature)(studentLogits: output.logits, teacherLogits: teacherOutput.logits)
+                result = try KLDivergenceLoss(temperature: temperature)(studentLogits: output.logits, teacherLogits: teacherOutput!.logits)
                 addScaled(result.gradient, weight, into: &dLogits)
             case let .hint(loss):
-                result = try matchFeatures(term, output, teacherOutput, into: &featureGradients) { try loss(student: $0, teacher: $1, weight: weight) }
+                result = try matchFeatures(term, output, teacherOutput!, into: &featureGradients) { try loss(student: $0, teacher: $1, weight: weight) }
             case let .attention(loss):
-                result = try matchFeatures(term, output, teacherOutput, into: &featureGradients) { try loss(student: $0, teacher: $1, weight: weight) }
+                result = try matchFeatures(term, output, teacherOutput!, into: &featureGradients) { try loss(student: $0, teacher: $1, weight: weight) }
             case .spatialSoftmax:
                 let loss = SpatialSoftmaxLoss(temperature: Float(value(term.temperature!)))
-                result = try matchFeatures(term, output, teacherOutput, into: &featureGradients) { try loss(student: $0, teacher: $1, weight: weight) }
+                result = try matchFeatures(term, output, teacherOutput!, into: &featureGradients) { try loss(student: $0, teacher: $1, weight: weight) }
             }
             lastValues[index] = result.value
             total += Double(weight) * Double(result.value)
@@ -192,14 +200,21 @@ public final class DistillationObjective {
     public var progressNote: String {
         let share = stepSeconds > 0 ? 100 * teacherSeconds / stepSeconds : 0
         let teacherRate = teacherSeconds > 0 ? Double(images) / teacherSeconds : 0
-        let values = zip(terms, lastValues).map { term, value in
-            "\(term.label) \(value.isNaN ? "off" : String(format: "%.4g", value))"
+        let values = terms.indices.map { index in
+            let value = lastValues[index]
+            let temperature = lastTemperatures[index].map { String(format: " (T %.3g)", $0) } ?? ""
+            return "\(terms[index].label) \(value.isNaN ? "off" : String(format: "%.4g", value))\(temperature)"
         }
         return String(format: "teacher %.0f%% of step (%.0f img/s)  ", share, teacherRate) + values.joined(separator: "  ")
     }
 }
 
 extension DistillationTerm {
+    var usesTeacher: Bool {
+        if case .labels = method { return false }
+        return true
+    }
+
     /// A short name for progress lines: `labels`, `kd`, `hint(layer2)`, `at(layer3)`, `cwd(layer3)`.
     var label: String {
         switch method {
