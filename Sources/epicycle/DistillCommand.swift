@@ -10,7 +10,7 @@ struct Distill: ParsableCommand {
             temperature a constant or a schedule. The teacher runs in inference mode on the same \
             augmented batch; the progress line shows its share of the step time. Hint regressors are \
             saved under /adapters; the model itself is an ordinary checkpoint.
-            Example: epicycle distill --teacher Checkpoints/teacher-resnet20/best.h5 --recipe Experiments/distill-cyclical.yaml
+            Example: epicycle distill --teacher Checkpoints/distill-teacher-resnet20/best.h5 --recipe Experiments/distill-cyclical.yaml
             """)
 
     @Option(help: ArgumentHelp("The teacher checkpoint (overrides distill.teacher in the recipe).", valueName: "file.h5"))
