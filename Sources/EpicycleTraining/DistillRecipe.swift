@@ -5,7 +5,8 @@ import EpicycleSchedules
 /// The student is the recipe's `model:` and trains on the recipe's `pretrain:` phase (its data,
 /// epochs and knobs), exactly as `epicycle pretrain` would train it, with the loss replaced by the
 /// weighted sum of `losses`. There is no other place for the student's data or epochs. Every weight
-/// and temperature is a constant or a schedule, evaluated at the same cycle position as the knobs.
+/// and temperature is a constant or a schedule, evaluated at the same cycle position as the knobs;
+/// a weight defaults to 1, a temperature to 4. Feature names are those `Model.featureNames` lists.
 ///
 ///     distill:
 ///       teacher: Checkpoints/teacher/best.h5      # --teacher overrides it
