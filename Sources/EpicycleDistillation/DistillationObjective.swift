@@ -205,7 +205,9 @@ public final class DistillationObjective {
             let temperature = lastTemperatures[index].map { String(format: " (T %.3g)", $0) } ?? ""
             return "\(terms[index].label) \(value.isNaN ? "off" : String(format: "%.4g", value))\(temperature)"
         }
-        return String(format: "teacher %.0f%% of step (%.0f img/s)  ", share, teacherRate) + values.joined(separator: "  ")
+        let teacherPart = terms.contains(where: \.usesTeacher)
+            ? String(format: "teacher %.0f%% of step (%.0f img/s)", share, teacherRate) : "no teacher pass"
+        return ([teacherPart] + values).joined(separator: "  ")
     }
 }
 
