@@ -40,14 +40,19 @@ let package = Package(
             .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // Knowledge distillation: a student against a frozen teacher, thin over the training loop.
+        .target(name: "EpicycleDistillation", dependencies: [
+            "EpicycleRuntime", "EpicycleCheckpoint", "EpicycleData", "EpicycleSchedules", "EpicycleTraining",
+        ]),
         // Recipe comparisons over seeds: the runner, statistics, tables and the HTML report.
         .target(name: "EpicycleExperiments", dependencies: [
-            "EpicycleCheckpoint", "EpicycleRuntime", "EpicycleTraining", .product(name: "Yams", package: "Yams"),
+            "EpicycleCheckpoint", "EpicycleRuntime", "EpicycleTraining", "EpicycleDistillation",
+            .product(name: "Yams", package: "Yams"),
         ]),
 
         .executableTarget(name: "epicycle", dependencies: [
             "EpicycleRuntime", "EpicycleCheckpoint", "EpicycleData", "EpicycleSchedules", "EpicycleTraining",
-            "EpicycleExperiments",
+            "EpicycleDistillation", "EpicycleExperiments",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -59,8 +64,10 @@ let package = Package(
         .testTarget(name: "EpicycleDataTests", dependencies: ["EpicycleData", "TestSupport"]),
         .testTarget(name: "EpicycleSchedulesTests", dependencies: ["EpicycleSchedules"]),
         .testTarget(name: "EpicycleTrainingTests", dependencies: ["EpicycleTraining", "TestSupport"]),
+        .testTarget(name: "EpicycleDistillationTests", dependencies: ["EpicycleDistillation", "EpicycleCheckpoint", "TestSupport"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "EpicycleExperimentsTests", dependencies: ["EpicycleExperiments", "EpicycleTraining", "epicycle"]),
         // The command-line tool end to end: runs the built `epicycle` binary.
         .testTarget(name: "EpicycleCLITests", dependencies: ["epicycle", "EpicycleCheckpoint", "TestSupport"]),
-        .testTarget(name: "EpicycleExperimentsTests", dependencies: ["EpicycleExperiments", "EpicycleTraining", "epicycle"]),
     ]
 )

@@ -1,10 +1,11 @@
+import EpicycleDistillation
 import EpicycleTraining
 import Foundation
 import Yams
 
 /// The program every run of an experiment executes. Its raw value is the name experiment files use.
 public enum ExperimentProgram: String, CaseIterable, Sendable {
-    case pretrain, cycle
+    case pretrain, cycle, distill
 
     /// Checks that `recipe` decodes for this program, so a bad variant fails before any run starts.
     func validate(_ recipe: RecipeSource) throws {
@@ -12,6 +13,11 @@ public enum ExperimentProgram: String, CaseIterable, Sendable {
         case .pretrain:
             guard try recipe.decode(Recipe.self).pretrain != nil else {
                 throw RecipeError(path: "pretrain", problem: "is required for pretraining")
+            }
+        case .distill:
+            let decoded = try recipe.decode(Recipe.self)
+            guard decoded.distill != nil else {
+                throw RecipeError(path: "distill", problem: "is required for distillation (the teacher and the loss terms)")
             }
         case .cycle:
             let decoded = try recipe.decode(Recipe.self)
@@ -26,13 +32,14 @@ public enum ExperimentProgram: String, CaseIterable, Sendable {
         switch self {
         case .pretrain: return try EpicycleTraining.pretrain(recipe: recipe, options: options)
         case .cycle: return try EpicycleTraining.cycle(recipe: recipe, options: options)
+        case .distill: return try EpicycleDistillation.distill(teacher: nil, recipe: recipe, options: options)
         }
     }
 
     /// Sub-folders of a run's output holding one phase's `metrics.jsonl` each, in training order.
     var phaseFolders: [String] {
         switch self {
-        case .pretrain: return [""]
+        case .pretrain, .distill: return [""]
         case .cycle: return ["pretrain", "finetune"]
         }
     }
@@ -53,7 +60,7 @@ public struct Variant: Equatable, Sendable {
 /// A comparison of recipe variants over seeds (see DESIGN.md, "Recipes"), read from YAML:
 ///
 ///     name: cyclical-wd-fmnist
-///     program: pretrain                 # pretrain | cycle
+///     program: pretrain                 # pretrain | cycle | distill
 ///     recipe: teacher-resnet20.yaml     # relative to this file; or `base:` with the recipe inline
 ///     seeds: [0, 1, 2]
 ///     baseline: constant                # default: the first variant

@@ -28,6 +28,11 @@ public struct ProgramResult: Sendable {
     /// The final checkpoint (`last.h5` of the last phase).
     public var checkpoint: String
 
+    package init(phases: [PhaseResult], checkpoint: String) {
+        self.phases = phases
+        self.checkpoint = checkpoint
+    }
+
     public var summary: String {
         phases.map { phase in
             String(format: "%@: final top-1 %.2f %%, best %.2f %%, %@ — %@", phase.folder, phase.finalTop1, phase.bestTop1,
@@ -53,18 +58,18 @@ extension ModelSpec {
     }
 }
 
-let logger = Logger(label: "epicycle")
+package let logger = Logger(label: "epicycle")
 
 /// A recipe made ready to run: decoded, its data loaded, its cycle laid out and every knob checked.
-struct PreparedRecipe {
-    let recipe: Recipe
-    let text: String
+package struct PreparedRecipe {
+    package let recipe: Recipe
+    package let text: String
     let name: String
-    let output: String
-    let pretrainData: PreparedData?
-    let finetuneData: PreparedData?
+    package let output: String
+    package let pretrainData: PreparedData?
+    package let finetuneData: PreparedData?
 
-    init(_ source: RecipeSource, options: RunOptions) throws {
+    package init(_ source: RecipeSource, options: RunOptions) throws {
         let recipe = try source.decode(Recipe.self)
         self.recipe = recipe
         text = source.text
@@ -76,7 +81,7 @@ struct PreparedRecipe {
     }
 
     /// Optimizer steps in a phase's first epoch, the unit per-step schedules count in.
-    func stepsPerEpoch(_ phase: Phase) -> Int {
+    package func stepsPerEpoch(_ phase: Phase) -> Int {
         let data = (phase == .pretrain ? pretrainData : finetuneData)!
         let batchSize = recipe.knobs(for: phase).schedules[.batchSize].map {
             Int($0.value(at: Position(epoch: 0, totalEpochs: 1, step: 0, totalSteps: 1)))
@@ -85,7 +90,7 @@ struct PreparedRecipe {
     }
 
     /// Checks every knob of `phase` over the whole cycle; the message names the recipe key that set it.
-    func validateKnobs(_ phase: Phase, cycle: JointCycle) throws {
+    package func validateKnobs(_ phase: Phase, cycle: JointCycle) throws {
         let own = (phase == .pretrain ? recipe.pretrain : recipe.finetune)?.knobs.schedules ?? [:]
         for (knob, schedule) in recipe.knobs(for: phase).schedules {
             let prefix = own[knob] != nil ? "\(phase.rawValue).knobs." : "knobs."
@@ -94,7 +99,11 @@ struct PreparedRecipe {
     }
 
     func makeOptimizer(for model: Model, phase: Phase) -> any Optimizer {
-        let parameters = model.state.parameters
+        makeOptimizer(for: model.state.parameters, phase: phase)
+    }
+
+    /// The recipe's optimizer over named parameters (a model's, and any adapters beside it).
+    package func makeOptimizer(for parameters: [(name: String, parameter: Parameter)], phase: Phase) -> any Optimizer {
         let weightDecay = Float(recipe.knobs(for: phase).schedules[.weightDecay]?.value(
             at: Position(epoch: 0, totalEpochs: 1, step: 0, totalSteps: 1)) ?? 0)
         let groups = recipe.optimizer.noDecayOnNormAndBias
@@ -112,8 +121,9 @@ struct PreparedRecipe {
 }
 
 /// Reads `last.h5` to resume, checking it belongs to this program and recipe.
-func resumeState(folder: String, program: TrainingRecord.Program, recipeText: String, model: Model,
-                 optimizer: any Optimizer) throws -> TrainingRecord? {
+/// Adapters, when given, are restored from the checkpoint's `/adapters` too.
+package func resumeState(folder: String, program: TrainingRecord.Program, recipeText: String, model: Model,
+                         optimizer: any Optimizer, adapters: ModuleState? = nil) throws -> TrainingRecord? {
     let path = folder + "/last.h5"
     guard FileManager.default.fileExists(atPath: path) else { return nil }
     let checkpoint = try Checkpoint.read(from: path)
@@ -124,6 +134,7 @@ func resumeState(folder: String, program: TrainingRecord.Program, recipeText: St
         throw RecipeError(path: "", problem: "\(path) was trained with a different recipe; resume with the same recipe and --set values, or choose another --output")
     }
     try checkpoint.loadModel(into: model.state)
+    if let adapters { try checkpoint.loadAdapters(into: adapters) }
     if let record = checkpoint.optimizer { try optimizer.importState(record.optimizerState) }
     try model.restoreRandomState(training.rngState)
     logger.info("resuming \(path) after epoch \(training.epoch), step \(training.step)")
@@ -257,7 +268,8 @@ public func evaluate(checkpoint checkpointPath: String, data override: DataRecip
     var dataRecipe = override ?? DataRecipe()
     if override == nil, let record = checkpoint.training,
        let recipe = try? RecipeSource(text: record.recipe, origin: checkpointPath).decode(Recipe.self) {
-        let phase = record.program == .pretrain ? recipe.pretrain : recipe.finetune
+        // A distilled student trained on the recipe's pretrain phase.
+        let phase = record.program == .finetune ? recipe.finetune : recipe.pretrain
         dataRecipe = phase?.data ?? dataRecipe
     }
     let data = try PreparedData(dataRecipe, seed: 0, path: "data")

@@ -4,7 +4,8 @@ import EpicycleSchedules
 
 /// The whole description of a run (see DESIGN.md, "Recipes"). One recipe format serves `pretrain`
 /// (needs `pretrain:`), `finetune` (needs `finetune:`) and `cycle` (needs both): knobs at the top
-/// level apply to every phase, and a phase's own `knobs:` override them for that phase.
+/// level apply to every phase, and a phase's own `knobs:` override them for that phase. `distill`
+/// uses `pretrain:` as the student's phase and its own `distill:` section (see `DistillRecipe`).
 public struct Recipe: Decodable, Sendable {
     public var name: String?
     public var seed: UInt64
@@ -14,6 +15,8 @@ public struct Recipe: Decodable, Sendable {
     public var knobs: KnobSchedules
     public var pretrain: PhaseRecipe?
     public var finetune: PhaseRecipe?
+    /// The teacher and the loss terms of `epicycle distill`.
+    public var distill: DistillRecipe?
     /// Where checkpoints and metrics go; default `Checkpoints/<name>`.
     public var output: String?
     /// Also keep `epoch-N.h5` every this many epochs (0: only `last.h5` and `best.h5`).
@@ -22,7 +25,7 @@ public struct Recipe: Decodable, Sendable {
     public var threads: Int?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, seed, model, optimizer, loss, knobs, pretrain, finetune, output
+        case name, seed, model, optimizer, loss, knobs, pretrain, finetune, distill, output
         case checkpointEvery = "checkpoint_every", threads
     }
 
@@ -37,6 +40,7 @@ public struct Recipe: Decodable, Sendable {
         knobs = try container.decodeIfPresent(KnobSchedules.self, forKey: .knobs) ?? KnobSchedules()
         pretrain = try container.decodeIfPresent(PhaseRecipe.self, forKey: .pretrain)
         finetune = try container.decodeIfPresent(PhaseRecipe.self, forKey: .finetune)
+        distill = try container.decodeIfPresent(DistillRecipe.self, forKey: .distill)
         output = try container.decodeIfPresent(String.self, forKey: .output)
         checkpointEvery = try container.decodeIfPresent(Int.self, forKey: .checkpointEvery) ?? 0
         threads = try container.decodeIfPresent(Int.self, forKey: .threads)
@@ -44,6 +48,9 @@ public struct Recipe: Decodable, Sendable {
             throw RecipeError(path: "checkpoint_every", problem: "must be ≥ 0, got \(checkpointEvery)")
         }
         if let threads, threads < 1 { throw RecipeError(path: "threads", problem: "must be ≥ 1, got \(threads)") }
+        if distill != nil && pretrain == nil {
+            throw RecipeError(path: "distill", problem: "the student trains on the recipe's 'pretrain' phase; add one (pretrain: {data: …, epochs: …})")
+        }
         if pretrain == nil && finetune == nil {
             throw RecipeError(path: "", problem: "a recipe needs a 'pretrain' or a 'finetune' phase (or both, for 'cycle')")
         }

@@ -35,16 +35,16 @@ public struct PhaseResult: Sendable {
 
 /// Everything one phase of training needs. The training loop itself is `run()`; every program
 /// (pretraining, fine-tuning, distillation) goes through it.
-final class Trainer {
-    let model: Model
-    let optimizer: any Optimizer
+package final class Trainer {
+    package let model: Model
+    package let optimizer: any Optimizer
     let program: TrainingRecord.Program
     /// Which recipe phase runs (its knobs and data).
     let phase: Phase
     /// Which half of the joint cycle it occupies: the same as `phase`, except for a fine-tune of a
     /// model with no recorded pretraining, which is a cycle of its own.
     let cyclePhase: Phase
-    let cycle: JointCycle
+    package let cycle: JointCycle
     let knobs: KnobSchedules
     let recipe: Recipe
     let recipeText: String
@@ -53,17 +53,25 @@ final class Trainer {
     let folder: String
     let progress: ProgressReporter
     let logger: Logger
-    /// Extra per-step work for programs that add terms to the loss (distillation): given the batch
-    /// and the knob values, runs forward and backward and returns the loss and logits.
-    typealias StepFunction = (_ batch: Batch, _ knobs: [Knob: Double]) throws -> (loss: Float, logits: Tensor)
-    var customStep: StepFunction?
+    /// Extra per-step work for programs that add terms to the loss (distillation): given the batch,
+    /// the knob values and the cycle position they were taken at, runs forward and backward and
+    /// returns the loss and logits.
+    package typealias StepFunction = (_ batch: Batch, _ knobs: [Knob: Double], _ position: Position) throws
+        -> (loss: Float, logits: Tensor)
+    package var customStep: StepFunction?
+    /// Extra text for the progress line and the epoch line (distillation: the teacher's share of the time).
+    package var progressNote: (() -> String)?
+    /// Trainable extras beside the model (distillation regressors): clipped with the model's
+    /// gradients and saved under `/adapters` in every checkpoint.
+    let adapters: ModuleState?
 
     private let trainingLoader: DataLoader
     private let validationLoader: DataLoader
     private let trainableParameters: [Parameter]
 
-    init(model: Model, optimizer: any Optimizer, program: TrainingRecord.Program, phase: Phase, cyclePhase: Phase, cycle: JointCycle,
-         recipe: Recipe, recipeText: String, data: PreparedData, folder: String, progress: ProgressReporter, logger: Logger) {
+    package init(model: Model, optimizer: any Optimizer, program: TrainingRecord.Program, phase: Phase, cyclePhase: Phase,
+                 cycle: JointCycle, recipe: Recipe, recipeText: String, data: PreparedData, folder: String,
+                 progress: ProgressReporter, logger: Logger, adapters: ModuleState? = nil) {
         self.model = model
         self.optimizer = optimizer
         self.program = program
@@ -78,9 +86,10 @@ final class Trainer {
         self.folder = folder
         self.progress = progress
         self.logger = logger
+        self.adapters = adapters
         trainingLoader = data.trainingLoader(seed: recipe.seed &+ (phase == .pretrain ? 0 : 1))
         validationLoader = data.validationLoader()
-        trainableParameters = model.state.parameters.map(\.parameter).filter(\.trainable)
+        trainableParameters = (model.state.parameters + (adapters?.parameters ?? [])).map(\.parameter).filter(\.trainable)
     }
 
     /// The position of a step in the whole cycle. Batch size may change between epochs, so steps
@@ -108,7 +117,7 @@ final class Trainer {
     }
 
     /// The loss on labels for a batch, as the recipe asks (temperature, smoothing, focal, mixing).
-    func labelLoss(logits: Tensor, batch: Batch, knobs values: [Knob: Double]) throws -> LossResult {
+    package func labelLoss(logits: Tensor, batch: Batch, knobs values: [Knob: Double]) throws -> LossResult {
         let temperature = Float(values[.temperature] ?? 1)
         let lossRecipe = recipe.loss
         switch lossRecipe.kind {
@@ -141,7 +150,7 @@ final class Trainer {
     }
 
     /// Trains from `start` (a resumed checkpoint's record, or nil for a fresh start) to the phase's end.
-    func run(resumingFrom start: TrainingRecord?) throws -> PhaseResult {
+    package func run(resumingFrom start: TrainingRecord?) throws -> PhaseResult {
         let began = Date()
         var history = start.map { record in record.metrics.rows.map { EpochRecord(columns: record.metrics.columns, values: $0) } } ?? []
         var keeper = try CheckpointKeeper(directory: folder, everyEpochs: recipe.checkpointEvery > 0 ? recipe.checkpointEvery : nil,
@@ -171,10 +180,11 @@ final class Trainer {
                     batchIndex += 1
                     continue
                 }
-                let values = knobValues(at: position(epoch: epoch, batch: batchIndex, batches: batches))
+                let stepPosition = position(epoch: epoch, batch: batchIndex, batches: batches)
+                let values = knobValues(at: stepPosition)
                 apply(values)
                 optimizer.zeroGradients()
-                let (loss, logits) = try trainingStep(batch, values)
+                let (loss, logits) = try trainingStep(batch, values, stepPosition)
                 guard loss.isFinite, loss < 1e4 else {
                     throw TrainingError.diverged(epoch: epoch, step: step, loss: loss,
                                                  lastGood: FileManager.default.fileExists(atPath: keeper.lastPath) ? keeper.lastPath : nil)
@@ -183,10 +193,11 @@ final class Trainer {
                 step += 1
                 batchIndex += 1
                 let elapsed = Date().timeIntervalSince(epochStart)
-                progress.step(phase: phase.rawValue, epoch: epoch, epochs: epochs, batch: batchIndex, batches: batches,
+                progress.step(phase: program.rawValue, epoch: epoch, epochs: epochs, batch: batchIndex, batches: batches,
                               imagesPerSecond: Double(metrics.images) / max(elapsed, 1e-9),
                               secondsLeft: elapsed / Double(batchIndex) * Double(batches - batchIndex),
-                              loss: metrics.loss, knobs: Dictionary(uniqueKeysWithValues: values.map { ($0.key.rawValue, $0.value) }))
+                              loss: metrics.loss, knobs: Dictionary(uniqueKeysWithValues: values.map { ($0.key.rawValue, $0.value) }),
+                              extra: progressNote?() ?? "")
                 if interrupt.isSet && batchIndex < batches {
                     // The step is done: save it (last.h5 only) and stop; --resume continues from here.
                     // This epoch's training loss and accuracy then cover only the batches after the resume.
@@ -208,8 +219,8 @@ final class Trainer {
             let left = Date().timeIntervalSince(began) / Double(epoch + 1 - firstEpoch) * Double(epochs - epoch - 1)
             progress.epochFinished(
                 String(format: "%@ epoch %d/%d  train loss %.4f top-1 %.2f  val loss %.4f top-1 %.2f top-5 %.2f  %.0f img/s  %@",
-                       phase.rawValue, epoch + 1, epochs, metrics.loss, metrics.top1, validation.loss, validation.top1,
-                       validation.top5, record.imagesPerSecond, formatKnobs(record.knobs)),
+                       program.rawValue, epoch + 1, epochs, metrics.loss, metrics.top1, validation.loss, validation.top1,
+                       validation.top5, record.imagesPerSecond, formatKnobs(record.knobs)) + (progressNote.map { "  " + $0() } ?? ""),
                 secondsLeft: left)
         }
         let best = history.map(\.validationTop1).max() ?? .nan
@@ -217,10 +228,10 @@ final class Trainer {
                            folder: folder, seconds: Date().timeIntervalSince(began))
     }
 
-    private func trainingStep(_ batch: Batch, _ values: [Knob: Double]) throws -> (Float, Tensor) {
+    private func trainingStep(_ batch: Batch, _ values: [Knob: Double], _ position: Position) throws -> (Float, Tensor) {
         let (loss, logits): (Float, Tensor)
         if let customStep {
-            (loss, logits) = try customStep(batch, values)
+            (loss, logits) = try customStep(batch, values, position)
         } else {
             let output = try model.forward(batch.images, mode: .training)
             let result = try labelLoss(logits: output.logits, batch: batch, knobs: values)
@@ -244,7 +255,7 @@ final class Trainer {
             program: program, epoch: epoch, step: step, cyclePosition: cycleEpochs(afterEpoch: epoch), seed: recipe.seed,
             rngState: model.randomStateWords, recipe: recipeText, metrics: metrics)
         return Checkpoint(model: model.state, architecture: try model.spec.yaml, numClasses: model.spec.numClasses,
-                          optimizer: OptimizerRecord(exported), training: training)
+                          optimizer: OptimizerRecord(exported), training: training, adapters: adapters)
     }
 }
 

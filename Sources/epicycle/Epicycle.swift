@@ -12,8 +12,8 @@ struct Epicycle: ParsableCommand {
             (Smith, "General Cyclical Training of Neural Networks", 2022). Recipes are YAML; see Experiments/.
             """,
         version: epicycleSoftwareVersion,
-        subcommands: [Pretrain.self, Finetune.self, Cycle.self, Evaluate.self, ScheduleCommand.self,
-                      Compare.self, CompareRun.self, Inspect.self, DataCommand.self, Info.self]
+        subcommands: [Pretrain.self, Finetune.self, Cycle.self, Distill.self, Compare.self, CompareRun.self,
+                      Evaluate.self, ScheduleCommand.self, Inspect.self, DataCommand.self, Info.self]
     )
 }
 

@@ -29,11 +29,38 @@ public struct Fixture {
     }
 
     public let manifest: Manifest
-    private let scalars: [Float]
+    private let tensors: GoldenTensors
 
     /// - Parameter url: the manifest; the blob sits beside it with the extension `.bin`.
     public init(manifest url: URL) throws {
         manifest = try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: url))
+        tensors = try GoldenTensors(manifest: url)
+    }
+
+    /// Names of the stored tensors that start with `prefix`, with the prefix removed.
+    public func names(under prefix: String) -> [String] { tensors.names(under: prefix) }
+
+    public subscript(name: String) -> Tensor? { tensors[name] }
+}
+
+/// Golden tensors in the same format without the model fields: a manifest with `tensors` (name →
+/// shape and offset) and optional numeric `settings`, as `scripts/make_distillation_fixtures.py` writes.
+public struct GoldenTensors {
+    struct Manifest: Decodable {
+        let tensors: [String: Fixture.Manifest.Entry]
+        let settings: [String: Double]?
+    }
+
+    private let entries: [String: Fixture.Manifest.Entry]
+    private let scalars: [Float]
+    /// The case's numbers, e.g. "temperature".
+    public let settings: [String: Double]
+
+    /// - Parameter url: the manifest; the blob sits beside it with the extension `.bin`.
+    public init(manifest url: URL) throws {
+        let manifest = try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: url))
+        entries = manifest.tensors
+        settings = manifest.settings ?? [:]
         let blob = try Data(contentsOf: url.deletingPathExtension().appendingPathExtension("bin"))
         scalars = blob.withUnsafeBytes { raw in
             (0..<blob.count / 4).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
@@ -42,11 +69,11 @@ public struct Fixture {
 
     /// Names of the stored tensors that start with `prefix`, with the prefix removed.
     public func names(under prefix: String) -> [String] {
-        manifest.tensors.keys.filter { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) }.sorted()
+        entries.keys.filter { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) }.sorted()
     }
 
     public subscript(name: String) -> Tensor? {
-        guard let entry = manifest.tensors[name] else { return nil }
+        guard let entry = entries[name] else { return nil }
         let count = entry.shape.reduce(1, *)
         return Tensor(shape: entry.shape, scalars: Array(scalars[entry.offset..<entry.offset + count]))
     }

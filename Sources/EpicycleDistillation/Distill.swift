@@ -1,0 +1,104 @@
+import EpicycleCheckpoint
+import EpicycleRuntime
+import EpicycleSchedules
+import EpicycleTraining
+import Foundation
+
+/// Why a distillation cannot start.
+public enum DistillationError: Error, Equatable, CustomStringConvertible {
+    /// Neither `--teacher` nor `distill.teacher` names a checkpoint.
+    case noTeacher
+    /// The teacher file is not a model checkpoint (not HDF5, not Epicycle's, no `/model`, a bad spec,
+    /// tensors that do not fit the spec).
+    case teacherNotAModel(file: String, reason: String)
+    case classCountMismatch(teacher: String, teacherClasses: Int, studentClasses: Int)
+    case inputChannelMismatch(teacher: String, teacherChannels: Int, dataChannels: Int)
+
+    public var description: String {
+        switch self {
+        case .noTeacher:
+            return "no teacher: pass --teacher <checkpoint.h5> or set distill.teacher in the recipe"
+        case let .teacherNotAModel(file, reason):
+            return "teacher \(file) is not a model checkpoint: \(reason)"
+        case let .classCountMismatch(teacher, teacherClasses, studentClasses):
+            return "teacher \(teacher) predicts \(teacherClasses) classes but the student's data (pretrain.data) has \(studentClasses); "
+                + "logit distillation needs the same classes — choose them with pretrain.data.classes, or drop the 'logits' term"
+        case let .inputChannelMismatch(teacher, teacherChannels, dataChannels):
+            return "teacher \(teacher) takes \(teacherChannels)-channel images but the student's data has \(dataChannels)-channel images"
+        }
+    }
+}
+
+/// Loads a teacher: the architecture from the checkpoint's spec, every tensor strictly (no missing or
+/// extra names; `/adapters` of a distilled checkpoint are ignored), every parameter frozen.
+public func loadTeacher(from path: String) throws -> Model {
+    let model: Model
+    do {
+        let checkpoint = try Checkpoint.read(from: path)
+        let spec = try ModelSpec(yaml: checkpoint.architecture, file: path)
+        model = try Model(spec, seed: 0)
+        try checkpoint.loadModel(into: model.state)
+    } catch let error as CheckpointError {
+        throw DistillationError.teacherNotAModel(file: path, reason: error.description)
+    } catch let error as RecipeError {
+        throw DistillationError.teacherNotAModel(file: path, reason: error.problem)
+    }
+    for (_, parameter) in model.state.parameters { parameter.trainable = false }
+    return model
+}
+
+/// `epicycle distill`: trains the recipe's model (the student) on its `pretrain` phase against a frozen
+/// teacher, with the loss the `distill:` section lists. Checkpoints record the program `distill` and
+/// keep hint regressors under `/adapters`; the model in them is an ordinary one (`eval`, `finetune`,
+/// and `distill --teacher` take it). `--resume` continues from `last.h5` as for pretraining.
+/// - Parameter teacherPath: overrides `distill.teacher`; it is written into the recipe text the
+///   checkpoints store, so a resumed run must name the same teacher.
+public func distill(teacher teacherPath: String?, recipe source: RecipeSource, options: RunOptions = RunOptions()) throws -> ProgramResult {
+    var source = source
+    if let teacherPath {
+        let quoted = "\"" + teacherPath.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        source = try RecipeSource(text: source.text, origin: source.origin, overrides: ["distill.teacher=" + quoted])
+    }
+    let prepared = try PreparedRecipe(source, options: options)
+    let recipe = prepared.recipe
+    guard let distillRecipe = recipe.distill else {
+        throw RecipeError(path: "distill", problem: "is required for distillation (the teacher and the loss terms)")
+    }
+    guard let phase = recipe.pretrain, let data = prepared.pretrainData else {
+        throw RecipeError(path: "pretrain", problem: "is required: the student trains on the pretrain phase")
+    }
+    guard let path = distillRecipe.teacher else { throw DistillationError.noTeacher }
+    let teacher = try loadTeacher(from: path)
+    guard teacher.spec.inputChannels == data.channels else {
+        throw DistillationError.inputChannelMismatch(teacher: path, teacherChannels: teacher.spec.inputChannels, dataChannels: data.channels)
+    }
+    if distillRecipe.losses.contains(where: { $0.kind == .logits }), teacher.spec.numClasses != data.classCount {
+        throw DistillationError.classCountMismatch(teacher: path, teacherClasses: teacher.spec.numClasses, studentClasses: data.classCount)
+    }
+
+    let cycle = JointCycle(pretrainingEpochs: phase.epochs, pretrainingStepsPerEpoch: prepared.stepsPerEpoch(.pretrain),
+                           finetuningEpochs: recipe.finetune?.epochs ?? 0,
+                           finetuningStepsPerEpoch: prepared.finetuneData == nil ? 1 : prepared.stepsPerEpoch(.finetune))
+    try prepared.validateKnobs(.pretrain, cycle: cycle)
+    try distillRecipe.validate(over: cycle)
+
+    let student = try Model(recipe.model.spec(inputChannels: data.channels, numClasses: data.classCount), seed: recipe.seed)
+    let objective = try DistillationObjective(student: student, teacher: teacher, terms: distillRecipe.losses,
+                                              imageShape: data.training.imageShape, seed: recipe.seed)
+    let adapters = objective.adapters.parameters.isEmpty ? nil : objective.adapters
+    let optimizer = prepared.makeOptimizer(for: student.state.parameters + objective.adapters.parameters, phase: .pretrain)
+    let start = options.resume
+        ? try resumeState(folder: prepared.output, program: .distill, recipeText: prepared.text, model: student,
+                          optimizer: optimizer, adapters: adapters) : nil
+    let trainer = Trainer(model: student, optimizer: optimizer, program: .distill, phase: .pretrain, cyclePhase: .pretrain,
+                          cycle: cycle, recipe: recipe, recipeText: prepared.text, data: data, folder: prepared.output,
+                          progress: ProgressReporter(quiet: options.quiet), logger: logger, adapters: adapters)
+    trainer.customStep = { [unowned trainer] batch, values, position in
+        try objective.step(batch, value: { trainer.cycle.value(of: $0, at: position) },
+                           labelLoss: { try trainer.labelLoss(logits: $0, batch: batch, knobs: values) })
+    }
+    trainer.progressNote = { objective.progressNote }
+    logger.info("distilling \(recipe.model.architecture) from \(teacher.spec.architecture) (\(path))")
+    let result = try trainer.run(resumingFrom: start)
+    return ProgramResult(phases: [result], checkpoint: result.folder + "/last.h5")
+}

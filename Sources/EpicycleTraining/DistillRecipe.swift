@@ -1,0 +1,132 @@
+import EpicycleSchedules
+
+/// A recipe's `distill:` section: the teacher and the terms of the student's loss.
+///
+/// The student is the recipe's `model:` and trains on the recipe's `pretrain:` phase (its data,
+/// epochs and knobs), exactly as `epicycle pretrain` would train it, with the loss replaced by the
+/// weighted sum of `losses`. There is no other place for the student's data or epochs. Every weight
+/// and temperature is a constant or a schedule, evaluated at the same cycle position as the knobs;
+/// a weight defaults to 1, a temperature to 4. Feature names are those `Model.featureNames` lists.
+///
+///     distill:
+///       teacher: Checkpoints/teacher/best.h5      # --teacher overrides it
+///       losses:
+///         - {kind: labels, weight: 1}             # loss: and knobs.temperature apply
+///         - {kind: logits, weight: 1, temperature: {cyclical: {easy: 1, hard: 4}}}
+///         - {kind: hint, student: layer2, teacher: layer2, weight: 1}
+///         - {kind: attention, student: layer3, teacher: layer3, weight: 1000}
+///         - {kind: spatial_softmax, student: layer3, teacher: layer3, weight: 1, temperature: 4}
+public struct DistillRecipe: Decodable, Sendable {
+    /// The teacher checkpoint; nil when only the command line names it.
+    public var teacher: String?
+    public var losses: [DistillTermRecipe]
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case teacher, losses }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        teacher = try container.decodeIfPresent(String.self, forKey: .teacher)
+        losses = try container.decode([DistillTermRecipe].self, forKey: .losses)
+        guard !losses.isEmpty else { throw RecipeError(path: decoder.path + ".losses", problem: "must list at least one loss term") }
+        for kind in [DistillTermRecipe.Kind.labels, .logits] where losses.filter({ $0.kind == kind }).count > 1 {
+            throw RecipeError(path: decoder.path + ".losses", problem: "lists '\(kind.rawValue)' twice; give it one weight")
+        }
+    }
+
+    /// Checks every weight (≥ 0) and temperature (> 0) at every epoch of the cycle, naming the key.
+    package func validate(over cycle: JointCycle) throws {
+        for (index, term) in losses.enumerated() {
+            let path = "distill.losses[\(index)]."
+            try check(term.weight, over: cycle, path: path + "weight", requirement: "≥ 0") { $0 >= 0 }
+            if let temperature = term.temperature {
+                try check(temperature, over: cycle, path: path + "temperature", requirement: "> 0") { $0 > 0 }
+            }
+        }
+    }
+
+    private func check(_ schedule: Schedule, over cycle: JointCycle, path: String, requirement: String,
+                       _ valid: (Double) -> Bool) throws {
+        for epoch in 0..<cycle.totalEpochs {
+            let position = Position(epoch: epoch, totalEpochs: cycle.totalEpochs,
+                                    step: epoch * max(cycle.totalSteps / max(cycle.totalEpochs, 1), 1), totalSteps: cycle.totalSteps)
+            let value = cycle.value(of: schedule, at: position)
+            guard valid(value), value.isFinite else {
+                throw RecipeError(path: path, problem: "must be \(requirement), got \(formatNumber(value)) (\(schedule) at epoch \(epoch))")
+            }
+        }
+    }
+}
+
+/// One term of the student's loss in a `distill:` section.
+public struct DistillTermRecipe: Decodable, Sendable, Equatable {
+    /// Which distillation method the term uses.
+    public enum Kind: String, CaseIterable, Sendable {
+        /// The recipe's `loss:` on the labels, at `knobs.temperature`.
+        case labels
+        /// Hinton et al. 2015: T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)).
+        case logits
+        /// FitNets (Romero et al. 2015): MSE after a learned 1×1 conv + BN regressor.
+        case hint
+        /// Attention transfer (Zagoruyko & Komodakis 2017), p = 2.
+        case attention
+        /// Channel-wise spatial-softmax distillation (Shu et al. 2021).
+        case spatialSoftmax = "spatial_softmax"
+
+        /// Whether the term compares a pair of named feature maps.
+        public var matchesFeatures: Bool { self == .hint || self == .attention || self == .spatialSoftmax }
+        /// Whether the term has its own temperature.
+        public var hasTemperature: Bool { self == .logits || self == .spatialSoftmax }
+    }
+
+    public var kind: Kind
+    public var weight: Schedule
+    /// T for `logits`, τ for `spatial_softmax` (default 4 for both); nil for the other kinds.
+    public var temperature: Schedule?
+    /// The student's feature name (`layer1`…`layer3`, a block such as `layer2.0`, `stem`) for feature terms.
+    public var student: String?
+    /// The teacher's feature name for feature terms.
+    public var teacher: String?
+
+    /// The temperature a term gets when the recipe does not set one.
+    public static let defaultTemperature = 4.0
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case kind, weight, temperature, student, teacher }
+
+    public init(kind: Kind, weight: Schedule = .constant(1), temperature: Schedule? = nil, student: String? = nil,
+                teacher: String? = nil) {
+        self.kind = kind
+        self.weight = weight
+        self.temperature = temperature ?? (kind.hasTemperature ? .constant(Self.defaultTemperature) : nil)
+        self.student = student
+        self.teacher = teacher
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let path = decoder.path
+        let kindText = try container.decode(String.self, forKey: .kind)
+        guard let kind = Kind(rawValue: kindText) else {
+            throw RecipeError(path: path + ".kind", problem: "expected one of \(Kind.allCases.map(\.rawValue).joined(separator: ", ")), got '\(kindText)'")
+        }
+        self.kind = kind
+        weight = try container.decodeSchedule(forKey: .weight) ?? .constant(1)
+        let temperature = try container.decodeSchedule(forKey: .temperature)
+        student = try container.decodeIfPresent(String.self, forKey: .student)
+        teacher = try container.decodeIfPresent(String.self, forKey: .teacher)
+        if temperature != nil && !kind.hasTemperature {
+            let hint = kind == .labels ? " (the labels term uses knobs.temperature)" : ""
+            throw RecipeError(path: path + ".temperature", problem: "does not apply to kind '\(kind.rawValue)'\(hint)")
+        }
+        self.temperature = temperature ?? (kind.hasTemperature ? .constant(Self.defaultTemperature) : nil)
+        for (key, value) in [("student", student), ("teacher", teacher)] {
+            if kind.matchesFeatures && value == nil {
+                throw RecipeError(path: path + "." + key, problem: "is required for kind '\(kind.rawValue)': the \(key)'s feature name, e.g. layer2")
+            }
+            if !kind.matchesFeatures && value != nil {
+                throw RecipeError(path: path + "." + key, problem: "does not apply to kind '\(kind.rawValue)', which compares no features")
+            }
+        }
+    }
+}

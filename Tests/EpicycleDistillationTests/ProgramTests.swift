@@ -1,0 +1,121 @@
+import EpicycleCheckpoint
+import EpicycleDistillation
+import EpicycleRuntime
+import EpicycleTraining
+import Foundation
+import Testing
+
+func temporaryFolder() throws -> String {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("epicycle-distill-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url.path
+}
+
+/// The small task: Fashion-MNIST with 1,000 training images held out for validation (the same ones for
+/// every run: one seed). The teacher sees 3,000 images; the students only 10 per class, for 40 epochs
+/// without augmentation, so that on labels alone the student overfits — the regime where the
+/// teacher's soft targets carry what the labels do not.
+let teacherRecipe = """
+    seed: 3
+    model: {architecture: resnet8}
+    knobs: {learning_rate: {cosine: {peak: 0.1, final: 0}}, batch_size: 64}
+    pretrain: {data: {validation: 1000, first: 3000}, epochs: 4}
+    """
+
+func studentRecipe(distill: String) -> String {
+    """
+    seed: 3
+    model: {architecture: resnet8}
+    knobs: {learning_rate: {cosine: {peak: 0.05, final: 0}}, batch_size: 20}
+    pretrain: {data: {validation: 1000, per_class: 10}, epochs: 40}
+    \(distill)
+    """
+}
+
+@Suite(.serialized) struct DistillProgramTests {
+    /// Distillation should transfer what the teacher learnt from 30× more images. Everything is seeded
+    /// and single-order, so the outcome is fixed; the margin guards against that outcome being luck.
+    /// On 1,000 validation images the standard error of one accuracy near 70 % is √(0.7·0.3/1000) ≈ 1.4
+    /// points, and of a difference of two (paired on the same images, so at most √2·1.4) ≈ 2 points: a
+    /// 3-point margin is 1.5 standard errors beyond a tie. When this test was written the teacher
+    /// reached 77.6 %, the student 66.6 % on labels alone and 73.7 % distilled (+7.1 points), so a
+    /// harmless numerical change cannot flip it, while a broken distillation term (no gain) fails it.
+    /// About a minute in release (40 validations of 1,000 images per student dominate).
+    @Test func distilledStudentBeatsLabelsAlone() throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let teacher = try pretrain(recipe: RecipeSource(text: teacherRecipe, origin: "teacher"),
+                                   options: RunOptions(output: folder + "/teacher", quiet: true))
+        let labelsOnly = try pretrain(recipe: RecipeSource(text: studentRecipe(distill: ""), origin: "labels"),
+                                      options: RunOptions(output: folder + "/labels", quiet: true))
+        let distilled = try distill(
+            teacher: teacher.checkpoint,
+            recipe: RecipeSource(text: studentRecipe(distill: """
+                distill:
+                  losses:
+                    - {kind: labels, weight: 1}
+                    - {kind: logits, weight: 1, temperature: 4}
+                """), origin: "kd"),
+            options: RunOptions(output: folder + "/kd", quiet: true))
+        let teacherTop1 = teacher.phases[0].finalTop1
+        let labelsTop1 = labelsOnly.phases[0].finalTop1, distilledTop1 = distilled.phases[0].finalTop1
+        print("teacher \(teacherTop1) %, labels only \(labelsTop1) %, distilled \(distilledTop1) %")
+        #expect(teacherTop1 > labelsTop1 + 3, "the teacher must know more than the student can learn alone")
+        #expect(distilledTop1 > labelsTop1 + 3, "distilled \(distilledTop1) % vs labels only \(labelsTop1) %")
+
+        // The student's checkpoint: program distill, an ordinary model that eval and a new teacher accept.
+        let checkpoint = try Checkpoint.read(from: distilled.checkpoint)
+        #expect(checkpoint.training?.program == .distill)
+        #expect(checkpoint.adapters == nil)
+        let reloaded = try loadTeacher(from: distilled.checkpoint)
+        #expect(reloaded.spec.architecture == "resnet8")
+    }
+
+    @Test func teacherThatIsNotAModelIsNamed() throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let notAModel = folder + "/notes.h5"
+        try "not a checkpoint".write(toFile: notAModel, atomically: true, encoding: .utf8)
+        #expect {
+            try loadTeacher(from: notAModel)
+        } throws: { error in
+            guard case let .teacherNotAModel(file, reason) = error as? DistillationError else { return false }
+            return file == notAModel && reason.contains("not an HDF5 file")
+        }
+    }
+
+    @Test func classCountsMustAgreeForLogitDistillation() throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let teacher = try Model(ModelSpec(architecture: "resnet8", inputChannels: 1, numClasses: 10), seed: 0)
+        let path = folder + "/teacher.h5"
+        try Checkpoint(model: teacher.state, architecture: try teacher.spec.yaml, numClasses: 10).write(to: path)
+        let recipe = """
+            model: {architecture: resnet8}
+            pretrain: {data: {classes: [0, 1, 2], first: 30}, epochs: 1}
+            distill: {losses: [{kind: logits, weight: 1}]}
+            """
+        #expect(throws: DistillationError.classCountMismatch(teacher: path, teacherClasses: 10, studentClasses: 3)) {
+            try distill(teacher: path, recipe: RecipeSource(text: recipe, origin: "r"), options: RunOptions(output: folder + "/s", quiet: true))
+        }
+    }
+
+    @Test func recipeErrorsNameTheKey() throws {
+        func problem(_ distill: String) -> RecipeError? {
+            let text = "model: {architecture: resnet8}\npretrain: {epochs: 1}\n" + distill
+            do {
+                _ = try RecipeSource(text: text, origin: "r").decode(Recipe.self)
+                return nil
+            } catch {
+                return error as? RecipeError
+            }
+        }
+        #expect(problem("distill: {losses: [{kind: hints, weight: 1}]}")?.path == "distill.losses[0].kind")
+        #expect(problem("distill: {losses: [{kind: hint, student: layer2}]}")?.path == "distill.losses[0].teacher")
+        #expect(problem("distill: {losses: [{kind: labels, temperature: 2}]}")?.path == "distill.losses[0].temperature")
+        #expect(problem("distill: {losses: [{kind: logits, weight: {cyclical: {easy: 1}}}]}")?.path.hasPrefix("distill.losses[0].weight") == true)
+        #expect(problem("distill: {losses: [{kind: logits}], teachr: x}")?.path == "distill.teachr")
+        #expect(problem("distill: {losses: []}")?.path == "distill.losses")
+        #expect(problem("distill: {losses: [{kind: logits, weight: 1}]}") == nil)
+    }
+}
