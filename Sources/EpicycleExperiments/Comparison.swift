@@ -167,9 +167,13 @@ private func runChildren(_ pending: [(folder: String, label: String)], executabl
 public func exitWhenParentExits() {
     let parent = getppid()
     Thread.detachNewThread {
+        // getppid is one cheap system call: checking 20 times a second costs nothing and stops an
+        // orphaned run before it can finish (and be mistaken for a completed one). `_exit`, not `exit`:
+        // exit's handlers wait on locks the training threads hold and can hang; checkpoints are
+        // written atomically, so nothing is left half-written.
         while true {
-            sleep(1)
-            if getppid() != parent { exit(143) }
+            usleep(50_000)
+            if getppid() != parent { _exit(143) }
         }
     }
 }

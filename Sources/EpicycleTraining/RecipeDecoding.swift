@@ -98,7 +98,8 @@ public struct RecipeSource: Equatable, Sendable {
     public let origin: String
 
     /// - Parameters:
-    ///   - overrides: `key.path=value` strings; the value is YAML (`5e-4`, `[0, 1]`, `{cyclical: {easy: 1, hard: 2}}`).
+    ///   - overrides: `key.path=value` strings; the value is YAML (`5e-4`, `[0, 1]`, `{cyclical: {easy: 1, hard: 2}}`);
+    ///     `[i]` picks an existing list element (`distill.losses[1].temperature=4`).
     public init(text: String, origin: String, overrides: [String] = []) throws {
         self.origin = origin
         guard !overrides.isEmpty else {
@@ -115,15 +116,15 @@ public struct RecipeSource: Equatable, Sendable {
             guard let equals = override.firstIndex(of: "="), equals != override.startIndex else {
                 throw RecipeError(path: "", problem: "--set '\(override)': expected key.path=value")
             }
-            let keys = override[..<equals].split(separator: ".").map(String.init)
+            let path = String(override[..<equals])
             let valueText = String(override[override.index(after: equals)...])
             let value: Node
             do {
                 value = try Yams.compose(yaml: valueText) ?? Node("")
             } catch {
-                throw RecipeError(path: keys.joined(separator: "."), problem: "--set value '\(valueText)' is not valid YAML")
+                throw RecipeError(path: path, problem: "--set value '\(valueText)' is not valid YAML")
             }
-            root = try Self.setting(value, at: keys[...], in: root, pathSoFar: [])
+            root = try Self.setting(value, at: try Self.pathElements(path)[...], in: root, pathSoFar: "")
         }
         self.text = try Yams.serialize(node: root)
     }
@@ -135,21 +136,58 @@ public struct RecipeSource: Equatable, Sendable {
         try self.init(text: text, origin: path, overrides: overrides)
     }
 
-    private static func setting(_ value: Node, at keys: ArraySlice<String>, in node: Node, pathSoFar: [String]) throws -> Node {
-        guard let key = keys.first else { return value }
-        var mapping: Node.Mapping
-        switch node {
-        case let .mapping(existing): mapping = existing
-        case .scalar where node.string?.isEmpty ?? false: mapping = Node.Mapping([])
-        default:
-            // A constant knob being replaced by a schedule, or the reverse, is fine; anything deeper
-            // into a scalar is a typo.
-            throw RecipeError(path: (pathSoFar + [key]).joined(separator: "."),
-                              problem: "--set goes inside '\(pathSoFar.joined(separator: "."))', which is not a mapping")
+    /// One step of a `--set` path: a mapping key or a list index.
+    private enum PathElement {
+        case key(String)
+        case index(Int)
+    }
+
+    /// `a.b[2].c` → key a, key b, index 2, key c.
+    private static func pathElements(_ path: String) throws -> [PathElement] {
+        var elements: [PathElement] = []
+        for part in path.split(separator: ".", omittingEmptySubsequences: false) {
+            var rest = Substring(part)
+            let name = rest.prefix { $0 != "[" }
+            guard !name.isEmpty else { throw RecipeError(path: path, problem: "--set: empty key in the path") }
+            elements.append(.key(String(name)))
+            rest = rest.dropFirst(name.count)
+            while rest.first == "[" {
+                guard let close = rest.firstIndex(of: "]"), let index = Int(rest[rest.index(after: rest.startIndex)..<close]) else {
+                    throw RecipeError(path: path, problem: "--set: expected [index] with a whole number")
+                }
+                elements.append(.index(index))
+                rest = rest[rest.index(after: close)...]
+            }
+            guard rest.isEmpty else { throw RecipeError(path: path, problem: "--set: unexpected '\(rest)'") }
         }
-        let child = mapping[Node(key)] ?? Node("")
-        mapping[Node(key)] = try setting(value, at: keys.dropFirst(), in: child, pathSoFar: pathSoFar + [key])
-        return .mapping(mapping)
+        return elements
+    }
+
+    private static func setting(_ value: Node, at path: ArraySlice<PathElement>, in node: Node, pathSoFar: String) throws -> Node {
+        guard let element = path.first else { return value }
+        switch element {
+        case let .key(key):
+            let here = pathSoFar.isEmpty ? key : pathSoFar + "." + key
+            var mapping: Node.Mapping
+            switch node {
+            case let .mapping(existing): mapping = existing
+            case .scalar where node.string?.isEmpty ?? false: mapping = Node.Mapping([])
+            default:
+                // A constant knob being replaced by a schedule, or the reverse, is fine; anything deeper
+                // into a scalar is a typo.
+                throw RecipeError(path: here, problem: "--set goes inside '\(pathSoFar)', which is not a mapping")
+            }
+            let child = mapping[Node(key)] ?? Node("")
+            mapping[Node(key)] = try setting(value, at: path.dropFirst(), in: child, pathSoFar: here)
+            return .mapping(mapping)
+        case let .index(index):
+            let here = pathSoFar + "[\(index)]"
+            guard case var .sequence(sequence) = node, sequence.indices.contains(index) else {
+                throw RecipeError(path: here, problem: "--set: '\(pathSoFar)' has no element \(index)")
+            }
+            sequence[index] = try setting(value, at: path.dropFirst(), in: sequence[index], pathSoFar: here)
+            return .sequence(sequence)
+        }
     }
 
     /// Decodes the recipe text into `type`, turning every problem into a key-path message.

@@ -12,7 +12,7 @@ struct Epicycle: ParsableCommand {
             (Smith, "General Cyclical Training of Neural Networks", 2022). Recipes are YAML; see Experiments/.
             """,
         version: epicycleSoftwareVersion,
-        subcommands: [Pretrain.self, Finetune.self, Cycle.self, Distill.self, Compare.self, CompareRun.self,
+        subcommands: [DemoCommand.self, Pretrain.self, Finetune.self, Cycle.self, Distill.self, Compare.self, CompareRun.self,
                       Evaluate.self, ScheduleCommand.self, Inspect.self, DataCommand.self, Info.self]
     )
 }

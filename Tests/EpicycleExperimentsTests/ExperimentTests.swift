@@ -68,7 +68,7 @@ let tinyBase = """
 
     @Test(arguments: [
         ("program: pretrain\n\(tinyBase)\nseeds: [0]\nvariants: {a: {}}\ncolour: red", "colour: unknown key; expected one of name, program, recipe, base, seeds, baseline, variants, results"),
-        ("program: distil\n\(tinyBase)\nseeds: [0]\nvariants: {a: {}}", "program: expected one of pretrain, cycle, got 'distil'"),
+        ("program: distil\n\(tinyBase)\nseeds: [0]\nvariants: {a: {}}", "program: expected one of pretrain, cycle, distill, got 'distil'"),
         ("program: pretrain\n\(tinyBase)\nseeds: [0, -1]\nvariants: {a: {}}", "seeds[1]: expected a whole number ≥ 0, got '-1'"),
         ("program: pretrain\n\(tinyBase)\nseeds: [0, 0]\nvariants: {a: {}}", "seeds: lists seed 0 twice"),
         ("program: pretrain\n\(tinyBase)\nseeds: [0]\nbaseline: b\nvariants: {a: {}}", "baseline: 'b' is not a variant; expected one of a"),

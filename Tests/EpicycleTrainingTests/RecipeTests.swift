@@ -78,6 +78,11 @@ import Testing
             .hasPrefix("knobs.temperature.cyclical.factor: must be ≥ 1, got 0.5") == true)
         #expect(problem(Self.valid, overrides: ["knobs.learning_rate.x=1"])?.contains("not a mapping") == true)
         #expect(problem(Self.valid, overrides: ["nonsense"])?.contains("expected key.path=value") == true)
+        // List elements by index, as distillation loss terms need.
+        let listed = try RecipeSource(text: Self.valid, origin: "test.yaml", overrides: ["pretrain.data.classes[1]=7"])
+            .decode(Recipe.self)
+        #expect(listed.pretrain?.data.classes == [0, 7, 2])
+        #expect(problem(Self.valid, overrides: ["pretrain.data.classes[5]=1"])?.hasPrefix("pretrain.data.classes[5]: --set: 'pretrain.data.classes' has no element 5") == true)
     }
 
     /// Values that leave a knob's range anywhere in the cycle are caught before training: a cyclical
