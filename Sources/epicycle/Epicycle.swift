@@ -13,7 +13,7 @@ struct Epicycle: ParsableCommand {
             """,
         version: epicycleSoftwareVersion,
         subcommands: [Pretrain.self, Finetune.self, Cycle.self, Evaluate.self, ScheduleCommand.self,
-                      Inspect.self, DataCommand.self, Info.self]
+                      Inspect.self, DataCommand.self, Info.self, Bench.self]
     )
 }
 
