@@ -1,3 +1,18 @@
+import CMalloc
+
+// Every training step allocates and frees the same activations and gradients (1–8 MB each for
+// ResNet-20 at batch 128). By default glibc serves blocks that size by mmap, or trims them off the heap
+// once freed, so each step page-faults its memory back in (246 K page faults and 10 % of the CPU time
+// over 21 ResNet-20 steps, 66 K and none of the extra time with this). Keeping freed blocks up to
+// 32 MB (glibc's largest mmap threshold) on the heap lets the next step reuse them; peak memory is
+// unchanged, since a step holds all of them at once anyway. Set once, by the first model built.
+private let retainFreedActivations: Void = {
+    #if canImport(Glibc)
+    mallopt(M_MMAP_THRESHOLD, 32 << 20)
+    mallopt(M_TRIM_THRESHOLD, Int32.max)
+    #endif
+}()
+
 /// A network as an ordered list of steps, with named intermediate features.
 ///
 /// A forward pass can return features by name (`stem`, `layer1`…`layer3`, any block such as
@@ -23,6 +38,7 @@ public final class Model {
     public let featureNames: [String]
 
     init(spec: ModelSpec, steps: [Step]) {
+        retainFreedActivations
         self.spec = spec
         self.steps = steps
         dropouts = steps.compactMap { ($0.layer as? WideBlock)?.dropout }
