@@ -4,8 +4,8 @@
         [--layout channels_last|nchw] [--threads 2] [--warmup 3] [--repeats 7] [--steps 3]
 
 Prints one JSON object: the workload, layout, batch size, the images per second of every repeat
-(each repeat times `--steps` steps after `--warmup` untimed ones), their median, and the process's
-peak resident set size in MiB. Run one workload per process so that the peak RSS is that workload's.
+(each repeat times `--steps` steps after `--warmup` untimed ones), their median, the process's
+peak resident set size in MiB, and images per second of CPU time (all threads) over the timed steps. Run one workload per process so that the peak RSS is that workload's.
 
 Workloads (synthetic batches, fixed seed; data preparation is not timed on either side):
 - training: ResNet-20 (CIFAR, option A shortcuts), batch 128, cross-entropy, SGD (momentum 0.9,
@@ -107,16 +107,19 @@ def main():
     for _ in range(args.warmup):
         step()
     rates = []
+    cpu_start = time.process_time()
     for _ in range(args.repeats):
         start = time.perf_counter()
         for _ in range(args.steps):
             step()
         rates.append(BATCH[args.workload] * args.steps / (time.perf_counter() - start))
+    cpu_seconds = time.process_time() - cpu_start
     # ru_maxrss is in KiB on Linux.
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({
         "workload": args.workload, "layout": args.layout, "batch": BATCH[args.workload], "threads": args.threads,
         "images_per_second": statistics.median(rates), "samples": rates, "peak_rss_mib": peak,
+        "images_per_cpu_second": BATCH[args.workload] * args.steps * args.repeats / cpu_seconds,
         "torch": torch.__version__,
     }))
 

@@ -107,9 +107,14 @@ struct Bench: ParsableCommand {
             rows.append(tableRow(workload, ours, theirs))
         }
         let header = ["workload", "batch", "Epicycle img/s", "PyTorch img/s (CL / NCHW)", "ratio",
-                      "GFLOP/s (E / P)", "peak RSS MiB (E / P)", "RSS ratio"]
+                      "GFLOP/s (E / P)", "peak RSS MiB (E / P)", "RSS ratio", "img/CPU-s (E / P)", "CPU ratio"]
         print(formatTable([header] + rows))
-        print("\nratio: Epicycle ÷ PyTorch's faster layout; RSS ratio: Epicycle ÷ that layout's peak RSS.")
+        print("""
+
+            ratio: Epicycle ÷ PyTorch's faster layout (wall clock); RSS ratio: Epicycle ÷ that layout's peak RSS.
+            img/CPU-s: images per second of CPU time summed over threads, which other load on the machine
+            does not change (wall-clock figures drop when other processes take the cores).
+            """)
         print("Load average after: \(loadAverage)")
 
         if profile {
@@ -123,14 +128,17 @@ struct Bench: ParsableCommand {
         func gflops(_ rate: Double) -> String { String(format: "%.0f", rate * flops / 1e9) }
         guard let best = theirs.max(by: { $0.imagesPerSecond < $1.imagesPerSecond }) else {
             return [workload.rawValue, "\(workload.batch)", String(format: "%.0f", ours.imagesPerSecond), "–", "–",
-                    gflops(ours.imagesPerSecond), String(format: "%.0f", ours.peakRSSMiB), "–"]
+                    gflops(ours.imagesPerSecond), String(format: "%.0f", ours.peakRSSMiB), "–",
+                    String(format: "%.0f", ours.imagesPerCPUSecond), "–"]
         }
         let layouts = theirs.map { String(format: "%.0f", $0.imagesPerSecond) }.joined(separator: " / ")
         return [workload.rawValue, "\(workload.batch)", String(format: "%.0f", ours.imagesPerSecond), layouts,
                 String(format: "%.2f×", ours.imagesPerSecond / best.imagesPerSecond),
                 "\(gflops(ours.imagesPerSecond)) / \(gflops(best.imagesPerSecond))",
                 String(format: "%.0f / %.0f", ours.peakRSSMiB, best.peakRSSMiB),
-                String(format: "%.2f", ours.peakRSSMiB / best.peakRSSMiB)]
+                String(format: "%.2f", ours.peakRSSMiB / best.peakRSSMiB),
+                String(format: "%.0f / %.0f", ours.imagesPerCPUSecond, best.imagesPerCPUSecond),
+                String(format: "%.2f×", ours.imagesPerCPUSecond / best.imagesPerCPUSecond)]
     }
 }
 
@@ -141,9 +149,13 @@ struct Measurement: Codable {
     var imagesPerSecond: Double
     var samples: [Double]
     var peakRSSMiB: Double
+    /// Images per second of CPU time (all threads) over the timed steps: what the work costs, whatever
+    /// else the machine runs.
+    var imagesPerCPUSecond: Double
 
     enum CodingKeys: String, CodingKey {
         case workload, batch, imagesPerSecond = "images_per_second", samples, peakRSSMiB = "peak_rss_mib"
+        case imagesPerCPUSecond = "images_per_cpu_second"
     }
 }
 
@@ -169,17 +181,21 @@ func resNetForwardFLOPs(depth: Int) -> Double {
 
 private func measureEpicycle(_ workload: Bench.Workload, threads: Int, warmup: Int, repeats: Int, steps: Int) throws -> Measurement {
     setBLASThreads(threads)
+    setKernelThreads(threads)
     let step = try makeStep(workload)
     for _ in 0..<warmup { try step() }
     var rates: [Double] = []
+    let cpuStart = processCPUSeconds()
     for _ in 0..<repeats {
         let start = DispatchTime.now().uptimeNanoseconds
         for _ in 0..<steps { try step() }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         rates.append(Double(workload.batch * steps) / seconds)
     }
+    let cpuSeconds = processCPUSeconds() - cpuStart
     return Measurement(workload: workload.rawValue, batch: workload.batch, imagesPerSecond: median(rates),
-                       samples: rates, peakRSSMiB: peakResidentMiB())
+                       samples: rates, peakRSSMiB: peakResidentMiB(),
+                       imagesPerCPUSecond: Double(workload.batch * steps * repeats) / cpuSeconds)
 }
 
 private func syntheticBatch(_ batch: Int) -> (images: Tensor, labels: [Int32]) {
@@ -244,6 +260,9 @@ private func makeStep(_ workload: Bench.Workload) throws -> () throws -> Void {
 // optimizer, glue) is the difference to the measured step.
 private func profileTrainingStep(threads: Int, repeats: Int) throws -> String {
     setBLASThreads(threads)
+    setKernelThreads(threads)
+    // Built first, so that the layers below run under the same allocator settings as the model's.
+    let step = try makeStep(.training)
     var generator = RandomGenerator(seed: 2)
     struct Entry { var name: String; var count: Int; var forward: Double; var backward: Double }
     var entries: [Entry] = []
@@ -258,12 +277,12 @@ private func profileTrainingStep(threads: Int, repeats: Int) throws -> String {
         }
         return median(samples)
     }
-    func add(_ name: String, count: Int, layer: any Layer, input: Tensor) throws {
-        var output = input
-        let forward = try time { output = try layer.forward(input, mode: .training) }
+    func add(_ name: String, count: Int, forward: () throws -> Tensor, backward: (Tensor) -> Void) throws {
+        var output = Tensor(zeros: [0])
+        let forwardTime = try time { output = try forward() }
         let dOutput = Tensor(repeating: 0.01, shape: output.shape)
-        let backward = time { _ = layer.backward(dOutput) }
-        entries.append(Entry(name: name, count: count, forward: forward, backward: backward))
+        let backwardTime = time { backward(dOutput) }
+        entries.append(Entry(name: name, count: count, forward: forwardTime, backward: backwardTime))
     }
     func activation(_ size: Int, _ channels: Int) -> Tensor {
         var generator = RandomGenerator(seed: UInt64(size * channels))
@@ -278,17 +297,28 @@ private func profileTrainingStep(threads: Int, repeats: Int) throws -> String {
     for (name, count, size, inputChannels, outputChannels, stride) in convolutions {
         let layer = Conv2D(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: 3, stride: stride,
                            padding: 1, generator: &generator)
-        try add(name, count: count, layer: layer, input: activation(size, inputChannels))
+        let input = activation(size, inputChannels)
+        try add(name, count: count, forward: { try layer.forward(input, mode: .training) }, backward: { _ = layer.backward($0) })
     }
-    for (size, channels, count) in [(32, 16, 7), (16, 32, 6), (8, 64, 6)] {
-        try add("batch norm \(channels) @\(size)²", count: count, layer: BatchNorm2D(channels: channels),
-                input: activation(size, channels))
-    }
-    for (size, channels, count) in [(32, 16, 7), (16, 32, 6), (8, 64, 6)] {
-        try add("ReLU \(channels) @\(size)²", count: count, layer: ReLU(), input: activation(size, channels))
+    // Per stage: the stem's (or nothing's) separate batch norm and ReLU, each block's bn1 + ReLU and
+    // bn2 + shortcut add + ReLU.
+    for (size, channels) in [(32, 16), (16, 32), (8, 64)] {
+        let input = activation(size, channels), residual = activation(size, channels)
+        if channels == 16 {
+            let norm = BatchNorm2D(channels: channels), relu = ReLU()
+            try add("stem batch norm 16 @32²", count: 1, forward: { try norm.forward(input, mode: .training) },
+                    backward: { _ = norm.backward($0) })
+            try add("stem ReLU 16 @32²", count: 1, forward: { try relu.forward(input, mode: .training) },
+                    backward: { _ = relu.backward($0) })
+        }
+        let norm = BatchNorm2D(channels: channels)
+        try add("batch norm + ReLU \(channels) @\(size)²", count: 3, forward: { try norm.forwardReLU(input, mode: .training) },
+                backward: { _ = norm.backwardThroughReLU($0) })
+        try add("batch norm + add + ReLU \(channels) @\(size)²", count: 3,
+                forward: { try norm.forwardReLU(input, adding: residual, mode: .training) },
+                backward: { _ = norm.backwardThroughReLU($0) })
     }
 
-    let step = try makeStep(.training)
     let total = try time { try step() }
     let accounted = entries.reduce(0) { $0 + Double($1.count) * ($1.forward + $1.backward) }
     var rows = [["layer (ResNet-20, batch 128)", "count", "forward ms", "backward ms", "total ms", "share"]]
@@ -297,7 +327,7 @@ private func profileTrainingStep(threads: Int, repeats: Int) throws -> String {
         rows.append([entry.name, "\(entry.count)", String(format: "%.2f", entry.forward), String(format: "%.2f", entry.backward),
                      String(format: "%.1f", sum), String(format: "%.0f %%", 100 * sum / total)])
     }
-    rows.append(["rest (residual joins, shortcuts, pooling, classifier, loss, SGD, glue)", "", "", "",
+    rows.append(["rest (shortcut gradients, option-A shortcuts, pooling, classifier, loss, SGD, glue)", "", "", "",
                  String(format: "%.1f", total - accounted), String(format: "%.0f %%", 100 * (total - accounted) / total)])
     rows.append(["training step (measured)", "", "", "", String(format: "%.1f", total), "100 %"])
     return "Per-layer profile, \(threads) threads, medians of \(repeats):\n" + formatTable(rows)
@@ -315,6 +345,13 @@ private func peakResidentMiB() -> Double {
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
     return Double(usage.ru_maxrss) / 1024  // KiB on Linux
+}
+
+private func processCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 private var loadAverage: String {

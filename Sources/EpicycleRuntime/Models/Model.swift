@@ -43,6 +43,12 @@ public final class Model {
         self.steps = steps
         dropouts = steps.compactMap { ($0.layer as? WideBlock)?.dropout }
         featureNames = steps.flatMap(\.features)
+        // The layers run one at a time, so one set of convolution scratch buffers serves them all
+        // (tens of MB fewer for ResNet-56 than one per layer).
+        let workspace = Conv2DWorkspace()
+        for step in steps {
+            for convolution in convolutions(in: step.layer) { convolution.workspace = workspace }
+        }
     }
 
     /// Builds the model a spec describes, with weights drawn from `seed`.
@@ -123,6 +129,23 @@ public final class Model {
         }
         for (index, dropout) in dropouts.enumerated() {
             dropout.generator = RandomGenerator(state: Array(words[4 * index..<4 * index + 4]))
+        }
+    }
+
+    // The convolutions a step's layer holds, through the model zoo's composite layers.
+    private func convolutions(in layer: any Layer) -> [Conv2D] {
+        switch layer {
+        case let conv as Conv2D:
+            return [conv]
+        case let block as BasicBlock:
+            guard case let .projection(conv, _) = block.shortcut else { return [block.conv1, block.conv2] }
+            return [block.conv1, block.conv2, conv]
+        case let block as WideBlock:
+            return [block.conv1, block.conv2] + (block.shortcut.map { [$0] } ?? [])
+        case let block as ConvBNReLU:
+            return [block.conv]
+        default:
+            return []
         }
     }
 
