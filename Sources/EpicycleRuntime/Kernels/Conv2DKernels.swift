@@ -9,7 +9,8 @@
 // channels per group; R×S kernel size; P×Q output size; (sh, sw) stride; (ph, pw) padding.
 //
 // Ungrouped convolutions with output channels (for the input gradient: input channels) in multiples
-// of 16 take the direct kernels of Conv2DDirectKernels.swift. The other fast path: im2col then gemm. The column matrix has one row per output position (N·P·Q rows, ordered
+// of 16 take the direct kernels of Conv2DDirectKernels.swift. The other fast path: im2col then gemm.
+// The column matrix has one row per output position (N·P·Q rows, ordered
 // like the NHWC output) and R·S·C columns laid out as G blocks of [R, S, Cg]; each (r, s) tap copies a
 // contiguous run of Cg channels (without groups, a kernel row's S taps are one run of S·C). Weights are repacked from [K, Cg, R, S] to [K, R, S, Cg] so that a
 // packed row lines up with a block of a column row, and group g is one gemm addressing its block and its
