@@ -19,15 +19,17 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
-        // C libraries from Debian: libhdf5 (serial), OpenBLAS, zlib.
+        // C libraries from Debian: libhdf5 (serial), OpenBLAS, zlib; glibc's malloc.h.
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5-serial",
                        providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+        // glibc's mallopt, to keep freed activation buffers for the next training step.
+        .systemLibrary(name: "CMalloc"),
 
         // Tensors, kernels, layers, models, losses, optimizers: knows nothing of training recipes.
-        .target(name: "EpicycleRuntime", dependencies: ["COpenBLAS"], swiftSettings: optimizedKernels),
+        .target(name: "EpicycleRuntime", dependencies: ["COpenBLAS", "CMalloc"], swiftSettings: optimizedKernels),
         // HDF5 checkpoints of models, optimizer state and training state.
         .target(name: "EpicycleCheckpoint", dependencies: ["EpicycleRuntime", "CHDF5"]),
         // Dataset readers, views, augmentation with a strength knob, the batch loader, PNG output.

@@ -16,56 +16,78 @@ private let statisticsBlockRows = 32
 /// Two passes: the mean first, then the squared deviations about it with the "corrected two-pass"
 /// term (Chan, Golub & LeVeque 1983): var = (Σd² − (Σd)²/M) / M with d = x − mean, which removes the
 /// error of the rounded mean. Unlike E[x²] − E[x]², this stays accurate when |mean| ≫ std.
+/// Above `parallelElementThreshold` elements each pass splits the rows over `threads`, whose Double
+/// totals are added in thread order (so the result does not depend on timing).
 /// - Precondition: M ≥ 1.
 public func batchNormStatistics(
     _ input: UnsafePointer<Float>, rows M: Int, channels C: Int,
-    mean: UnsafeMutablePointer<Float>, variance: UnsafeMutablePointer<Float>
+    mean: UnsafeMutablePointer<Float>, variance: UnsafeMutablePointer<Float>, threads: Int = kernelThreads
 ) {
     precondition(M >= 1, "batchNormStatistics: needs at least one row")
-    withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * C) { totals in
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * C) { partials in
-            let sum = totals.baseAddress!, deviationSum = sum + C
-            let partial = partials.baseAddress!, deviationPartial = partial + C
-            sum.update(repeating: 0, count: C)
-            var start = 0
-            while start < M {
-                let end = min(start + statisticsBlockRows, M)
-                partial.update(repeating: 0, count: C)
-                for r in start..<end {
-                    let x = input + r * C
-                    for c in 0..<C { partial[c] += x[c] }
-                }
-                for c in 0..<C { sum[c] += Double(partial[c]) }
-                start = end
+    let T = rowThreads(M, C, threads)
+    withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * C * T) { totals in
+        let totals = totals.baseAddress!
+        // Per thread: [Σx] in pass 1, [Σd², Σd] in pass 2.
+        parallelFor(T) { t in
+            let rows = partition(M, parts: T, index: t)
+            blockedSums(rows: rows, channels: C, into: totals + 2 * C * t, second: nil) { r, sum, _ in
+                let x = input + r * C
+                for c in 0..<C { sum[c] += x[c] }
             }
-            for c in 0..<C { mean[c] = Float(sum[c] / Double(M)) }
-
-            // Σd and Σd² in one sweep: two Float accumulators per channel, side by side.
-            deviationSum.update(repeating: 0, count: C)
-            sum.update(repeating: 0, count: C)
-            start = 0
-            while start < M {
-                let end = min(start + statisticsBlockRows, M)
-                partial.update(repeating: 0, count: C)
-                deviationPartial.update(repeating: 0, count: C)
-                for r in start..<end {
-                    let x = input + r * C
-                    for c in 0..<C {
-                        let d = x[c] - mean[c]
-                        deviationPartial[c] += d
-                        partial[c] += d * d
-                    }
-                }
+        }
+        for c in 0..<C {
+            var sum: Double = 0
+            for t in 0..<T { sum += totals[2 * C * t + c] }
+            mean[c] = Float(sum / Double(M))
+        }
+        parallelFor(T) { t in
+            let rows = partition(M, parts: T, index: t)
+            let base = totals + 2 * C * t
+            blockedSums(rows: rows, channels: C, into: base, second: base + C) { r, squares, deviations in
+                let x = input + r * C
                 for c in 0..<C {
-                    deviationSum[c] += Double(deviationPartial[c])
-                    sum[c] += Double(partial[c])
+                    let d = x[c] - mean[c]
+                    deviations[c] += d
+                    squares[c] += d * d
                 }
-                start = end
             }
-            for c in 0..<C {
-                let squares = sum[c] - deviationSum[c] * deviationSum[c] / Double(M)
-                variance[c] = Float(max(squares, 0) / Double(M))
+        }
+        for c in 0..<C {
+            var squares: Double = 0, deviations: Double = 0
+            for t in 0..<T {
+                squares += totals[2 * C * t + c]
+                deviations += totals[2 * C * t + C + c]
             }
+            let centered = squares - deviations * deviations / Double(M)
+            variance[c] = Float(max(centered, 0) / Double(M))
+        }
+    }
+}
+
+// Threads for a pass over M rows of C floats: one below the threshold where a second core pays.
+private func rowThreads(_ M: Int, _ C: Int, _ threads: Int) -> Int {
+    M * C >= parallelElementThreshold ? max(1, min(threads, M)) : 1
+}
+
+// totals[C] (and second[C]) = Double sums over `rows` of what `add(r, partial, secondPartial)` adds
+// to Float partials, folded into the totals every `statisticsBlockRows` rows.
+@inline(__always)
+private func blockedSums(
+    rows: Range<Int>, channels C: Int, into totals: UnsafeMutablePointer<Double>, second: UnsafeMutablePointer<Double>?,
+    _ add: (Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void
+) {
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * C) { partials in
+        let partial = partials.baseAddress!, secondPartial = partial + C
+        totals.update(repeating: 0, count: C)
+        second?.update(repeating: 0, count: C)
+        var start = rows.lowerBound
+        while start < rows.upperBound {
+            let end = min(start + statisticsBlockRows, rows.upperBound)
+            partial.update(repeating: 0, count: 2 * C)
+            for r in start..<end { add(r, partial, secondPartial) }
+            for c in 0..<C { totals[c] += Double(partial[c]) }
+            if let second { for c in 0..<C { second[c] += Double(secondPartial[c]) } }
+            start = end
         }
     }
 }
@@ -89,20 +111,38 @@ public func batchNormStatisticsReference(
 /// y = (x − mean)·inverseStd·weight + bias per channel, where inverseStd = 1/√(var + ε) holds the
 /// batch statistics in training and the running ones in inference. `output` may equal `input`.
 ///
+/// Fused epilogues, so that a block's batch norm, shortcut and ReLU are one pass over memory:
+/// `residual` adds a tensor of the input's shape after normalising, and `relu` clamps at 0 last:
+/// y = max((x − mean)·inverseStd·weight + bias + residual, 0).
+///
 /// The scale γ/σ is folded per channel, but the mean is subtracted before scaling rather than folded
 /// into the shift: x − mean is exact for x near the mean, which keeps the result accurate when the
 /// mean is large next to the spread.
 public func batchNormForward(
     _ input: UnsafePointer<Float>, rows M: Int, channels C: Int,
     mean: UnsafePointer<Float>, inverseStd: UnsafePointer<Float>,
-    weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, into output: UnsafeMutablePointer<Float>
+    weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, adding residual: UnsafePointer<Float>? = nil,
+    relu: Bool = false, into output: UnsafeMutablePointer<Float>, threads: Int = kernelThreads
 ) {
     withUnsafeTemporaryAllocation(of: Float.self, capacity: C) { scales in
         let scale = scales.baseAddress!
         for c in 0..<C { scale[c] = weight[c] * inverseStd[c] }
-        for r in 0..<M {
-            let x = input + r * C, y = output + r * C
-            for c in 0..<C { y[c] = (x[c] - mean[c]) * scale[c] + bias[c] }
+        let T = rowThreads(M, C, threads)
+        parallelFor(T) { t in
+            // One loop per epilogue keeps each inner loop branch-free.
+            for r in partition(M, parts: T, index: t) {
+                let x = input + r * C, y = output + r * C
+                switch (residual.map { $0 + r * C }, relu) {
+                case (nil, false):
+                    for c in 0..<C { y[c] = (x[c] - mean[c]) * scale[c] + bias[c] }
+                case (nil, true):
+                    for c in 0..<C { y[c] = max((x[c] - mean[c]) * scale[c] + bias[c], 0) }
+                case let (z?, false):
+                    for c in 0..<C { y[c] = (x[c] - mean[c]) * scale[c] + bias[c] + z[c] }
+                case let (z?, true):
+                    for c in 0..<C { y[c] = max((x[c] - mean[c]) * scale[c] + bias[c] + z[c], 0) }
+                }
+            }
         }
     }
 }
@@ -129,51 +169,79 @@ public func batchNormForwardReference(
 /// The last line is evaluated per element as a·((g − m) − k·(x − μ)) with per-channel a = γ/σ,
 /// m = mean(g) and k = mean(g·x̂)/σ: x̂ is never formed, and the differences come first, as in the
 /// formula, so the cancellation in g − m happens before the scaling by γ/σ.
+///
+/// After a fused ReLU (`batchNormForward(relu: true)`), pass its output as `reluOutput`: g is then
+/// dOutput where that output is positive and 0 elsewhere (the ReLU's backward, as `reluBackward`), and
+/// `dPreActivation`, if given, receives g, the gradient a fused residual gets. Rows split over threads
+/// as in `batchNormStatistics`.
 public func batchNormBackward(
     _ dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>, rows M: Int, channels C: Int,
     mean: UnsafePointer<Float>, inverseStd: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-    dInput: UnsafeMutablePointer<Float>, dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>
+    reluOutput: UnsafePointer<Float>? = nil,
+    dInput: UnsafeMutablePointer<Float>, dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>,
+    dPreActivation: UnsafeMutablePointer<Float>? = nil, threads: Int = kernelThreads
 ) {
-    withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * C) { totals in
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * C) { scratch in
-            let gradientSum = totals.baseAddress!, productSum = gradientSum + C
-            let partial = scratch.baseAddress!, productPartial = partial + C
-            // Σg and Σg·(x − μ), both in one sweep over the rows.
-            gradientSum.update(repeating: 0, count: C)
-            productSum.update(repeating: 0, count: C)
-            var start = 0
-            while start < M {
-                let end = min(start + statisticsBlockRows, M)
-                partial.update(repeating: 0, count: C)
-                productPartial.update(repeating: 0, count: C)
-                for r in start..<end {
+    let T = rowThreads(M, C, threads)
+    withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * C * T) { totals in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * C) { coefficients in
+            let totals = totals.baseAddress!
+            // Per thread: Σg and Σg·(x − μ), both in one sweep over its rows.
+            parallelFor(T) { t in
+                let base = totals + 2 * C * t
+                blockedSums(rows: partition(M, parts: T, index: t), channels: C, into: base, second: base + C) {
+                    r, gradientPartial, productPartial in
                     let g = dOutput + r * C, x = input + r * C
-                    for c in 0..<C {
-                        partial[c] += g[c]
-                        productPartial[c] += g[c] * (x[c] - mean[c])
+                    if let y = reluOutput.map({ $0 + r * C }) {
+                        for c in 0..<C {
+                            let masked = y[c] > 0 ? g[c] : 0
+                            gradientPartial[c] += masked
+                            productPartial[c] += masked * (x[c] - mean[c])
+                        }
+                    } else {
+                        for c in 0..<C {
+                            gradientPartial[c] += g[c]
+                            productPartial[c] += g[c] * (x[c] - mean[c])
+                        }
                     }
                 }
-                for c in 0..<C {
-                    gradientSum[c] += Double(partial[c])
-                    productSum[c] += Double(productPartial[c])
-                }
-                start = end
             }
 
-            // Per-channel coefficients of the input gradient, reusing the Float scratch.
-            let a = partial, k = productPartial, m = partial + 2 * C
+            let a = coefficients.baseAddress!, k = a + C, m = a + 2 * C
             for c in 0..<C {
+                var gradientSum: Double = 0, productSum: Double = 0
+                for t in 0..<T {
+                    gradientSum += totals[2 * C * t + c]
+                    productSum += totals[2 * C * t + C + c]
+                }
                 let sigmaInverse = Double(inverseStd[c])
-                let normalizedProductSum = productSum[c] * sigmaInverse  // Σ g·x̂
-                dBias[c] += Float(gradientSum[c])
+                let normalizedProductSum = productSum * sigmaInverse  // Σ g·x̂
+                dBias[c] += Float(gradientSum)
                 dWeight[c] += Float(normalizedProductSum)
                 a[c] = Float(Double(weight[c]) * sigmaInverse)
                 k[c] = Float(sigmaInverse * normalizedProductSum / Double(M))
-                m[c] = Float(gradientSum[c] / Double(M))
+                m[c] = Float(gradientSum / Double(M))
             }
-            for r in 0..<M {
-                let g = dOutput + r * C, x = input + r * C, dx = dInput + r * C
-                for c in 0..<C { dx[c] = a[c] * ((g[c] - m[c]) - k[c] * (x[c] - mean[c])) }
+            parallelFor(T) { t in
+                for r in partition(M, parts: T, index: t) {
+                    let g = dOutput + r * C, x = input + r * C, dx = dInput + r * C
+                    switch (reluOutput.map { $0 + r * C }, dPreActivation.map { $0 + r * C }) {
+                    case (nil, nil):
+                        for c in 0..<C { dx[c] = a[c] * ((g[c] - m[c]) - k[c] * (x[c] - mean[c])) }
+                    case let (y?, nil):
+                        for c in 0..<C { dx[c] = a[c] * (((y[c] > 0 ? g[c] : 0) - m[c]) - k[c] * (x[c] - mean[c])) }
+                    case let (nil, dz?):
+                        for c in 0..<C {
+                            dz[c] = g[c]
+                            dx[c] = a[c] * ((g[c] - m[c]) - k[c] * (x[c] - mean[c]))
+                        }
+                    case let (y?, dz?):
+                        for c in 0..<C {
+                            let masked = y[c] > 0 ? g[c] : 0
+                            dz[c] = masked
+                            dx[c] = a[c] * ((masked - m[c]) - k[c] * (x[c] - mean[c]))
+                        }
+                    }
+                }
             }
         }
     }

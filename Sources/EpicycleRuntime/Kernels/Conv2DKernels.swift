@@ -8,7 +8,9 @@
 // Legend: N batch; H×W input size; C input channels; K output channels; G groups, Cg = C/G and Kg = K/G
 // channels per group; R×S kernel size; P×Q output size; (sh, sw) stride; (ph, pw) padding.
 //
-// Fast path: im2col then gemm. The column matrix has one row per output position (N·P·Q rows, ordered
+// Ungrouped convolutions with output channels (for the input gradient: input channels) in multiples
+// of 16 take the direct kernels of Conv2DDirectKernels.swift. The other fast path: im2col then gemm.
+// The column matrix has one row per output position (N·P·Q rows, ordered
 // like the NHWC output) and R·S·C columns laid out as G blocks of [R, S, Cg]; each (r, s) tap copies a
 // contiguous run of Cg channels (without groups, a kernel row's S taps are one run of S·C). Weights are repacked from [K, Cg, R, S] to [K, R, S, Cg] so that a
 // packed row lines up with a block of a column row, and group g is one gemm addressing its block and its
@@ -96,6 +98,9 @@ public final class Conv2DWorkspace {
     private var columns = Scratch()         // [images per chunk · P · Q, R · S · C]
     private var weights = Scratch()         // [K, R, S, Cg], or [R, S, C] for depthwise
     private var weightGradient = Scratch()  // [K, R, S, Cg], or [R, S, C] for depthwise
+    private var padded = Scratch()          // [threads, Hp, Wp, C] for the direct kernels
+    private var directWeights = Scratch()   // [R, S, C, K], or the flipped [R, S, K, C]
+    private var weightPartials = Scratch()  // [threads, R, S, C, K]
 
     /// - Parameter columnBudget: floats per chunk of the column matrix; the default, 2²⁰ (4 MB), keeps
     ///   chunks in the last-level cache while leaving gemm thousands of rows per call.
@@ -124,6 +129,11 @@ public final class Conv2DWorkspace {
         transposeWeight(geometry, weight, into: packed)
         return UnsafePointer(packed)
     }
+
+    // Scratch of the direct kernels (Conv2DDirectKernels.swift), contents undefined.
+    func directPadded(count: Int) -> UnsafeMutablePointer<Float> { padded.pointer(count: count) }
+    func directWeight(count: Int) -> UnsafeMutablePointer<Float> { directWeights.pointer(count: count) }
+    func directWeightPartials(count: Int) -> UnsafeMutablePointer<Float> { weightPartials.pointer(count: count) }
 
     // A zeroed buffer for a weight gradient in packed order.
     func packedWeightGradient(_ geometry: Conv2DGeometry) -> UnsafeMutablePointer<Float> {
@@ -286,6 +296,10 @@ public func conv2DForward(
     _ geometry: Conv2DGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, workspace: Conv2DWorkspace
 ) {
+    if geometry.usesDirectForward {
+        conv2DForwardDirect(geometry, input: input, weight: weight, bias: bias, output: output, workspace: workspace)
+        return
+    }
     let (K, G, PQ) = (geometry.outputChannels, geometry.groups, geometry.outputHeight * geometry.outputWidth)
     let rows = geometry.batch * PQ
     // With a bias in place the products accumulate onto it; without one they overwrite (beta = 0),
@@ -316,6 +330,10 @@ public func conv2DBackwardInput(
     _ geometry: Conv2DGeometry, dOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     dInput: UnsafeMutablePointer<Float>, workspace: Conv2DWorkspace
 ) {
+    if geometry.usesDirectBackwardInput {
+        conv2DBackwardInputDirect(geometry, dOutput: dOutput, weight: weight, dInput: dInput, workspace: workspace)
+        return
+    }
     let (C, K, G) = (geometry.inputChannels, geometry.outputChannels, geometry.groups)
     let PQ = geometry.outputHeight * geometry.outputWidth
     let packed = workspace.packedWeight(geometry, weight)
@@ -359,6 +377,11 @@ public func conv2DBackwardWeight(
     _ geometry: Conv2DGeometry, input: UnsafePointer<Float>, dOutput: UnsafePointer<Float>,
     dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, workspace: Conv2DWorkspace
 ) {
+    if geometry.usesDirectForward {
+        conv2DBackwardWeightDirect(geometry, input: input, dOutput: dOutput, dWeight: dWeight, dBias: dBias,
+                                   workspace: workspace)
+        return
+    }
     let (K, G, PQ) = (geometry.outputChannels, geometry.groups, geometry.outputHeight * geometry.outputWidth)
     if let dBias { addColumnSums(dOutput, rows: geometry.batch * PQ, columns: K, into: dBias) }
     if geometry.batch == 0 { return }

@@ -5,10 +5,9 @@ public final class ReLU: Layer {
     public init() {}
 
     public func forward(_ input: Tensor, mode: Mode) throws -> Tensor {
-        var output = input
-        output.scalars.withUnsafeMutableBufferPointer { y in
-            guard let y = y.baseAddress else { return }
-            reluForward(y, into: y, count: input.count)
+        // A fresh output written once, rather than a copy of the (shared) input clamped in place.
+        let output = Tensor(overwrittenBy: input.shape) { y in
+            input.scalars.withUnsafeBufferPointer { reluForward($0.baseAddress!, into: y, count: input.count) }
         }
         cachedOutput = mode == .training ? output : nil
         return output
@@ -18,13 +17,12 @@ public final class ReLU: Layer {
         guard let output = cachedOutput else { preconditionFailure("ReLU.backward: no training-mode forward to differentiate") }
         precondition(dOutput.shape == output.shape,
                      "ReLU.backward: dOutput \(describeShape(dOutput.shape)) vs output \(describeShape(output.shape))")
-        var dInput = dOutput
-        dInput.scalars.withUnsafeMutableBufferPointer { dx in
-            output.scalars.withUnsafeBufferPointer { y in
-                guard let dx = dx.baseAddress, let y = y.baseAddress else { return }
-                reluBackward(dx, output: y, into: dx, count: output.count)
+        return Tensor(overwrittenBy: output.shape) { dx in
+            dOutput.scalars.withUnsafeBufferPointer { g in
+                output.scalars.withUnsafeBufferPointer { y in
+                    reluBackward(g.baseAddress!, output: y.baseAddress!, into: dx, count: output.count)
+                }
             }
         }
-        return dInput
     }
 }

@@ -23,7 +23,10 @@ public final class BatchNorm2D: Layer {
     /// State name "num_batches_tracked": training-mode batches seen.
     public let batchesTracked: Buffer  // .int64
 
-    private var cachedInput: Tensor?  // [N, H, W, C] or [N, C], training mode only
+    // What backward needs from the last training-mode forward: its input ([N, H, W, C] or [N, C]), the
+    // output of a fused ReLU (same shape; nil without one), and whether a residual was added.
+    private typealias Cache = (input: Tensor, reluOutput: Tensor?, hasResidual: Bool)
+    private var cache: Cache?
     private var batchMean: [Float]  // [C]
     private var batchInverseStd: [Float]  // [C]
     private var batchVariance: [Float]  // [C], biased; scratch for the running-variance update
@@ -56,6 +59,23 @@ public final class BatchNorm2D: Layer {
     }
 
     public func forward(_ input: Tensor, mode: Mode) throws -> Tensor {
+        try forward(input, residual: nil, relu: false, mode: mode)
+    }
+
+    /// max(bn(x) + residual, 0) in one pass over memory (`residual` optional): the batch norm → ReLU
+    /// of a convolution block, or the batch norm → shortcut add → ReLU that ends a residual block.
+    /// Differentiate with `backwardThroughReLU`.
+    /// - Throws: as `forward`, and when the residual's shape differs from the input's.
+    public func forwardReLU(_ input: Tensor, adding residual: Tensor? = nil, mode: Mode) throws -> Tensor {
+        if let residual, residual.shape != input.shape {
+            throw RuntimeError.shapeMismatch(path: "", kind: "BatchNorm2D",
+                                             expected: "a residual shaped like the input \(describeShape(input.shape))",
+                                             found: residual.shape)
+        }
+        return try forward(input, residual: residual, relu: true, mode: mode)
+    }
+
+    private func forward(_ input: Tensor, residual: Tensor?, relu: Bool, mode: Mode) throws -> Tensor {
         let shape = input.shape
         guard shape.count == 4 || shape.count == 2, shape.last == channels else {
             throw RuntimeError.shapeMismatch(
@@ -63,11 +83,11 @@ public final class BatchNorm2D: Layer {
                 expected: "[N, H, W, \(channels)] (NHWC) or [N, \(channels)]", found: shape)
         }
         let rows = input.count / channels
-        var output = Tensor(zeros: shape)
         guard rows > 0 else {
-            cachedInput = mode == .training ? input : nil
-            return output
+            cache = mode == .training ? (input, relu ? input : nil, residual != nil) : nil
+            return input
         }
+        let output: Tensor
         switch mode {
         case .training:
             // As PyTorch: one value per channel has no variance to normalise by.
@@ -82,54 +102,77 @@ public final class BatchNorm2D: Layer {
                                     mean: &batchMean, variance: &batchVariance)
             }
             for c in 0..<channels { batchInverseStd[c] = 1 / (batchVariance[c] + epsilon).squareRoot() }
-            normalize(input, rows: rows, mean: batchMean, inverseStd: batchInverseStd, into: &output)
+            output = normalize(input, rows: rows, mean: batchMean, inverseStd: batchInverseStd, residual: residual, relu: relu)
             updateRunningStatistics(rows: rows)
-            cachedInput = input
+            // A fused ReLU's backward needs its output for the mask.
+            cache = (input, relu ? output : nil, residual != nil)
         case .inference:
-            cachedInput = nil
+            cache = nil
             let mean = floats(of: runningMean, "running_mean")
             let inverseStd = floats(of: runningVariance, "running_var").map { 1 / ($0 + epsilon).squareRoot() }
-            normalize(input, rows: rows, mean: mean, inverseStd: inverseStd, into: &output)
+            output = normalize(input, rows: rows, mean: mean, inverseStd: inverseStd, residual: residual, relu: relu)
         }
         return output
     }
 
     public func backward(_ dOutput: Tensor) -> Tensor {
-        guard let input = cachedInput else {
-            preconditionFailure("BatchNorm2D.backward: no training-mode forward to differentiate")
+        guard let cache, cache.reluOutput == nil else {
+            preconditionFailure("BatchNorm2D.backward: no training-mode forward (after forwardReLU, use backwardThroughReLU)")
         }
+        return backward(dOutput, cache: cache).dInput
+    }
+
+    /// The gradients of the last `forwardReLU`: with respect to its input, and, when it added a
+    /// residual, with respect to that residual (the gradient behind the ReLU, which the shortcut gets).
+    public func backwardThroughReLU(_ dOutput: Tensor) -> (dInput: Tensor, dResidual: Tensor?) {
+        guard let cache, cache.reluOutput != nil else {
+            preconditionFailure("BatchNorm2D.backwardThroughReLU: no training-mode forwardReLU to differentiate")
+        }
+        return backward(dOutput, cache: cache)
+    }
+
+    private func backward(_ dOutput: Tensor, cache: Cache) -> (dInput: Tensor, dResidual: Tensor?) {
+        let input = cache.input
         precondition(dOutput.shape == input.shape,
                      "BatchNorm2D.backward: dOutput \(describeShape(dOutput.shape)) vs input \(describeShape(input.shape))")
-        var dInput = Tensor(zeros: input.shape)
         let rows = input.count / channels
-        guard rows > 0 else { return dInput }
-        input.scalars.withUnsafeBufferPointer { x in
-            dOutput.scalars.withUnsafeBufferPointer { g in
-                weight.value.scalars.withUnsafeBufferPointer { gamma in
-                    dInput.scalars.withUnsafeMutableBufferPointer { dx in
+        guard rows > 0 else { return (input, cache.hasResidual ? input : nil) }
+        var dResidual: Tensor? = cache.hasResidual ? Tensor(overwrittenBy: input.shape) { _ in } : nil
+        let dInput = Tensor(overwrittenBy: input.shape) { dx in
+            input.scalars.withUnsafeBufferPointer { x in
+                dOutput.scalars.withUnsafeBufferPointer { g in
+                    weight.value.scalars.withUnsafeBufferPointer { gamma in
                         weight.gradient.scalars.withUnsafeMutableBufferPointer { dGamma in
                             bias.gradient.scalars.withUnsafeMutableBufferPointer { dBeta in
-                                batchNormBackward(
-                                    g.baseAddress!, input: x.baseAddress!, rows: rows, channels: channels,
-                                    mean: batchMean, inverseStd: batchInverseStd, weight: gamma.baseAddress!,
-                                    dInput: dx.baseAddress!, dWeight: dGamma.baseAddress!, dBias: dBeta.baseAddress!)
+                                withOptionalPointer(cache.reluOutput) { y in
+                                    withOptionalMutableScalars(&dResidual) { dz in
+                                        batchNormBackward(
+                                            g.baseAddress!, input: x.baseAddress!, rows: rows, channels: channels,
+                                            mean: batchMean, inverseStd: batchInverseStd, weight: gamma.baseAddress!,
+                                            reluOutput: y, dInput: dx, dWeight: dGamma.baseAddress!,
+                                            dBias: dBeta.baseAddress!, dPreActivation: dz)
+                                    }
+                                }
                             }
                         }
                     }
                 }
             }
         }
-        return dInput
+        return (dInput, dResidual)
     }
 
-    private func normalize(_ input: Tensor, rows: Int, mean: [Float], inverseStd: [Float], into output: inout Tensor) {
-        input.scalars.withUnsafeBufferPointer { x in
-            weight.value.scalars.withUnsafeBufferPointer { gamma in
-                bias.value.scalars.withUnsafeBufferPointer { beta in
-                    output.scalars.withUnsafeMutableBufferPointer { y in
-                        batchNormForward(x.baseAddress!, rows: rows, channels: channels, mean: mean,
-                                         inverseStd: inverseStd, weight: gamma.baseAddress!,
-                                         bias: beta.baseAddress!, into: y.baseAddress!)
+    private func normalize(_ input: Tensor, rows: Int, mean: [Float], inverseStd: [Float], residual: Tensor?,
+                           relu: Bool) -> Tensor {
+        Tensor(overwrittenBy: input.shape) { y in
+            input.scalars.withUnsafeBufferPointer { x in
+                weight.value.scalars.withUnsafeBufferPointer { gamma in
+                    bias.value.scalars.withUnsafeBufferPointer { beta in
+                        withOptionalPointer(residual) { z in
+                            batchNormForward(x.baseAddress!, rows: rows, channels: channels, mean: mean,
+                                             inverseStd: inverseStd, weight: gamma.baseAddress!,
+                                             bias: beta.baseAddress!, adding: z, relu: relu, into: y)
+                        }
                     }
                 }
             }
@@ -160,4 +203,10 @@ public final class BatchNorm2D: Layer {
         }
         return tensor.scalars
     }
+}
+
+// The scalars of an optional tensor as an optional mutable pointer.
+private func withOptionalMutableScalars<Result>(_ tensor: inout Tensor?, _ body: (UnsafeMutablePointer<Float>?) -> Result) -> Result {
+    guard tensor != nil else { return body(nil) }
+    return tensor!.scalars.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
 }

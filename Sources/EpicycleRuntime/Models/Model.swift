@@ -1,3 +1,18 @@
+import CMalloc
+
+// Every training step allocates and frees the same activations and gradients (1–8 MB each for
+// ResNet-20 at batch 128). By default glibc serves blocks that size by mmap, or trims them off the heap
+// once freed, so each step page-faults its memory back in (246 K page faults and 10 % of the CPU time
+// over 21 ResNet-20 steps, 66 K and none of the extra time with this). Keeping freed blocks up to
+// 32 MB (glibc's largest mmap threshold) on the heap lets the next step reuse them; peak memory is
+// unchanged, since a step holds all of them at once anyway. Set once, by the first model built.
+private let retainFreedActivations: Void = {
+    #if canImport(Glibc)
+    mallopt(M_MMAP_THRESHOLD, 32 << 20)
+    mallopt(M_TRIM_THRESHOLD, Int32.max)
+    #endif
+}()
+
 /// A network as an ordered list of steps, with named intermediate features.
 ///
 /// A forward pass can return features by name (`stem`, `layer1`…`layer3`, any block such as
@@ -23,10 +38,17 @@ public final class Model {
     public let featureNames: [String]
 
     init(spec: ModelSpec, steps: [Step]) {
+        retainFreedActivations
         self.spec = spec
         self.steps = steps
         dropouts = steps.compactMap { ($0.layer as? WideBlock)?.dropout }
         featureNames = steps.flatMap(\.features)
+        // The layers run one at a time, so one set of convolution scratch buffers serves them all
+        // (tens of MB fewer for ResNet-56 than one per layer).
+        let workspace = Conv2DWorkspace()
+        for step in steps {
+            for convolution in convolutions(in: step.layer) { convolution.workspace = workspace }
+        }
     }
 
     /// Builds the model a spec describes, with weights drawn from `seed`.
@@ -107,6 +129,23 @@ public final class Model {
         }
         for (index, dropout) in dropouts.enumerated() {
             dropout.generator = RandomGenerator(state: Array(words[4 * index..<4 * index + 4]))
+        }
+    }
+
+    // The convolutions a step's layer holds, through the model zoo's composite layers.
+    private func convolutions(in layer: any Layer) -> [Conv2D] {
+        switch layer {
+        case let conv as Conv2D:
+            return [conv]
+        case let block as BasicBlock:
+            guard case let .projection(conv, _) = block.shortcut else { return [block.conv1, block.conv2] }
+            return [block.conv1, block.conv2, conv]
+        case let block as WideBlock:
+            return [block.conv1, block.conv2] + (block.shortcut.map { [$0] } ?? [])
+        case let block as ConvBNReLU:
+            return [block.conv]
+        default:
+            return []
         }
     }
 

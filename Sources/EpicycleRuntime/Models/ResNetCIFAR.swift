@@ -30,14 +30,13 @@ func resNetSteps(spec: ModelSpec, depth: Int, width: Int, generator: inout Rando
     return steps
 }
 
-/// conv3×3 → BN → ReLU → conv3×3 → BN, plus the shortcut, then ReLU.
+/// conv3×3 → BN → ReLU → conv3×3 → BN, plus the shortcut, then ReLU. Each batch norm runs fused with
+/// what follows it (the ReLU; the shortcut add and the ReLU), one pass over memory instead of three.
 final class BasicBlock: Layer {
     let conv1: Conv2D
     let bn1: BatchNorm2D
-    let relu1 = ReLU()
     let conv2: Conv2D
     let bn2: BatchNorm2D
-    let relu2 = ReLU()
     let shortcut: Shortcut
 
     enum Shortcut {
@@ -68,32 +67,42 @@ final class BasicBlock: Layer {
 
     func forward(_ input: Tensor, mode: Mode) throws -> Tensor {
         var out = try forward(child: conv1, named: "conv1", input, mode: mode)
-        out = try forward(child: bn1, named: "bn1", out, mode: mode)
-        out = try relu1.forward(out, mode: mode)
+        out = try nested("bn1") { try bn1.forwardReLU(out, mode: mode) }
         out = try forward(child: conv2, named: "conv2", out, mode: mode)
-        out = try forward(child: bn2, named: "bn2", out, mode: mode)
+        let residual: Tensor
         switch shortcut {
         case .identity:
-            out += input
+            residual = input
         case let .padded(pad):
-            out += try pad.forward(input, mode: mode)
+            residual = try pad.forward(input, mode: mode)
         case let .projection(conv, bn):
-            out += try forward(child: bn, named: "downsample.1",
-                               try forward(child: conv, named: "downsample.0", input, mode: mode), mode: mode)
+            residual = try forward(child: bn, named: "downsample.1",
+                                   try forward(child: conv, named: "downsample.0", input, mode: mode), mode: mode)
         }
-        return try relu2.forward(out, mode: mode)
+        return try nested("bn2") { try bn2.forwardReLU(out, adding: residual, mode: mode) }
     }
 
     func backward(_ dOutput: Tensor) -> Tensor {
-        // The residual join sends the same gradient down both branches; their input gradients sum.
-        let dSum = relu2.backward(dOutput)
-        var dInput = conv1.backward(bn1.backward(relu1.backward(conv2.backward(bn2.backward(dSum)))))
+        // The residual join sends the same gradient (behind the final ReLU) down both branches; their
+        // input gradients sum.
+        let (dBranch, dResidual) = bn2.backwardThroughReLU(dOutput)
+        guard let dSum = dResidual else { preconditionFailure("BasicBlock: bn2 ran without the residual") }
+        var dInput = conv1.backward(bn1.backwardThroughReLU(conv2.backward(dBranch)).dInput)
         switch shortcut {
         case .identity: dInput += dSum
         case let .padded(pad): dInput += pad.backward(dSum)
         case let .projection(conv, bn): dInput += conv.backward(bn.backward(dSum))
         }
         return dInput
+    }
+
+    // Runs a fused step of a child, prefixing its name to shape errors as `forward(child:named:)` does.
+    private func nested(_ name: String, _ body: () throws -> Tensor) throws -> Tensor {
+        do {
+            return try body()
+        } catch let error as RuntimeError {
+            throw error.nested(in: name)
+        }
     }
 
     func collectState(into state: inout ModuleState) {

@@ -1,0 +1,82 @@
+import EpicycleRuntime
+import Testing
+import TestSupport
+
+/// The direct convolution kernels against the reference loops, on shapes that exercise every tile
+/// (32- and 16-channel blocks, 8-pixel tiles with leftover pixels, 8-wide run blocks with leftovers),
+/// strides, paddings, non-square kernels, and batches split unevenly over threads.
+@Suite struct Conv2DDirectKernelTests {
+    static let cases: [Conv2DCase] = [
+        Conv2DCase.make("3×3 pad 1, 5→48, bias, 7×11", 3, 7, 11, 5, 48, kernel: (3, 3), stride: (1, 1), padding: (1, 1), groups: 1, bias: true),
+        Conv2DCase.make("3×3 pad 1, 3→16 (stem), 8×9", 2, 8, 9, 3, 16, kernel: (3, 3), stride: (1, 1), padding: (1, 1), groups: 1, bias: false),
+        Conv2DCase.make("3×3 stride 2 pad 1, 16→32, 9×10", 3, 9, 10, 16, 32, kernel: (3, 3), stride: (2, 2), padding: (1, 1), groups: 1, bias: false),
+        Conv2DCase.make("3×3 pad 1, 32→32, 6×17", 2, 6, 17, 32, 32, kernel: (3, 3), stride: (1, 1), padding: (1, 1), groups: 1, bias: false),
+        Conv2DCase.make("3×3 pad 0, 16→64, 5×12", 3, 5, 12, 16, 64, kernel: (3, 3), stride: (1, 1), padding: (0, 0), groups: 1, bias: true),
+        Conv2DCase.make("5×3 pad (2, 1), 16→16, 6×9", 2, 6, 9, 16, 16, kernel: (5, 3), stride: (1, 1), padding: (2, 1), groups: 1, bias: false),
+        Conv2DCase.make("3×3 pad 2, 16→16, 4×5", 1, 4, 5, 16, 16, kernel: (3, 3), stride: (1, 1), padding: (2, 2), groups: 1, bias: true),
+        Conv2DCase.make("1×1, 32→16, 5×9", 3, 5, 9, 32, 16, kernel: (1, 1), stride: (1, 1), padding: (0, 0), groups: 1, bias: true),
+        Conv2DCase.make("1×1 stride 2, 16→32, 7×7", 2, 7, 7, 16, 32, kernel: (1, 1), stride: (2, 2), padding: (0, 0), groups: 1, bias: false),
+    ]
+
+    @Test(arguments: cases, [1, 2, 3])
+    func directAgreesWithReference(_ testCase: Conv2DCase, threads: Int) {
+        let geometry = testCase.geometry
+        #expect(geometry.usesDirectForward)
+        let workspace = Conv2DWorkspace()
+        let input = randomTensor(geometry.inputShape, seed: 11).scalars
+        let weight = randomTensor(geometry.weightShape, seed: 12).scalars
+        let bias = randomTensor([geometry.outputChannels], seed: 13).scalars
+        let dOutput = randomTensor(geometry.outputShape, seed: 14).scalars
+        let outputCount = geometry.outputShape.reduce(1, *), inputCount = geometry.inputShape.reduce(1, *)
+
+        // Outputs are sums of at most 5·3·16 = 240 products of numbers in [−1, 1], dWeight entries of at
+        // most 3·7·11 = 231: float32 rounding stays near √240·2⁻²⁴ ≈ 1e-6 of the terms' size, while a
+        // wrong index or a missed tap moves a value by a whole product (~0.1).
+        let (rtol, atol): (Float, Float) = (1e-4, 1e-4)
+
+        var fast = [Float](repeating: .nan, count: outputCount), reference = fast
+        withOptional(testCase.hasBias ? bias : nil) { bias in
+            conv2DForwardDirect(geometry, input: input, weight: weight, bias: bias, output: &fast,
+                                workspace: workspace, threads: threads)
+            conv2DForwardReference(geometry, input: input, weight: weight, bias: bias, output: &reference)
+        }
+        expectClose(fast, reference, rtol: rtol, atol: atol, "forward \(testCase.label)")
+
+        var dInputReference = [Float](repeating: .nan, count: inputCount)
+        conv2DBackwardInputReference(geometry, dOutput: dOutput, weight: weight, dInput: &dInputReference)
+        if geometry.usesDirectBackwardInput {
+            var dInputFast = [Float](repeating: .nan, count: inputCount)
+            conv2DBackwardInputDirect(geometry, dOutput: dOutput, weight: weight, dInput: &dInputFast,
+                                      workspace: workspace, threads: threads)
+            expectClose(dInputFast, dInputReference, rtol: rtol, atol: atol, "backward input \(testCase.label)")
+        }
+        // The dispatching entry point, whichever kernel it picks.
+        var dInputDispatched = [Float](repeating: .nan, count: inputCount)
+        conv2DBackwardInput(geometry, dOutput: dOutput, weight: weight, dInput: &dInputDispatched, workspace: workspace)
+        expectClose(dInputDispatched, dInputReference, rtol: rtol, atol: atol, "backward input (dispatch) \(testCase.label)")
+
+        // Gradients start non-zero: both versions must add to them.
+        let startWeight = randomTensor(geometry.weightShape, seed: 15).scalars
+        let startBias = randomTensor([geometry.outputChannels], seed: 16).scalars
+        var dWeightFast = startWeight, dWeightReference = startWeight
+        var dBiasFast = startBias, dBiasReference = startBias
+        conv2DBackwardWeightDirect(geometry, input: input, dOutput: dOutput, dWeight: &dWeightFast, dBias: &dBiasFast,
+                                   workspace: workspace, threads: threads)
+        conv2DBackwardWeightReference(geometry, input: input, dOutput: dOutput, dWeight: &dWeightReference, dBias: &dBiasReference)
+        expectClose(dWeightFast, dWeightReference, rtol: rtol, atol: atol, "backward weight \(testCase.label)")
+        expectClose(dBiasFast, dBiasReference, rtol: rtol, atol: atol, "backward bias \(testCase.label)")
+    }
+
+    @Test func eligibility() {
+        let stride2 = Conv2DDirectKernelTests.cases[2].geometry
+        #expect(stride2.usesDirectForward && !stride2.usesDirectBackwardInput)
+        let stem = Conv2DDirectKernelTests.cases[1].geometry
+        #expect(stem.usesDirectForward && !stem.usesDirectBackwardInput)
+        let grouped = Conv2DGeometry(batch: 1, inputHeight: 4, inputWidth: 4, inputChannels: 32, outputChannels: 32,
+                                     kernelHeight: 3, kernelWidth: 3, paddingHeight: 1, paddingWidth: 1, groups: 2)
+        #expect(!grouped.usesDirectForward && !grouped.usesDirectBackwardInput)
+        let narrow = Conv2DGeometry(batch: 1, inputHeight: 4, inputWidth: 4, inputChannels: 16, outputChannels: 10,
+                                    kernelHeight: 3, kernelWidth: 3)
+        #expect(!narrow.usesDirectForward && narrow.usesDirectBackwardInput)
+    }
+}
