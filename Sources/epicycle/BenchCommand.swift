@@ -19,7 +19,7 @@ struct Bench: ParsableCommand {
             --warmup untimed steps. GFLOP/s counts the convolutions' and the classifier's multiply-adds (a \
             training step as three forwards).
 
-            Example: epicycle bench --python /work/venv/bin/python
+            Example: epicycle bench --python "$(bash scripts/setup-python | tail -n 1)"
             """)
 
     enum Workload: String, CaseIterable, Codable, ExpressibleByArgument {
