@@ -151,3 +151,22 @@ public final class Model {
 
     public var parameterCount: Int { state.parameters.reduce(0) { $0 + $1.parameter.value.count } }
 }
+
+/// The three stages of a CIFAR-style residual network (stride 1, 2, 2): blocks named `layer<s>.<i>`,
+/// the last block of each stage also answering to `layer<s>`, the stage's first block taking the stride.
+/// - Returns: the blocks as steps, and the channels coming out of the last one.
+func residualStages(widths: [Int], blocksPerStage: Int, inputChannels: Int,
+                    makeBlock: (_ input: Int, _ output: Int, _ stride: Int) -> any Layer) -> (steps: [Model.Step], channels: Int) {
+    var steps: [Model.Step] = []
+    var channels = inputChannels
+    for (stage, (planes, stride)) in zip(widths, [1, 2, 2]).enumerated() {
+        for index in 0..<blocksPerStage {
+            let name = "layer\(stage + 1).\(index)"
+            let isLast = index == blocksPerStage - 1
+            steps.append(.init(path: name, layer: makeBlock(channels, planes, index == 0 ? stride : 1),
+                               features: isLast ? [name, "layer\(stage + 1)"] : [name]))
+            channels = planes
+        }
+    }
+    return (steps, channels)
+}

@@ -13,17 +13,11 @@ func resNetSteps(spec: ModelSpec, depth: Int, width: Int, generator: inout Rando
         .init(path: "bn1", layer: BatchNorm2D(channels: stem), features: []),
         .init(path: "relu", layer: ReLU(), features: ["stem"]),
     ]
-    var channels = stem
-    for (stage, (planes, stride)) in zip([16 * width, 32 * width, 64 * width], [1, 2, 2]).enumerated() {
-        for index in 0..<blocksPerStage {
-            let block = BasicBlock(inputChannels: channels, outputChannels: planes, stride: index == 0 ? stride : 1,
-                                   shortcut: spec.shortcut, generator: &generator)
-            let name = "layer\(stage + 1).\(index)"
-            let isLast = index == blocksPerStage - 1
-            steps.append(.init(path: name, layer: block, features: isLast ? [name, "layer\(stage + 1)"] : [name]))
-            channels = planes
-        }
+    let (blocks, channels) = residualStages(widths: [16 * width, 32 * width, 64 * width], blocksPerStage: blocksPerStage,
+                                            inputChannels: stem) { input, output, stride in
+        BasicBlock(inputChannels: input, outputChannels: output, stride: stride, shortcut: spec.shortcut, generator: &generator)
     }
+    steps += blocks
     steps.append(.init(path: "avgpool", layer: GlobalAvgPool2D(), features: ["pool"]))
     steps.append(.init(path: "fc", layer: Linear(inputFeatures: channels, outputFeatures: spec.numClasses,
                                                   generator: &generator), features: []))

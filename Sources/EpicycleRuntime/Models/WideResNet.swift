@@ -9,17 +9,11 @@ func wideResNetSteps(spec: ModelSpec, depth: Int, widen: Int, generator: inout R
         .init(path: "conv1", layer: Conv2D(inputChannels: spec.inputChannels, outputChannels: 16, kernelSize: 3,
                                            padding: 1, generator: &generator), features: ["stem"]),
     ]
-    var channels = 16
-    for (stage, (planes, stride)) in zip([16 * widen, 32 * widen, 64 * widen], [1, 2, 2]).enumerated() {
-        for index in 0..<blocksPerStage {
-            let block = WideBlock(inputChannels: channels, outputChannels: planes, stride: index == 0 ? stride : 1,
-                                  dropout: spec.dropout, generator: &generator)
-            let name = "layer\(stage + 1).\(index)"
-            let isLast = index == blocksPerStage - 1
-            steps.append(.init(path: name, layer: block, features: isLast ? [name, "layer\(stage + 1)"] : [name]))
-            channels = planes
-        }
+    let (blocks, channels) = residualStages(widths: [16 * widen, 32 * widen, 64 * widen], blocksPerStage: blocksPerStage,
+                                            inputChannels: 16) { input, output, stride in
+        WideBlock(inputChannels: input, outputChannels: output, stride: stride, dropout: spec.dropout, generator: &generator)
     }
+    steps += blocks
     steps.append(.init(path: "bn", layer: BatchNorm2D(channels: channels), features: []))
     steps.append(.init(path: "relu", layer: ReLU(), features: []))
     steps.append(.init(path: "avgpool", layer: GlobalAvgPool2D(), features: ["pool"]))
