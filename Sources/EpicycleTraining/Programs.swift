@@ -75,8 +75,8 @@ package struct PreparedRecipe {
         text = source.text
         name = recipe.name ?? URL(fileURLWithPath: source.origin).deletingPathExtension().lastPathComponent
         output = options.output ?? recipe.output ?? "Checkpoints/\(name)"
-        pretrainData = try recipe.pretrain.map { try PreparedData($0.data, seed: recipe.seed, path: "pretrain.data") }
-        finetuneData = try recipe.finetune.map { try PreparedData($0.data, seed: recipe.seed, path: "finetune.data") }
+        pretrainData = try recipe.pretrain.map { try PreparedData($0.data, path: "pretrain.data") }
+        finetuneData = try recipe.finetune.map { try PreparedData($0.data, path: "finetune.data") }
         if let threads = recipe.threads { setBLASThreads(threads) }
     }
 
@@ -272,7 +272,7 @@ public func evaluate(checkpoint checkpointPath: String, data override: DataRecip
         let phase = record.program == .finetune ? recipe.finetune : recipe.pretrain
         dataRecipe = phase?.data ?? dataRecipe
     }
-    let data = try PreparedData(dataRecipe, seed: 0, path: "data")
+    let data = try PreparedData(dataRecipe, path: "data")
     guard data.channels == spec.inputChannels, data.classCount == spec.numClasses else {
         throw RecipeError(path: "data", problem: "\(data.source) has \(data.channels)-channel images in \(data.classCount) classes; \(checkpointPath) expects \(spec.inputChannels) channels and \(spec.numClasses) classes (choose classes with --classes)")
     }

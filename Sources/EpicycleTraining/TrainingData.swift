@@ -14,8 +14,12 @@ public struct PreparedData: Sendable {
     public var classCount: Int { training.classCount }
     public var channels: Int { training.channels }
 
-    /// - Parameter seed: fixes the held-out validation split.
-    public init(_ recipe: DataRecipe, seed: UInt64, path: String) throws {
+    /// The seed of every held-out validation split. It does not follow the run's seed: comparisons
+    /// over seeds then validate on the same images, a teacher and its students share one split, and
+    /// `eval` sees exactly the images training validated on.
+    static let validationSplitSeed: UInt64 = 0
+
+    public init(_ recipe: DataRecipe, path: String) throws {
         do {
             let format = recipe.format.flatMap(DatasetFormat.init(rawValue:))
             let source = try DatasetSource.resolve(name: recipe.folder == nil ? recipe.dataset : nil, folder: recipe.folder,
@@ -27,7 +31,7 @@ public struct PreparedData: Sendable {
             }
             var training = splits.training, validation = splits.test
             if recipe.validation > 0 {
-                (training, validation) = try training.validationSplit(count: recipe.validation, seed: seed)
+                (training, validation) = try training.validationSplit(count: recipe.validation, seed: Self.validationSplitSeed)
             }
             if let first = recipe.first { training = try training.first(first) }
             if let perClass = recipe.perClass { training = try training.firstPerClass(perClass) }
