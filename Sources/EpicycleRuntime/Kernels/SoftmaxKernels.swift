@@ -165,28 +165,23 @@ public func logSoftmaxBackwardReference(
 
 /// Softmax of `logits / temperature` along the last axis (e.g. class probabilities from [N, K] logits).
 public func softmax(_ logits: Tensor, temperature: Float = 1) -> Tensor {
-    precondition(logits.rank >= 1, "softmax: logits need at least one axis, got a scalar")
-    var result = Tensor(zeros: logits.shape)
-    guard let classes = logits.shape.last, logits.count > 0 else { return result }
-    logits.scalars.withUnsafeBufferPointer { z in
-        result.scalars.withUnsafeMutableBufferPointer { p in
-            softmaxForward(logits: z.baseAddress!, probabilities: p.baseAddress!,
-                           rows: logits.count / classes, classes: classes, temperature: temperature)
-        }
-    }
-    return result
+    alongLastAxis(logits) { softmaxForward(logits: $0, probabilities: $1, rows: $2, classes: $3, temperature: temperature) }
 }
 
 /// Log-softmax of `logits / temperature` along the last axis.
 public func logSoftmax(_ logits: Tensor, temperature: Float = 1) -> Tensor {
-    precondition(logits.rank >= 1, "logSoftmax: logits need at least one axis, got a scalar")
+    alongLastAxis(logits) { logSoftmaxForward(logits: $0, logProbabilities: $1, rows: $2, classes: $3, temperature: temperature) }
+}
+
+/// Applies a row-wise kernel `(input, output, rows, classes)` to a tensor whose rows are its last axis.
+private func alongLastAxis(
+    _ logits: Tensor, _ kernel: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int, Int) -> Void
+) -> Tensor {
+    precondition(logits.rank >= 1, "softmax: logits need at least one axis, got a scalar")
     var result = Tensor(zeros: logits.shape)
     guard let classes = logits.shape.last, logits.count > 0 else { return result }
     logits.scalars.withUnsafeBufferPointer { z in
-        result.scalars.withUnsafeMutableBufferPointer { l in
-            logSoftmaxForward(logits: z.baseAddress!, logProbabilities: l.baseAddress!,
-                              rows: logits.count / classes, classes: classes, temperature: temperature)
-        }
+        result.scalars.withUnsafeMutableBufferPointer { kernel(z.baseAddress!, $0.baseAddress!, logits.count / classes, classes) }
     }
     return result
 }
