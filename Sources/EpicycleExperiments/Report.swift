@@ -60,7 +60,10 @@ public struct ComparisonReport: Sendable {
     public init(experiment: Experiment, runs: [RunRecord], command: String, created: Date = Date()) {
         name = experiment.name
         program = experiment.program.rawValue
-        recipeOrigin = experiment.recipe.origin
+        // Shown relative to the working directory where possible: committed reports stay readable elsewhere.
+        let here = FileManager.default.currentDirectoryPath + "/"
+        let origin = experiment.recipe.origin
+        recipeOrigin = origin.hasPrefix(here) ? String(origin.dropFirst(here.count)) : origin
         seeds = experiment.seeds
         baseline = experiment.baseline
         variants = experiment.variants
