@@ -92,7 +92,7 @@ public func distill(teacher teacherPath: String?, recipe source: RecipeSource, o
                           optimizer: optimizer, adapters: adapters) : nil
     let trainer = Trainer(model: student, optimizer: optimizer, program: .distill, phase: .pretrain, cyclePhase: .pretrain,
                           cycle: cycle, recipe: recipe, recipeText: prepared.text, data: data, folder: prepared.output,
-                          progress: ProgressReporter(quiet: options.quiet), logger: logger, adapters: adapters)
+                          progress: ProgressReporter(quiet: options.quiet), adapters: adapters)
     trainer.customStep = { [unowned trainer] batch, values, position in
         try objective.step(batch, value: { trainer.cycle.value(of: $0, at: position) },
                            labelLoss: { try trainer.labelLoss(logits: $0, batch: batch, knobs: values) })

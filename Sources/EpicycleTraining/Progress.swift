@@ -37,11 +37,6 @@ public final class ProgressReporter {
             FileHandle.standardError.write(Data((text + eta + "\n").utf8))
         }
     }
-
-    public func message(_ text: String) {
-        guard !quiet else { return }
-        FileHandle.standardError.write(Data(((isTerminal ? "\r\u{1B}[K" : "") + text + "\n").utf8))
-    }
 }
 
 func format(_ value: Double) -> String {

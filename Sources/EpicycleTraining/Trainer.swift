@@ -52,7 +52,6 @@ package final class Trainer {
     let epochs: Int
     let folder: String
     let progress: ProgressReporter
-    let logger: Logger
     /// Extra per-step work for programs that add terms to the loss (distillation): given the batch,
     /// the knob values and the cycle position they were taken at, runs forward and backward and
     /// returns the loss and logits.
@@ -71,7 +70,7 @@ package final class Trainer {
 
     package init(model: Model, optimizer: any Optimizer, program: TrainingRecord.Program, phase: Phase, cyclePhase: Phase,
                  cycle: JointCycle, recipe: Recipe, recipeText: String, data: PreparedData, folder: String,
-                 progress: ProgressReporter, logger: Logger, adapters: ModuleState? = nil) {
+                 progress: ProgressReporter, adapters: ModuleState? = nil) {
         self.model = model
         self.optimizer = optimizer
         self.program = program
@@ -85,7 +84,6 @@ package final class Trainer {
         self.epochs = cyclePhase == .pretrain ? cycle.pretrainingEpochs : cycle.finetuningEpochs
         self.folder = folder
         self.progress = progress
-        self.logger = logger
         self.adapters = adapters
         trainingLoader = data.trainingLoader(seed: recipe.seed &+ (phase == .pretrain ? 0 : 1))
         validationLoader = data.validationLoader()

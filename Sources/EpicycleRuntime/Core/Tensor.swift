@@ -38,17 +38,6 @@ public struct Tensor: Sendable, Equatable {
                      "Tensor.reshape: \(shape) has \(scalars.count) scalars, \(newShape) needs \(newShape.reduce(1, *))")
         shape = newShape
     }
-
-    /// Resizes to `newShape` and fills with zeros, reusing the storage when it is large enough.
-    public mutating func resetToZeros(_ newShape: [Int]) {
-        let newCount = newShape.reduce(1, *)
-        if scalars.count == newCount {
-            scalars.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-        } else {
-            scalars = [Float](repeating: 0, count: newCount)
-        }
-        shape = newShape
-    }
 }
 
 extension Tensor: CustomStringConvertible {
