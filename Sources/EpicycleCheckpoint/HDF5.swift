@@ -156,6 +156,8 @@ struct HDF5Location {
                                         action: "creating '\(groupPath)'")
         try check(H5Pset_link_creation_order(properties.id, UInt32(H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED)),
                   "creating '\(groupPath)'")
+        // No modification times in object headers: the same state writes the same bytes.
+        try check(H5Pset_obj_track_times(properties.id, false), "creating '\(groupPath)'")
         let group = try HDF5Handle(H5Gcreate2(handle.id, name, hid_t(H5P_DEFAULT), properties.id, hid_t(H5P_DEFAULT)),
                                    closer: H5Gclose, action: "creating '\(groupPath)'")
         return HDF5Location(handle: group, path: groupPath)
@@ -332,6 +334,7 @@ extension HDF5Location {
         let action = "writing '\(childPath(name))'"
         let space = try makeDataspace(shape)
         let properties = try HDF5Handle(H5Pcreate(epicycle_H5P_DATASET_CREATE()), closer: H5Pclose, action: action)
+        try check(H5Pset_obj_track_times(properties.id, false), action)
         let count = shape.reduce(1, *)
         if !shape.isEmpty && count > 0 {
             try check(H5Pset_chunk(properties.id, Int32(shape.count), shape.map { hsize_t($0) }), action)
