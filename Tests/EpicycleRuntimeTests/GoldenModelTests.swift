@@ -90,7 +90,7 @@ import TestSupport
         let output = try model.forward(input, mode: .training, capture: [feature])
         let loss = try CrossEntropyLoss()(logits: output.logits, labels: labels)
         let weights = try #require(fixture["feature_grad/weights"])
-        let dInput = model.backward(loss.gradient, featureGradients: [feature: weights])
+        let dInput = model.backwardToInput(loss.gradient, featureGradients: [feature: weights])
         expectNormwiseClose(dInput, try #require(fixture["feature_grad/input"]), tolerance: Self.tolerance,
                             "\(name) input gradient with a gradient on \(feature)")
         for (parameterName, parameter) in model.state.parameters {

@@ -1,15 +1,48 @@
 // Batch normalisation over NHWC activations (Ioffe & Szegedy 2015).
 //
-// Legend: M = rows, one per pixel (N·H·W for [N, H, W, C], N for [N, C]); C = channels.
-// The channel axis is contiguous, so every fast loop below walks a row of C floats at a time and the
-// compiler vectorises it; per-channel statistics live in small [C] arrays that stay in L1.
+// Legend: M = rows, one per pixel (N·H·W for [N, H, W, C], N for [N, C]); C = channels; V = 16 floats
+// per vector.
 //
-// Sums are taken in Float over blocks of `statisticsBlockRows` rows and folded into Double totals
-// between blocks: the inner loop stays a plain Float vector add while the rounding error grows with
-// the block length, not with M.
+// The channel axis is contiguous, so every fast loop walks a row in vectors of 16 channels (the last
+// one partial when C is not a multiple of 16). Sums keep their running totals in vector registers over
+// a block of `statisticsBlockRows` rows and fold them into Double totals between blocks: partial sums
+// kept in memory instead would chain every row's add to the previous row's store, and the rounding
+// error grows with the block length, not with M.
+
+private typealias Vector = SIMD16<Float>
+private let V = 16
 
 /// Rows summed in Float before the partial sums are folded into Double totals.
-private let statisticsBlockRows = 32
+private let statisticsBlockRows = 64
+
+// The `count` ≤ V floats at `pointer` as a vector, zeros after them.
+@inline(__always)
+private func load(_ pointer: UnsafePointer<Float>, _ count: Int) -> Vector {
+    if count == V { return UnsafeRawPointer(pointer).loadUnaligned(as: Vector.self) }
+    var vector = Vector()
+    for lane in 0..<count { vector[lane] = pointer[lane] }
+    return vector
+}
+
+// Stores the first `count` ≤ V lanes of `vector` at `pointer`.
+@inline(__always)
+private func store(_ vector: Vector, _ pointer: UnsafeMutablePointer<Float>, _ count: Int) {
+    if count == V {
+        UnsafeMutableRawPointer(pointer).storeBytes(of: vector, as: Vector.self)
+        return
+    }
+    for lane in 0..<count { pointer[lane] = vector[lane] }
+}
+
+// Calls body(c, lanes) for each vector of channels: c its first channel, lanes its width (V but the last).
+@inline(__always)
+private func forEachChannelVector(_ C: Int, _ body: (Int, Int) -> Void) {
+    var c = 0
+    while c < C {
+        body(c, min(V, C - c))
+        c += V
+    }
+}
 
 /// Per-channel batch mean and biased variance (divided by M), as PyTorch normalises with in training.
 ///
@@ -29,10 +62,8 @@ public func batchNormStatistics(
         let totals = totals.baseAddress!
         // Per thread: [Σx] in pass 1, [Σd², Σd] in pass 2.
         parallelFor(T) { t in
-            let rows = partition(M, parts: T, index: t)
-            blockedSums(rows: rows, channels: C, into: totals + 2 * C * t, second: nil) { r, sum, _ in
-                let x = input + r * C
-                for c in 0..<C { sum[c] += x[c] }
+            blockedSums(rows: partition(M, parts: T, index: t), channels: C, into: totals + 2 * C * t, second: nil) {
+                r, c, lanes in (load(input + r * C + c, lanes), Vector())
             }
         }
         for c in 0..<C {
@@ -41,15 +72,10 @@ public func batchNormStatistics(
             mean[c] = Float(sum / Double(M))
         }
         parallelFor(T) { t in
-            let rows = partition(M, parts: T, index: t)
             let base = totals + 2 * C * t
-            blockedSums(rows: rows, channels: C, into: base, second: base + C) { r, squares, deviations in
-                let x = input + r * C
-                for c in 0..<C {
-                    let d = x[c] - mean[c]
-                    deviations[c] += d
-                    squares[c] += d * d
-                }
+            blockedSums(rows: partition(M, parts: T, index: t), channels: C, into: base, second: base + C) { r, c, lanes in
+                let d = load(input + r * C + c, lanes) - load(mean + c, lanes)
+                return (d * d, d)
             }
         }
         for c in 0..<C {
@@ -69,26 +95,29 @@ private func rowThreads(_ M: Int, _ C: Int, _ threads: Int) -> Int {
     M * C >= parallelElementThreshold ? max(1, min(threads, M)) : 1
 }
 
-// totals[C] (and second[C]) = Double sums over `rows` of what `add(r, partial, secondPartial)` adds
-// to Float partials, folded into the totals every `statisticsBlockRows` rows.
+// totals[C] (and second[C]) = Double sums over `rows` of the two vectors `terms(r, c, lanes)` gives for
+// row r's channels c ..< c + lanes (the second ignored without `second`).
 @inline(__always)
 private func blockedSums(
     rows: Range<Int>, channels C: Int, into totals: UnsafeMutablePointer<Double>, second: UnsafeMutablePointer<Double>?,
-    _ add: (Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void
+    _ terms: (Int, Int, Int) -> (Vector, Vector)
 ) {
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * C) { partials in
-        let partial = partials.baseAddress!, secondPartial = partial + C
-        totals.update(repeating: 0, count: C)
-        second?.update(repeating: 0, count: C)
-        var start = rows.lowerBound
-        while start < rows.upperBound {
-            let end = min(start + statisticsBlockRows, rows.upperBound)
-            partial.update(repeating: 0, count: 2 * C)
-            for r in start..<end { add(r, partial, secondPartial) }
-            for c in 0..<C { totals[c] += Double(partial[c]) }
-            if let second { for c in 0..<C { second[c] += Double(secondPartial[c]) } }
-            start = end
+    totals.update(repeating: 0, count: C)
+    second?.update(repeating: 0, count: C)
+    var start = rows.lowerBound
+    while start < rows.upperBound {
+        let end = min(start + statisticsBlockRows, rows.upperBound)
+        forEachChannelVector(C) { c, lanes in
+            var first = Vector(), other = Vector()
+            for r in start..<end {
+                let (a, b) = terms(r, c, lanes)
+                first += a
+                other += b
+            }
+            for lane in 0..<lanes { totals[c + lane] += Double(first[lane]) }
+            if let second { for lane in 0..<lanes { second[c + lane] += Double(other[lane]) } }
         }
+        start = end
     }
 }
 
@@ -128,19 +157,14 @@ public func batchNormForward(
         let scale = scales.baseAddress!
         for c in 0..<C { scale[c] = weight[c] * inverseStd[c] }
         let T = rowThreads(M, C, threads)
+        let floor = relu ? Vector() : Vector(repeating: -.infinity)
         parallelFor(T) { t in
-            // One loop per epilogue keeps each inner loop branch-free.
             for r in partition(M, parts: T, index: t) {
-                let x = input + r * C, y = output + r * C
-                switch (residual.map { $0 + r * C }, relu) {
-                case (nil, false):
-                    for c in 0..<C { y[c] = (x[c] - mean[c]) * scale[c] + bias[c] }
-                case (nil, true):
-                    for c in 0..<C { y[c] = max((x[c] - mean[c]) * scale[c] + bias[c], 0) }
-                case let (z?, false):
-                    for c in 0..<C { y[c] = (x[c] - mean[c]) * scale[c] + bias[c] + z[c] }
-                case let (z?, true):
-                    for c in 0..<C { y[c] = max((x[c] - mean[c]) * scale[c] + bias[c] + z[c], 0) }
+                forEachChannelVector(C) { c, lanes in
+                    let offset = r * C + c
+                    var y = (load(input + offset, lanes) - load(mean + c, lanes)) * load(scale + c, lanes) + load(bias + c, lanes)
+                    if let residual { y += load(residual + offset, lanes) }
+                    store(y.replacing(with: floor, where: y .< floor), output + offset, lanes)
                 }
             }
         }
@@ -182,27 +206,21 @@ public func batchNormBackward(
     dPreActivation: UnsafeMutablePointer<Float>? = nil, threads: Int = kernelThreads
 ) {
     let T = rowThreads(M, C, threads)
+    // g at one offset: dOutput, masked by the fused ReLU's output when there was one.
+    @inline(__always) func gradient(_ offset: Int, _ lanes: Int) -> Vector {
+        let g = load(dOutput + offset, lanes)
+        guard let reluOutput else { return g }
+        return g.replacing(with: 0, where: .!(load(reluOutput + offset, lanes) .> 0))
+    }
     withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * C * T) { totals in
         withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * C) { coefficients in
             let totals = totals.baseAddress!
             // Per thread: Σg and Σg·(x − μ), both in one sweep over its rows.
             parallelFor(T) { t in
                 let base = totals + 2 * C * t
-                blockedSums(rows: partition(M, parts: T, index: t), channels: C, into: base, second: base + C) {
-                    r, gradientPartial, productPartial in
-                    let g = dOutput + r * C, x = input + r * C
-                    if let y = reluOutput.map({ $0 + r * C }) {
-                        for c in 0..<C {
-                            let masked = y[c] > 0 ? g[c] : 0
-                            gradientPartial[c] += masked
-                            productPartial[c] += masked * (x[c] - mean[c])
-                        }
-                    } else {
-                        for c in 0..<C {
-                            gradientPartial[c] += g[c]
-                            productPartial[c] += g[c] * (x[c] - mean[c])
-                        }
-                    }
+                blockedSums(rows: partition(M, parts: T, index: t), channels: C, into: base, second: base + C) { r, c, lanes in
+                    let g = gradient(r * C + c, lanes)
+                    return (g, g * (load(input + r * C + c, lanes) - load(mean + c, lanes)))
                 }
             }
 
@@ -223,23 +241,13 @@ public func batchNormBackward(
             }
             parallelFor(T) { t in
                 for r in partition(M, parts: T, index: t) {
-                    let g = dOutput + r * C, x = input + r * C, dx = dInput + r * C
-                    switch (reluOutput.map { $0 + r * C }, dPreActivation.map { $0 + r * C }) {
-                    case (nil, nil):
-                        for c in 0..<C { dx[c] = a[c] * ((g[c] - m[c]) - k[c] * (x[c] - mean[c])) }
-                    case let (y?, nil):
-                        for c in 0..<C { dx[c] = a[c] * (((y[c] > 0 ? g[c] : 0) - m[c]) - k[c] * (x[c] - mean[c])) }
-                    case let (nil, dz?):
-                        for c in 0..<C {
-                            dz[c] = g[c]
-                            dx[c] = a[c] * ((g[c] - m[c]) - k[c] * (x[c] - mean[c]))
-                        }
-                    case let (y?, dz?):
-                        for c in 0..<C {
-                            let masked = y[c] > 0 ? g[c] : 0
-                            dz[c] = masked
-                            dx[c] = a[c] * ((masked - m[c]) - k[c] * (x[c] - mean[c]))
-                        }
+                    forEachChannelVector(C) { c, lanes in
+                        let offset = r * C + c
+                        let g = gradient(offset, lanes)
+                        if let dPreActivation { store(g, dPreActivation + offset, lanes) }
+                        let centered = load(input + offset, lanes) - load(mean + c, lanes)
+                        let dx = load(a + c, lanes) * ((g - load(m + c, lanes)) - load(k + c, lanes) * centered)
+                        store(dx, dInput + offset, lanes)
                     }
                 }
             }

@@ -210,3 +210,25 @@ private func withOptionalMutableScalars<Result>(_ tensor: inout Tensor?, _ body:
     guard tensor != nil else { return body(nil) }
     return tensor!.scalars.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
 }
+
+/// Batch norm followed by a ReLU in one pass over memory (`BatchNorm2D.forwardReLU`). Its state is the
+/// batch norm's (a ReLU has none), so it stands in for a `bn` + `relu` pair under the batch norm's name.
+public final class BatchNormReLU: Layer {
+    public let norm: BatchNorm2D
+
+    public init(channels: Int) {
+        norm = BatchNorm2D(channels: channels)
+    }
+
+    public func forward(_ input: Tensor, mode: Mode) throws -> Tensor {
+        try norm.forwardReLU(input, mode: mode)
+    }
+
+    public func backward(_ dOutput: Tensor) -> Tensor {
+        norm.backwardThroughReLU(dOutput).dInput
+    }
+
+    public func collectState(into state: inout ModuleState) {
+        norm.collectState(into: &state)
+    }
+}

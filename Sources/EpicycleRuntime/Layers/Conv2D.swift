@@ -71,33 +71,44 @@ public final class Conv2D: Layer {
     }
 
     public func backward(_ dOutput: Tensor) -> Tensor {
-        guard let (input, geometry) = cache else {
-            preconditionFailure("Conv2D.backward: no training-mode forward to differentiate")
-        }
-        precondition(dOutput.shape == geometry.outputShape,
-                     "Conv2D.backward: dOutput \(describeShape(dOutput.shape)), expected \(describeShape(geometry.outputShape))")
-        return Tensor(overwrittenBy: input.shape) { dInput in
+        let geometry = accumulateParameterGradients(dOutput)
+        return Tensor(overwrittenBy: geometry.inputShape) { dInput in
             dOutput.scalars.withUnsafeBufferPointer { dOutput in
-                input.scalars.withUnsafeBufferPointer { input in
-                    withOptionalMutablePointer(bias) { dBias in
-                        // A frozen weight gets no gradient; a frozen bias is left out of the sum.
-                        if weight.trainable {
-                            weight.gradient.scalars.withUnsafeMutableBufferPointer { dWeight in
-                                conv2DBackwardWeight(geometry, input: input.baseAddress!, dOutput: dOutput.baseAddress!,
-                                                     dWeight: dWeight.baseAddress!, dBias: dBias, workspace: workspace)
-                            }
-                        } else if let dBias {
-                            addColumnSums(dOutput.baseAddress!, rows: dOutput.count / outputChannels,
-                                          columns: outputChannels, into: dBias)
-                        }
-                    }
-                }
                 weight.value.scalars.withUnsafeBufferPointer { weight in
                     conv2DBackwardInput(geometry, dOutput: dOutput.baseAddress!, weight: weight.baseAddress!,
                                         dInput: dInput, workspace: workspace)
                 }
             }
         }
+    }
+
+    /// The parameter half of `backward`, for a first layer whose input (the images) needs no gradient,
+    /// as PyTorch skips the input gradient of a tensor that does not require one.
+    /// - Returns: the geometry of the forward pass it differentiated.
+    @discardableResult
+    public func accumulateParameterGradients(_ dOutput: Tensor) -> Conv2DGeometry {
+        guard let (input, geometry) = cache else {
+            preconditionFailure("Conv2D.backward: no training-mode forward to differentiate")
+        }
+        precondition(dOutput.shape == geometry.outputShape,
+                     "Conv2D.backward: dOutput \(describeShape(dOutput.shape)), expected \(describeShape(geometry.outputShape))")
+        dOutput.scalars.withUnsafeBufferPointer { dOutput in
+            input.scalars.withUnsafeBufferPointer { input in
+                withOptionalMutablePointer(bias) { dBias in
+                    // A frozen weight gets no gradient; a frozen bias is left out of the sum.
+                    if weight.trainable {
+                        weight.gradient.scalars.withUnsafeMutableBufferPointer { dWeight in
+                            conv2DBackwardWeight(geometry, input: input.baseAddress!, dOutput: dOutput.baseAddress!,
+                                                 dWeight: dWeight.baseAddress!, dBias: dBias, workspace: workspace)
+                        }
+                    } else if let dBias {
+                        addColumnSums(dOutput.baseAddress!, rows: dOutput.count / outputChannels,
+                                      columns: outputChannels, into: dBias)
+                    }
+                }
+            }
+        }
+        return geometry
     }
 
     public func collectState(into state: inout ModuleState) {

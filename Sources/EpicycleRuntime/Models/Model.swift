@@ -91,26 +91,41 @@ public final class Model {
 
     /// Propagates the loss gradient back through the network, accumulating parameter gradients.
     ///
+    /// The images get no gradient, as inputs that do not require one in PyTorch: the first layer, when
+    /// it is a convolution, computes only its parameter gradients (`backwardToInput` also returns the
+    /// images' gradient).
+    ///
     /// - Parameters:
     ///   - dLogits: the loss gradient with respect to the logits, [N, classes].
     ///   - featureGradients: extra gradients with respect to captured features (same shapes), added
     ///     where the backward pass reaches them.
-    /// - Returns: the gradient with respect to the input images.
+    public func backward(_ dLogits: Tensor, featureGradients: [String: Tensor] = [:]) {
+        propagate(dLogits, featureGradients: featureGradients, toInput: false)
+    }
+
+    /// `backward`, returning the gradient with respect to the input images as well.
+    public func backwardToInput(_ dLogits: Tensor, featureGradients: [String: Tensor] = [:]) -> Tensor {
+        propagate(dLogits, featureGradients: featureGradients, toInput: true)!
+    }
+
     @discardableResult
-    public func backward(_ dLogits: Tensor, featureGradients: [String: Tensor] = [:]) -> Tensor {
+    private func propagate(_ dLogits: Tensor, featureGradients: [String: Tensor], toInput: Bool) -> Tensor? {
         var gradient = dLogits
-        for step in steps.reversed() {
+        for (index, step) in steps.enumerated().reversed() {
             for name in step.features {
                 guard let extra = featureGradients[name] else { continue }
                 precondition(extra.shape == gradient.shape,
                              "Model.backward: gradient for '\(name)' has shape \(extra.shape), the feature has \(gradient.shape)")
                 gradient += extra
             }
+            if index == 0 && !toInput, let convolution = step.layer as? Conv2D {
+                convolution.accumulateParameterGradients(gradient)
+                return nil
+            }
             gradient = step.layer.backward(gradient)
         }
         return gradient
     }
-
 
     /// Parameters and buffers under PyTorch `state_dict` names, in network order.
     public var state: ModuleState {

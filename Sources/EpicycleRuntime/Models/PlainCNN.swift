@@ -22,22 +22,20 @@ func plainCNNSteps(spec: ModelSpec, width: Int, generator: inout RandomGenerator
 /// conv3×3 (padding 1) → BN → ReLU.
 final class ConvBNReLU: Layer {
     let conv: Conv2D
-    let bn: BatchNorm2D
-    let relu = ReLU()
+    let bn: BatchNormReLU
 
     init(inputChannels: Int, outputChannels: Int, generator: inout RandomGenerator) {
         conv = Conv2D(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: 3, padding: 1,
                       generator: &generator)
-        bn = BatchNorm2D(channels: outputChannels)
+        bn = BatchNormReLU(channels: outputChannels)
     }
 
     func forward(_ input: Tensor, mode: Mode) throws -> Tensor {
-        let out = try forward(child: bn, named: "bn", try forward(child: conv, named: "conv", input, mode: mode), mode: mode)
-        return try relu.forward(out, mode: mode)
+        try forward(child: bn, named: "bn", try forward(child: conv, named: "conv", input, mode: mode), mode: mode)
     }
 
     func backward(_ dOutput: Tensor) -> Tensor {
-        conv.backward(bn.backward(relu.backward(dOutput)))
+        conv.backward(bn.backward(dOutput))
     }
 
     func collectState(into state: inout ModuleState) {

@@ -10,8 +10,7 @@ func resNetSteps(spec: ModelSpec, depth: Int, width: Int, generator: inout Rando
     var steps: [Model.Step] = [
         .init(path: "conv1", layer: Conv2D(inputChannels: spec.inputChannels, outputChannels: stem, kernelSize: 3,
                                            padding: 1, generator: &generator), features: []),
-        .init(path: "bn1", layer: BatchNorm2D(channels: stem), features: []),
-        .init(path: "relu", layer: ReLU(), features: ["stem"]),
+        .init(path: "bn1", layer: BatchNormReLU(channels: stem), features: ["stem"]),
     ]
     let (blocks, channels) = residualStages(widths: [16 * width, 32 * width, 64 * width], blocksPerStage: blocksPerStage,
                                             inputChannels: stem) { input, output, stride in

@@ -14,8 +14,7 @@ func wideResNetSteps(spec: ModelSpec, depth: Int, widen: Int, generator: inout R
         WideBlock(inputChannels: input, outputChannels: output, stride: stride, dropout: spec.dropout, generator: &generator)
     }
     steps += blocks
-    steps.append(.init(path: "bn", layer: BatchNorm2D(channels: channels), features: []))
-    steps.append(.init(path: "relu", layer: ReLU(), features: []))
+    steps.append(.init(path: "bn", layer: BatchNormReLU(channels: channels), features: []))
     steps.append(.init(path: "avgpool", layer: GlobalAvgPool2D(), features: ["pool"]))
     steps.append(.init(path: "fc", layer: Linear(inputFeatures: channels, outputFeatures: spec.numClasses,
                                                   generator: &generator), features: []))
@@ -24,11 +23,9 @@ func wideResNetSteps(spec: ModelSpec, depth: Int, widen: Int, generator: inout R
 
 /// BN → ReLU → conv3×3 → BN → ReLU → dropout → conv3×3, plus the shortcut.
 final class WideBlock: Layer {
-    let bn1: BatchNorm2D
-    let relu1 = ReLU()
+    let bn1: BatchNormReLU
     let conv1: Conv2D
-    let bn2: BatchNorm2D
-    let relu2 = ReLU()
+    let bn2: BatchNormReLU
     let dropout: Dropout?
     let conv2: Conv2D
     /// Present where the shape changes; it reads the pre-activated input.
@@ -36,10 +33,10 @@ final class WideBlock: Layer {
 
     init(inputChannels: Int, outputChannels: Int, stride: Int, dropout probability: Float,
          generator: inout RandomGenerator) {
-        bn1 = BatchNorm2D(channels: inputChannels)
+        bn1 = BatchNormReLU(channels: inputChannels)
         conv1 = Conv2D(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: 3, stride: stride,
                        padding: 1, generator: &generator)
-        bn2 = BatchNorm2D(channels: outputChannels)
+        bn2 = BatchNormReLU(channels: outputChannels)
         dropout = probability > 0 ? Dropout(probability: probability, generator: generator.derived(1)) : nil
         conv2 = Conv2D(inputChannels: outputChannels, outputChannels: outputChannels, kernelSize: 3, padding: 1,
                        generator: &generator)
@@ -49,9 +46,9 @@ final class WideBlock: Layer {
     }
 
     func forward(_ input: Tensor, mode: Mode) throws -> Tensor {
-        let activated = try relu1.forward(try forward(child: bn1, named: "bn1", input, mode: mode), mode: mode)
+        let activated = try forward(child: bn1, named: "bn1", input, mode: mode)
         var out = try forward(child: conv1, named: "conv1", activated, mode: mode)
-        out = try relu2.forward(try forward(child: bn2, named: "bn2", out, mode: mode), mode: mode)
+        out = try forward(child: bn2, named: "bn2", out, mode: mode)
         if let dropout { out = try dropout.forward(out, mode: mode) }
         out = try forward(child: conv2, named: "conv2", out, mode: mode)
         if let shortcut {
@@ -65,9 +62,9 @@ final class WideBlock: Layer {
     func backward(_ dOutput: Tensor) -> Tensor {
         var dOut = conv2.backward(dOutput)
         if let dropout { dOut = dropout.backward(dOut) }
-        var dActivated = conv1.backward(bn2.backward(relu2.backward(dOut)))
+        var dActivated = conv1.backward(bn2.backward(dOut))
         if let shortcut { dActivated += shortcut.backward(dOutput) }
-        var dInput = bn1.backward(relu1.backward(dActivated))
+        var dInput = bn1.backward(dActivated)
         if shortcut == nil { dInput += dOutput }
         return dInput
     }
