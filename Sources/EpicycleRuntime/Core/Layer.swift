@@ -33,8 +33,14 @@ extension Layer {
     /// Runs a child's forward pass; a shape error from inside it gets the child's name prefixed,
     /// so the message names the full path (`layer2.0.conv1 (Conv2D): …`).
     public func forward(child: any Layer, named name: String, _ input: Tensor, mode: Mode) throws -> Tensor {
+        try nested(name) { try child.forward(input, mode: mode) }
+    }
+
+    /// Runs `body` (a child's work, such as a fused call into several children), prefixing `name` to
+    /// the path of a shape error from inside it.
+    public func nested(_ name: String, _ body: () throws -> Tensor) throws -> Tensor {
         do {
-            return try child.forward(input, mode: mode)
+            return try body()
         } catch let error as RuntimeError {
             throw error.nested(in: name)
         }

@@ -115,6 +115,15 @@ public final class BatchNorm2D: Layer {
         return output
     }
 
+    /// Inference-mode batch norm as a per-channel affine map y = x·scale + shift, for folding into the
+    /// convolution before it: scale = γ/√(running_var + ε), shift = β − running_mean·scale.
+    public var inferenceAffine: (scale: [Float], shift: [Float]) {
+        let mean = floats(of: runningMean, "running_mean"), variance = floats(of: runningVariance, "running_var")
+        let gamma = weight.value.scalars, beta = bias.value.scalars
+        let scale = (0..<channels).map { gamma[$0] / (variance[$0] + epsilon).squareRoot() }
+        return (scale, (0..<channels).map { beta[$0] - mean[$0] * scale[$0] })
+    }
+
     public func backward(_ dOutput: Tensor) -> Tensor {
         guard let cache, cache.reluOutput == nil else {
             preconditionFailure("BatchNorm2D.backward: no training-mode forward (after forwardReLU, use backwardThroughReLU)")

@@ -70,14 +70,67 @@ public final class Conv2D: Layer {
         }
     }
 
+    /// Inference-mode `forward` followed by `norm` with its running statistics, plus `residual` (shaped
+    /// like the output), then a ReLU if asked: all in the convolution's store, one pass over memory
+    /// where the separate layers take four.
+    /// - Throws: as `forward`, and when the residual's shape differs from the output's.
+    public func forwardInference(_ input: Tensor, normalizedBy norm: BatchNorm2D, adding residual: Tensor? = nil,
+                                 relu: Bool) throws -> Tensor {
+        let geometry = try geometry(for: input)
+        if let residual, residual.shape != geometry.outputShape {
+            throw RuntimeError.shapeMismatch(path: "", kind: "Conv2D",
+                                             expected: "a residual shaped like the output \(describeShape(geometry.outputShape))",
+                                             found: residual.shape)
+        }
+        cache = nil
+        let (scale, shift) = norm.inferenceAffine
+        return Tensor(overwrittenBy: geometry.outputShape) { output in
+            input.scalars.withUnsafeBufferPointer { input in
+                weight.value.scalars.withUnsafeBufferPointer { weight in
+                    withOptionalPointer(bias?.value) { bias in
+                        withOptionalPointer(residual) { residual in
+                            scale.withUnsafeBufferPointer { scale in
+                                shift.withUnsafeBufferPointer { shift in
+                                    let epilogue = Conv2DEpilogue(scale: scale.baseAddress!, shift: shift.baseAddress!,
+                                                                  residual: residual, relu: relu)
+                                    conv2DForward(geometry, input: input.baseAddress!, weight: weight.baseAddress!,
+                                                  bias: bias, output: output, workspace: workspace, epilogue: epilogue)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     public func backward(_ dOutput: Tensor) -> Tensor {
         let geometry = accumulateParameterGradients(dOutput)
         return Tensor(overwrittenBy: geometry.inputShape) { dInput in
-            dOutput.scalars.withUnsafeBufferPointer { dOutput in
-                weight.value.scalars.withUnsafeBufferPointer { weight in
-                    conv2DBackwardInput(geometry, dOutput: dOutput.baseAddress!, weight: weight.baseAddress!,
-                                        dInput: dInput, workspace: workspace)
-                }
+            backwardInput(dOutput, geometry: geometry, into: dInput, accumulate: false)
+        }
+    }
+
+    /// `backward`, with the input gradient added to `gradient` (another branch's gradient of the same
+    /// input, as at a residual join) in the kernel's store instead of in a separate pass.
+    public func backward(_ dOutput: Tensor, adding gradient: Tensor) -> Tensor {
+        let geometry = accumulateParameterGradients(dOutput)
+        precondition(gradient.shape == geometry.inputShape,
+                     "Conv2D.backward: gradient to add \(describeShape(gradient.shape)), expected \(describeShape(geometry.inputShape))")
+        var sum = gradient
+        sum.scalars.withUnsafeMutableBufferPointer { dInput in
+            backwardInput(dOutput, geometry: geometry, into: dInput.baseAddress!, accumulate: true)
+        }
+        return sum
+    }
+
+    private func backwardInput(_ dOutput: Tensor, geometry: Conv2DGeometry, into dInput: UnsafeMutablePointer<Float>,
+                               accumulate: Bool) {
+        guard geometry.batch > 0 else { return }
+        dOutput.scalars.withUnsafeBufferPointer { dOutput in
+            weight.value.scalars.withUnsafeBufferPointer { weight in
+                conv2DBackwardInput(geometry, dOutput: dOutput.baseAddress!, weight: weight.baseAddress!,
+                                    dInput: dInput, workspace: workspace, accumulate: accumulate)
             }
         }
     }

@@ -82,9 +82,20 @@ public final class Model {
         }
         var x = input
         var features: [String: Tensor] = [:]
-        for step in steps {
-            x = try step.layer.forward(child: step.layer, named: step.path, x, mode: mode)
-            for name in step.features where capture.contains(name) { features[name] = x }
+        var index = 0
+        while index < steps.count {
+            let step = steps[index]
+            // In inference a convolution followed by batch norm + ReLU runs as one, the batch norm folded
+            // into the convolution's store (when nothing captures the convolution's own output).
+            if mode == .inference, step.features.isEmpty, index + 1 < steps.count,
+               let convolution = step.layer as? Conv2D, let norm = steps[index + 1].layer as? BatchNormReLU {
+                x = try step.layer.nested(step.path) { try convolution.forwardInference(x, normalizedBy: norm.norm, relu: true) }
+                index += 1
+            } else {
+                x = try step.layer.forward(child: step.layer, named: step.path, x, mode: mode)
+            }
+            for name in steps[index].features where capture.contains(name) { features[name] = x }
+            index += 1
         }
         return Output(logits: x, features: features)
     }

@@ -31,7 +31,10 @@ final class ConvBNReLU: Layer {
     }
 
     func forward(_ input: Tensor, mode: Mode) throws -> Tensor {
-        try forward(child: bn, named: "bn", try forward(child: conv, named: "conv", input, mode: mode), mode: mode)
+        if mode == .inference {
+            return try nested("conv") { try conv.forwardInference(input, normalizedBy: bn.norm, relu: true) }
+        }
+        return try forward(child: bn, named: "bn", try forward(child: conv, named: "conv", input, mode: mode), mode: mode)
     }
 
     func backward(_ dOutput: Tensor) -> Tensor {

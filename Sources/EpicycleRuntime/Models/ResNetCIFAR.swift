@@ -59,9 +59,6 @@ final class BasicBlock: Layer {
     }
 
     func forward(_ input: Tensor, mode: Mode) throws -> Tensor {
-        var out = try forward(child: conv1, named: "conv1", input, mode: mode)
-        out = try nested("bn1") { try bn1.forwardReLU(out, mode: mode) }
-        out = try forward(child: conv2, named: "conv2", out, mode: mode)
         let residual: Tensor
         switch shortcut {
         case .identity:
@@ -69,33 +66,34 @@ final class BasicBlock: Layer {
         case let .padded(pad):
             residual = try pad.forward(input, mode: mode)
         case let .projection(conv, bn):
-            residual = try forward(child: bn, named: "downsample.1",
-                                   try forward(child: conv, named: "downsample.0", input, mode: mode), mode: mode)
+            residual = mode == .inference
+                ? try nested("downsample.0") { try conv.forwardInference(input, normalizedBy: bn, relu: false) }
+                : try forward(child: bn, named: "downsample.1",
+                              try forward(child: conv, named: "downsample.0", input, mode: mode), mode: mode)
         }
+        // Inference folds each batch norm (with the shortcut add and the ReLU) into its convolution.
+        if mode == .inference {
+            let hidden = try nested("conv1") { try conv1.forwardInference(input, normalizedBy: bn1, relu: true) }
+            return try nested("conv2") { try conv2.forwardInference(hidden, normalizedBy: bn2, adding: residual, relu: true) }
+        }
+        var out = try forward(child: conv1, named: "conv1", input, mode: mode)
+        out = try nested("bn1") { try bn1.forwardReLU(out, mode: mode) }
+        out = try forward(child: conv2, named: "conv2", out, mode: mode)
         return try nested("bn2") { try bn2.forwardReLU(out, adding: residual, mode: mode) }
     }
 
     func backward(_ dOutput: Tensor) -> Tensor {
         // The residual join sends the same gradient (behind the final ReLU) down both branches; their
-        // input gradients sum.
+        // input gradients sum, the shortcut's added in the first convolution's store.
         let (dBranch, dResidual) = bn2.backwardThroughReLU(dOutput)
         guard let dSum = dResidual else { preconditionFailure("BasicBlock: bn2 ran without the residual") }
-        var dInput = conv1.backward(bn1.backwardThroughReLU(conv2.backward(dBranch)).dInput)
+        let dShortcut: Tensor
         switch shortcut {
-        case .identity: dInput += dSum
-        case let .padded(pad): dInput += pad.backward(dSum)
-        case let .projection(conv, bn): dInput += conv.backward(bn.backward(dSum))
+        case .identity: dShortcut = dSum
+        case let .padded(pad): dShortcut = pad.backward(dSum)
+        case let .projection(conv, bn): dShortcut = conv.backward(bn.backward(dSum))
         }
-        return dInput
-    }
-
-    // Runs a fused step of a child, prefixing its name to shape errors as `forward(child:named:)` does.
-    private func nested(_ name: String, _ body: () throws -> Tensor) throws -> Tensor {
-        do {
-            return try body()
-        } catch let error as RuntimeError {
-            throw error.nested(in: name)
-        }
+        return conv1.backward(bn1.backwardThroughReLU(conv2.backward(dBranch)).dInput, adding: dShortcut)
     }
 
     func collectState(into state: inout ModuleState) {
