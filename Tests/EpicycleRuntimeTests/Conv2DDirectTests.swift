@@ -4,7 +4,9 @@ import TestSupport
 
 /// The direct convolution kernels against the reference loops, on shapes that exercise every tile
 /// (32- and 16-channel blocks, 8-pixel tiles with leftover pixels, 8-wide run blocks with leftovers),
-/// strides, paddings, non-square kernels, and batches split unevenly over threads.
+/// strides, paddings, non-square kernels, and batches split unevenly over threads. For the input
+/// gradient's stride phases: strides 2 and 3, phases with empty sub-kernels (1×1 and 2×2 kernels whose
+/// stride skips input pixels), and paddings that crop dOutput (padding ≥ kernel, or stride 2 pad 2).
 @Suite struct Conv2DDirectKernelTests {
     static let cases: [Conv2DCase] = [
         Conv2DCase.make("3×3 pad 1, 5→48, bias, 7×11", 3, 7, 11, 5, 48, kernel: (3, 3), stride: (1, 1), padding: (1, 1), groups: 1, bias: true),
@@ -16,6 +18,13 @@ import TestSupport
         Conv2DCase.make("3×3 pad 2, 16→16, 4×5", 1, 4, 5, 16, 16, kernel: (3, 3), stride: (1, 1), padding: (2, 2), groups: 1, bias: true),
         Conv2DCase.make("1×1, 32→16, 5×9", 3, 5, 9, 32, 16, kernel: (1, 1), stride: (1, 1), padding: (0, 0), groups: 1, bias: true),
         Conv2DCase.make("1×1 stride 2, 16→32, 7×7", 2, 7, 7, 16, 32, kernel: (1, 1), stride: (2, 2), padding: (0, 0), groups: 1, bias: false),
+        Conv2DCase.make("3×3 stride 2 pad 1, 48→16, 17×18", 2, 17, 18, 48, 16, kernel: (3, 3), stride: (2, 2), padding: (1, 1), groups: 1, bias: true),
+        Conv2DCase.make("3×3 stride 2 pad 2, 16→16, 7×6", 3, 7, 6, 16, 16, kernel: (3, 3), stride: (2, 2), padding: (2, 2), groups: 1, bias: false),
+        Conv2DCase.make("3×1 stride (2, 1) pad (1, 0), 32→16, 9×7", 2, 9, 7, 32, 16, kernel: (3, 1), stride: (2, 1), padding: (1, 0), groups: 1, bias: false),
+        Conv2DCase.make("5×5 stride 3 pad 1, 16→16, 8×10", 2, 8, 10, 16, 16, kernel: (5, 5), stride: (3, 3), padding: (1, 1), groups: 1, bias: true),
+        Conv2DCase.make("2×2 stride 3, 16→16, 7×8", 2, 7, 8, 16, 16, kernel: (2, 2), stride: (3, 3), padding: (0, 0), groups: 1, bias: false),
+        Conv2DCase.make("1×1 stride 2 pad 1, 16→16, 5×6", 2, 5, 6, 16, 16, kernel: (1, 1), stride: (2, 2), padding: (1, 1), groups: 1, bias: false),
+        Conv2DCase.make("3×3 pad 3, 16→32, 3×4", 2, 3, 4, 16, 32, kernel: (3, 3), stride: (1, 1), padding: (3, 3), groups: 1, bias: true),
     ]
 
     @Test(arguments: cases, [1, 2, 3])
@@ -49,6 +58,13 @@ import TestSupport
             conv2DBackwardInputDirect(geometry, dOutput: dOutput, weight: weight, dInput: &dInputFast,
                                       workspace: workspace, threads: threads)
             expectClose(dInputFast, dInputReference, rtol: rtol, atol: atol, "backward input \(testCase.label)")
+            // Accumulating adds onto every input pixel, also those no tap reaches.
+            let startInput = randomTensor(geometry.inputShape, seed: 17).scalars
+            var dInputAccumulated = startInput
+            conv2DBackwardInputDirect(geometry, dOutput: dOutput, weight: weight, dInput: &dInputAccumulated,
+                                      workspace: workspace, accumulate: true, threads: threads)
+            expectClose(dInputAccumulated, zip(startInput, dInputReference).map(+), rtol: rtol, atol: atol,
+                        "backward input, accumulated \(testCase.label)")
         }
         // The dispatching entry point, whichever kernel it picks.
         var dInputDispatched = [Float](repeating: .nan, count: inputCount)
@@ -67,11 +83,20 @@ import TestSupport
         expectClose(dBiasFast, dBiasReference, rtol: rtol, atol: atol, "backward bias \(testCase.label)")
     }
 
+    @Test(arguments: cases, [1, 2, 3])
+    func epilogueAgreesWithReference(_ testCase: Conv2DCase, threads: Int) {
+        let workspace = Conv2DWorkspace()
+        expectEpilogueMatchesReference(testCase) { epilogue, input, weight, bias, output in
+            conv2DForwardDirect(testCase.geometry, input: input, weight: weight, bias: bias, output: output,
+                                workspace: workspace, epilogue: epilogue, threads: threads)
+        }
+    }
+
     @Test func eligibility() {
-        let stride2 = Conv2DDirectKernelTests.cases[2].geometry
-        #expect(stride2.usesDirectForward && !stride2.usesDirectBackwardInput)
-        let stem = Conv2DDirectKernelTests.cases[1].geometry
-        #expect(stem.usesDirectForward && !stem.usesDirectBackwardInput)
+        // Every stride and padding takes the direct input gradient; only the channels and groups decide.
+        #expect(Conv2DDirectKernelTests.cases.allSatisfy { $0.geometry.usesDirectForward })
+        #expect(Conv2DDirectKernelTests.cases.filter { !$0.geometry.usesDirectBackwardInput }.map(\.label)
+                == ["3×3 pad 1, 5→48, bias, 7×11", "3×3 pad 1, 3→16 (stem), 8×9"])
         let grouped = Conv2DGeometry(batch: 1, inputHeight: 4, inputWidth: 4, inputChannels: 32, outputChannels: 32,
                                      kernelHeight: 3, kernelWidth: 3, paddingHeight: 1, paddingWidth: 1, groups: 2)
         #expect(!grouped.usesDirectForward && !grouped.usesDirectBackwardInput)

@@ -73,6 +73,14 @@ struct Conv2DCase: Sendable, CustomTestStringConvertible {
         conv2DBackwardInputReference(geometry, dOutput: dOutput, weight: weight, dInput: &dInputReference)
         expectClose(dInputFast, dInputReference, rtol: rtol, atol: atol, "backward input \(testCase.label)")
 
+        // With accumulate, every path (direct, im2col, pointwise, depthwise) adds onto what dInput holds.
+        let startInput = randomTensor(geometry.inputShape, seed: 7).scalars
+        var dInputAccumulated = startInput
+        conv2DBackwardInput(geometry, dOutput: dOutput, weight: weight, dInput: &dInputAccumulated, workspace: workspace,
+                            accumulate: true)
+        expectClose(dInputAccumulated, zip(startInput, dInputReference).map(+), rtol: rtol, atol: atol,
+                    "backward input, accumulated \(testCase.label)")
+
         // Gradients start non-zero: both versions must add to them.
         let startWeight = randomTensor(geometry.weightShape, seed: 5).scalars
         let startBias = randomTensor([geometry.outputChannels], seed: 6).scalars
@@ -92,6 +100,16 @@ struct Conv2DCase: Sendable, CustomTestStringConvertible {
         expectClose(dBiasFast, dBiasReference, rtol: rtol, atol: atol, "backward bias \(testCase.label)")
         #expect(dWeightReference != startWeight)
         #expect(testCase.hasBias == (dBiasReference != startBias))
+    }
+
+    // Every path, whichever kernel the geometry takes (the direct cases included).
+    @Test(arguments: Conv2DCase.all + Conv2DDirectKernelTests.cases)
+    func epilogueAgreesWithReference(_ testCase: Conv2DCase) {
+        let workspace = Conv2DWorkspace()
+        expectEpilogueMatchesReference(testCase) { epilogue, input, weight, bias, output in
+            conv2DForward(testCase.geometry, input: input, weight: weight, bias: bias, output: output,
+                          workspace: workspace, epilogue: epilogue)
+        }
     }
 
     @Test func geometryFollowsPyTorchOutputSize() {
@@ -277,4 +295,47 @@ struct Conv2DCase: Sendable, CustomTestStringConvertible {
 func withOptional<Result>(_ array: [Float]?, _ body: (UnsafePointer<Float>?) -> Result) -> Result {
     guard let array else { return body(nil) }
     return array.withUnsafeBufferPointer { body($0.baseAddress) }
+}
+
+// Runs `forward(epilogue, input, weight, bias, output)` with each of the 16 combinations of scale, shift,
+// residual and ReLU (none included) and compares with conv2DForwardReference followed by the epilogue's
+// formula, max(0?, (conv + bias)·scale + shift + residual), computed here.
+func expectEpilogueMatchesReference(
+    _ testCase: Conv2DCase,
+    forward: (Conv2DEpilogue, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>?, UnsafeMutablePointer<Float>) -> Void
+) {
+    let geometry = testCase.geometry
+    let K = geometry.outputChannels, outputCount = geometry.outputShape.reduce(1, *)
+    let input = randomTensor(geometry.inputShape, seed: 21).scalars
+    let weight = randomTensor(geometry.weightShape, seed: 22).scalars
+    let bias = testCase.hasBias ? randomTensor([K], seed: 23).scalars : nil
+    let scale = randomTensor([K], seed: 24, low: -2, high: 2).scalars
+    let shift = randomTensor([K], seed: 25).scalars
+    let residual = randomTensor(geometry.outputShape, seed: 26).scalars
+    var convolution = [Float](repeating: .nan, count: outputCount)
+    withOptional(bias) { conv2DForwardReference(geometry, input: input, weight: weight, bias: $0, output: &convolution) }
+    // Sums of at most 240 products of numbers in [−1, 1], scaled by at most 2, plus two terms of size ≤ 1:
+    // float32 rounding (including folding the scale into the weights) stays near 1e-5, while a missing or
+    // misplaced epilogue term moves a value by ~0.1 or more.
+    let (rtol, atol): (Float, Float) = (1e-4, 1e-4)
+    for useScale in [false, true] { for useShift in [false, true] { for useResidual in [false, true] { for relu in [false, true] {
+        var expected = convolution
+        for index in 0..<outputCount {
+            var value = expected[index]
+            if useScale { value *= scale[index % K] }
+            if useShift { value += shift[index % K] }
+            if useResidual { value += residual[index] }
+            expected[index] = relu ? max(value, 0) : value
+        }
+        var output = [Float](repeating: .nan, count: outputCount)
+        scale.withUnsafeBufferPointer { scale in shift.withUnsafeBufferPointer { shift in residual.withUnsafeBufferPointer { residual in
+            let epilogue = Conv2DEpilogue(scale: useScale ? scale.baseAddress : nil, shift: useShift ? shift.baseAddress : nil,
+                                          residual: useResidual ? residual.baseAddress : nil, relu: relu)
+            withOptional(bias) { bias in
+                output.withUnsafeMutableBufferPointer { forward(epilogue, input, weight, bias, $0.baseAddress!) }
+            }
+        } } }
+        let label = "\(testCase.label), scale \(useScale), shift \(useShift), residual \(useResidual), relu \(relu)"
+        expectClose(output, expected, rtol: rtol, atol: atol, "epilogue \(label)")
+    } } } }
 }

@@ -15,10 +15,19 @@
 // or two weight vectors (~190 GFLOP/s per core with AVX-512 on this project's machine).
 //
 // - Forward: output[p, q, k] = Σ_r Σ_{j < S·C} padded[p·sh + r, q·sw·C + j] · packed[r, j, k].
-// - Backward-input (stride 1): dInput is the forward convolution of dOutput zero-padded by R − 1 − ph
-//   (S − 1 − pw) with the kernel flipped and its channel axes swapped, packed as [R, S, K, C].
+// - Backward-input: dInput[h, w] gathers dOutput[p, q] · weight[r, s] over h = p·sh − ph + r (and the
+//   same for w), so the input rows h = a + sh·i of one phase a ∈ [0, sh) meet only the taps
+//   r ≡ a + ph (mod sh). Per phase (a, b), dInput at (a + sh·i, b + sw·j) is a stride-1 convolution of
+//   dOutput, zero-padded (or cropped) to line up, with that phase's sub-kernel flipped and its channel
+//   axes swapped, packed as [R', S', K, C]; its output pixels lie sw·C floats apart and its rows sh·W·C.
+//   With stride 1 there is one phase and this is the usual flipped-kernel convolution. A phase whose
+//   sub-kernel is empty (a 1×1 kernel with stride 2 skips every other input pixel) gets zeros.
 // - Backward-weight: dPacked[r, j, k] = Σ_{p, q} padded[p·sh + r, q·sw·C + j] · dOutput[p, q, k]; a tile
 //   of 8 run positions × 16 or 32 output channels stays in registers while the loop walks the image.
+//
+// Tiles finish in registers before their one store: the forward's epilogue (a residual to add, ReLU)
+// and the input gradient's accumulation (dInput +=) cost one extra load per vector, and a batch-norm
+// scale and shift are folded into the packed weights and the bias when the weights are packed.
 //
 // Threads split the batch into contiguous ranges of images; the weight gradient sums each thread's
 // images into its own partial and adds the partials at the end.
@@ -40,16 +49,15 @@ extension Conv2DGeometry {
     /// Whether `conv2DForward` and `conv2DBackwardWeight` take the direct kernels.
     public var usesDirectForward: Bool { groups == 1 && outputChannels % V == 0 && batch > 0 }
 
-    /// Whether `conv2DBackwardInput` takes the direct kernel (stride 1, padding within the kernel).
-    public var usesDirectBackwardInput: Bool {
-        groups == 1 && inputChannels % V == 0 && batch > 0 && strideHeight == 1 && strideWidth == 1
-            && paddingHeight < kernelHeight && paddingWidth < kernelWidth
-    }
+    /// Whether `conv2DBackwardInput` takes the direct kernel (any stride and padding).
+    public var usesDirectBackwardInput: Bool { groups == 1 && inputChannels % V == 0 && batch > 0 }
 }
 
 // One image's direct convolution: padded input [Hp, Wp, C] → output [P, Q, K] with weights [R, S·C, K].
+// Output pixel (p, q) lies at p·outputRowStep + q·outputPixelStep (Q·K and K for a dense output).
 private struct DirectPlan {
     var C, K, R, S, strideHeight, strideWidth, P, Q, Hp, Wp: Int
+    var outputPixelStep, outputRowStep: Int
 
     var run: Int { S * C }
     var rowStep: Int { Wp * C }
@@ -57,41 +65,72 @@ private struct DirectPlan {
     var paddedCount: Int { Hp * Wp * C }
 }
 
-// padded[Hp, Wp, C] ← image[H, W, C] with `top` rows and `left` columns of zeros before it and zeros
-// after it to fill Hp×Wp.
+// What a tile does to its sums before storing them: add what the output already holds, then (with a
+// residual pointer) add the residual at the same offset, then clamp at zero.
+private struct StoreMode {
+    var accumulate = false
+    var relu = false
+}
+
+@inline(__always)
+private func finish(_ sum: Vector, _ mode: StoreMode, _ residual: UnsafePointer<Float>?,
+                    _ out: UnsafeMutablePointer<Float>, _ offset: Int) {
+    var value = sum
+    if mode.accumulate { value += load(out + offset) }
+    if let residual { value += load(residual + offset) }
+    if mode.relu { value = pointwiseMax(value, Vector()) }
+    store(value, out + offset)
+}
+
+// padded[Hp, Wp, C] ← image[H, W, C] placed with its first pixel at padded (top, left), zeros elsewhere.
+// `top` and `left` may be negative and the image may overhang the bottom and right: only the overlap
+// is copied.
 private func padImage(_ image: UnsafePointer<Float>, height H: Int, width W: Int, channels C: Int,
                       top: Int, left: Int, into padded: UnsafeMutablePointer<Float>, Hp: Int, Wp: Int) {
     let rowCount = Wp * C
-    padded.update(repeating: 0, count: top * rowCount)
-    for h in 0..<H {
-        let row = padded + (top + h) * rowCount
-        row.update(repeating: 0, count: left * C)
-        (row + left * C).update(from: image + h * W * C, count: W * C)
-        (row + (left + W) * C).update(repeating: 0, count: (Wp - left - W) * C)
+    let first = max(0, left), end = max(first, min(Wp, left + W))  // padded columns holding image columns
+    for y in 0..<Hp {
+        let row = padded + y * rowCount, h = y - top
+        guard h >= 0 && h < H else {
+            row.update(repeating: 0, count: rowCount)
+            continue
+        }
+        row.update(repeating: 0, count: first * C)
+        (row + first * C).update(from: image + (h * W + first - left) * C, count: (end - first) * C)
+        (row + end * C).update(repeating: 0, count: (Wp - end) * C)
     }
-    (padded + (top + H) * rowCount).update(repeating: 0, count: (Hp - top - H) * rowCount)
 }
 
-// output[P, Q, K] (overwritten) = the plan's convolution of one padded image, plus bias[K] if given.
+// output (the plan's [P, Q, K] pixels) = the plan's convolution of one padded image plus bias[K] if
+// given, finished as `mode` says; `residual` (nil = none) is laid out like the output.
 private func convolveImage(_ plan: DirectPlan, padded: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                           bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
-    let (K, Q) = (plan.K, plan.Q)
+                           bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
+                           residual: UnsafePointer<Float>? = nil, mode: StoreMode = StoreMode()) {
+    let (K, Q, step) = (plan.K, plan.Q, plan.outputPixelStep)
     for p in 0..<plan.P {
         let row = padded + p * plan.strideHeight * plan.rowStep
-        let out = output + p * Q * K
+        let out = output + p * plan.outputRowStep, res = residual.map { $0 + p * plan.outputRowStep }
         var q = 0
         while q + 8 <= Q {
             var k = 0
             while k + 2 * V <= K {
-                forwardTile8x2(plan, row + q * plan.pixelStep, weight + k, bias.map { $0 + k }, out + q * K + k)
+                let offset = q * step + k
+                forwardTile8x2(plan, row + q * plan.pixelStep, weight + k, bias.map { $0 + k }, out + offset,
+                               res.map { $0 + offset }, mode)
                 k += 2 * V
             }
-            if k < K { forwardTile8x1(plan, row + q * plan.pixelStep, weight + k, bias.map { $0 + k }, out + q * K + k) }
+            if k < K {
+                let offset = q * step + k
+                forwardTile8x1(plan, row + q * plan.pixelStep, weight + k, bias.map { $0 + k }, out + offset,
+                               res.map { $0 + offset }, mode)
+            }
             q += 8
         }
         while q < Q {
             for k in stride(from: 0, to: K, by: V) {
-                forwardTile1x1(plan, row + q * plan.pixelStep, weight + k, bias.map { $0 + k }, out + q * K + k)
+                let offset = q * step + k
+                forwardTile1x1(plan, row + q * plan.pixelStep, weight + k, bias.map { $0 + k }, out + offset,
+                               res.map { $0 + offset }, mode)
             }
             q += 1
         }
@@ -99,11 +138,12 @@ private func convolveImage(_ plan: DirectPlan, padded: UnsafePointer<Float>, wei
 }
 
 // 8 output pixels × 32 output channels. `x` is the first pixel's run start in tap row 0; `w` the
-// weight at the tile's first output channel.
+// weight, `out` and `residual` the output and residual at the tile's first pixel and output channel.
 @inline(__always)
 private func forwardTile8x2(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
-                            _ bias: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>) {
-    let (K, run, step) = (plan.K, plan.run, plan.pixelStep)
+                            _ bias: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>,
+                            _ residual: UnsafePointer<Float>?, _ mode: StoreMode) {
+    let (K, run, step, o) = (plan.K, plan.run, plan.pixelStep, plan.outputPixelStep)
     let b0 = bias.map { load($0) } ?? Vector(), b1 = bias.map { load($0 + V) } ?? Vector()
     var a00 = b0, a10 = b0, a20 = b0, a30 = b0, a40 = b0, a50 = b0, a60 = b0, a70 = b0
     var a01 = b1, a11 = b1, a21 = b1, a31 = b1, a41 = b1, a51 = b1, a61 = b1, a71 = b1
@@ -121,21 +161,23 @@ private func forwardTile8x2(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ w: 
             b = Vector(repeating: xr[7 * step + j]); a70.addProduct(b, w0); a71.addProduct(b, w1)
         }
     }
-    store(a00, out); store(a01, out + V)
-    store(a10, out + K); store(a11, out + K + V)
-    store(a20, out + 2 * K); store(a21, out + 2 * K + V)
-    store(a30, out + 3 * K); store(a31, out + 3 * K + V)
-    store(a40, out + 4 * K); store(a41, out + 4 * K + V)
-    store(a50, out + 5 * K); store(a51, out + 5 * K + V)
-    store(a60, out + 6 * K); store(a61, out + 6 * K + V)
-    store(a70, out + 7 * K); store(a71, out + 7 * K + V)
+    func put(_ a: Vector, _ offset: Int) { finish(a, mode, residual, out, offset) }
+    put(a00, 0); put(a01, V)
+    put(a10, o); put(a11, o + V)
+    put(a20, 2 * o); put(a21, 2 * o + V)
+    put(a30, 3 * o); put(a31, 3 * o + V)
+    put(a40, 4 * o); put(a41, 4 * o + V)
+    put(a50, 5 * o); put(a51, 5 * o + V)
+    put(a60, 6 * o); put(a61, 6 * o + V)
+    put(a70, 7 * o); put(a71, 7 * o + V)
 }
 
 // 8 output pixels × 16 output channels.
 @inline(__always)
 private func forwardTile8x1(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
-                            _ bias: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>) {
-    let (K, run, step) = (plan.K, plan.run, plan.pixelStep)
+                            _ bias: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>,
+                            _ residual: UnsafePointer<Float>?, _ mode: StoreMode) {
+    let (K, run, step, o) = (plan.K, plan.run, plan.pixelStep, plan.outputPixelStep)
     let b0 = bias.map { load($0) } ?? Vector()
     var a0 = b0, a1 = b0, a2 = b0, a3 = b0, a4 = b0, a5 = b0, a6 = b0, a7 = b0
     for r in 0..<plan.R {
@@ -152,21 +194,22 @@ private func forwardTile8x1(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ w: 
             a7.addProduct(Vector(repeating: xr[7 * step + j]), w0)
         }
     }
-    store(a0, out); store(a1, out + K); store(a2, out + 2 * K); store(a3, out + 3 * K)
-    store(a4, out + 4 * K); store(a5, out + 5 * K); store(a6, out + 6 * K); store(a7, out + 7 * K)
+    func put(_ a: Vector, _ offset: Int) { finish(a, mode, residual, out, offset) }
+    put(a0, 0); put(a1, o); put(a2, 2 * o); put(a3, 3 * o); put(a4, 4 * o); put(a5, 5 * o); put(a6, 6 * o); put(a7, 7 * o)
 }
 
 // One output pixel × 16 output channels, for the pixels left over after the 8-pixel tiles.
 @inline(__always)
 private func forwardTile1x1(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
-                            _ bias: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>) {
+                            _ bias: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>,
+                            _ residual: UnsafePointer<Float>?, _ mode: StoreMode) {
     let (K, run) = (plan.K, plan.run)
     var a = bias.map { load($0) } ?? Vector()
     for r in 0..<plan.R {
         let xr = x + r * plan.rowStep, wr = w + r * run * K
         for j in 0..<run { a.addProduct(Vector(repeating: xr[j]), load(wr + j * K)) }
     }
-    store(a, out)
+    finish(a, mode, residual, out, 0)
 }
 
 // dPacked[R, S·C, K] += the plan's weight gradient from one padded image and its dOutput[P, Q, K].
@@ -266,6 +309,39 @@ private func weightTile1x1(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ g: U
 
 // MARK: - Batch drivers
 
+// One axis of the stride-phase decomposition of the input gradient. Input positions first + stride·i
+// (i < count) meet only the taps firstTap + stride·t (t < taps): with the sub-kernel flipped
+// (u = taps − 1 − t), position i reads dOutput at i + u − pad, so dOutput padded by `pad` (cropped
+// where negative) makes the phase a stride-1 convolution.
+private struct PhaseAxis {
+    var first, count, firstTap, taps, pad: Int
+
+    // The phases of an axis of `input` positions under a kernel of `kernel` taps.
+    static func phases(input: Int, kernel: Int, stride: Int, padding: Int) -> [PhaseAxis] {
+        (0..<stride).map { first in
+            // h = p·stride − padding + r, so stride divides h + padding − r.
+            let firstTap = (first + padding) % stride
+            let taps = firstTap < kernel ? (kernel - firstTap + stride - 1) / stride : 0
+            return PhaseAxis(first: first, count: (input - first + stride - 1) / stride, firstTap: firstTap,
+                             taps: taps, pad: taps - 1 - (first + padding) / stride)
+        }
+    }
+}
+
+// The padding of dOutput shared by the phases of one axis: each phase reads from `offset(phase)` on,
+// and `extent` padded positions cover every phase's reads.
+private struct SharedPadding {
+    var before = 0, extent = 0
+
+    init(_ phases: [PhaseAxis]) {
+        let convolved = phases.filter { $0.count > 0 && $0.taps > 0 }
+        before = convolved.map(\.pad).max() ?? 0
+        extent = convolved.map { before - $0.pad + $0.count + $0.taps - 1 }.max() ?? 0
+    }
+
+    func offset(_ phase: PhaseAxis) -> Int { before - phase.pad }
+}
+
 extension Conv2DGeometry {
     fileprivate var floatsPerInputImage: Int { inputHeight * inputWidth * inputChannels }
 
@@ -273,15 +349,8 @@ extension Conv2DGeometry {
     fileprivate var forwardPlan: DirectPlan {
         DirectPlan(C: inputChannels, K: outputChannels, R: kernelHeight, S: kernelWidth,
                    strideHeight: strideHeight, strideWidth: strideWidth, P: outputHeight, Q: outputWidth,
-                   Hp: inputHeight + 2 * paddingHeight, Wp: inputWidth + 2 * paddingWidth)
-    }
-
-    // The input-gradient plan: dOutput padded by (R − 1 − ph, S − 1 − pw), channels swapped.
-    fileprivate var backwardInputPlan: DirectPlan {
-        DirectPlan(C: outputChannels, K: inputChannels, R: kernelHeight, S: kernelWidth, strideHeight: 1, strideWidth: 1,
-                   P: inputHeight, Q: inputWidth,
-                   Hp: outputHeight + 2 * (kernelHeight - 1 - paddingHeight),
-                   Wp: outputWidth + 2 * (kernelWidth - 1 - paddingWidth))
+                   Hp: inputHeight + 2 * paddingHeight, Wp: inputWidth + 2 * paddingWidth,
+                   outputPixelStep: outputChannels, outputRowStep: outputWidth * outputChannels)
     }
 }
 
@@ -290,14 +359,24 @@ extension Conv2DGeometry {
 public func conv2DForwardDirect(
     _ geometry: Conv2DGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, workspace: Conv2DWorkspace,
-    threads: Int = kernelThreads
+    epilogue: Conv2DEpilogue = .none, threads: Int = kernelThreads
 ) {
     precondition(geometry.usesDirectForward, "conv2DForwardDirect: needs groups = 1 and output channels divisible by 16")
     let plan = geometry.forwardPlan
     let (R, S, C, K) = (plan.R, plan.S, plan.C, plan.K)
-    // [R, S, C, K] ← [K, C, R, S]
+    // [R, S, C, K] ← [K, C, R, S] · scale[K]: scale·(w·x + bias) + shift = (scale·w)·x + (scale·bias + shift).
     let packed = workspace.directWeight(count: R * S * C * K)
-    for k in 0..<K { for c in 0..<C { for t in 0..<(R * S) { packed[(t * C + c) * K + k] = weight[(k * C + c) * R * S + t] } } }
+    for k in 0..<K {
+        let scale = epilogue.scale?[k] ?? 1
+        for c in 0..<C { for t in 0..<(R * S) { packed[(t * C + c) * K + k] = scale * weight[(k * C + c) * R * S + t] } }
+    }
+    var foldedBias = bias
+    if epilogue.scale != nil || epilogue.shift != nil {
+        let folded = workspace.directBias(count: K)
+        for k in 0..<K { folded[k] = (bias?[k] ?? 0) * (epilogue.scale?[k] ?? 1) + (epilogue.shift?[k] ?? 0) }
+        foldedBias = UnsafePointer(folded)
+    }
+    let mode = StoreMode(relu: epilogue.relu)
     let threads = max(1, min(threads, geometry.batch))
     let scratch = workspace.directPadded(count: threads * plan.paddedCount)
     let (H, W, inputImage, outputImage) = (geometry.inputHeight, geometry.inputWidth, geometry.floatsPerInputImage, plan.P * plan.Q * K)
@@ -306,37 +385,81 @@ public func conv2DForwardDirect(
         for n in partition(geometry.batch, parts: threads, index: t) {
             padImage(input + n * inputImage, height: H, width: W, channels: C, top: geometry.paddingHeight,
                      left: geometry.paddingWidth, into: padded, Hp: plan.Hp, Wp: plan.Wp)
-            convolveImage(plan, padded: padded, weight: packed, bias: bias, output: output + n * outputImage)
+            convolveImage(plan, padded: padded, weight: packed, bias: foldedBias, output: output + n * outputImage,
+                          residual: epilogue.residual.map { $0 + n * outputImage }, mode: mode)
         }
     }
 }
 
-/// `conv2DBackwardInput` by the direct kernels: the forward convolution of the padded dOutput with the
-/// flipped kernel. - Precondition: `geometry.usesDirectBackwardInput`.
+/// `conv2DBackwardInput` by the direct kernels: per stride phase, the forward convolution of the padded
+/// dOutput with the phase's flipped sub-kernel (see the file comment). With `accumulate`, dInput += the
+/// gradient instead of being overwritten. - Precondition: `geometry.usesDirectBackwardInput`.
 public func conv2DBackwardInputDirect(
     _ geometry: Conv2DGeometry, dOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-    dInput: UnsafeMutablePointer<Float>, workspace: Conv2DWorkspace, threads: Int = kernelThreads
+    dInput: UnsafeMutablePointer<Float>, workspace: Conv2DWorkspace, accumulate: Bool = false,
+    threads: Int = kernelThreads
 ) {
     precondition(geometry.usesDirectBackwardInput,
-                 "conv2DBackwardInputDirect: needs groups = 1, input channels divisible by 16, stride 1 and padding < kernel")
-    let plan = geometry.backwardInputPlan
-    let (R, S, K, C) = (plan.R, plan.S, plan.C, plan.K)
-    // [R, S, K, C] ← [K, C, R, S] flipped: packed[r, s, k, c] = weight[k, c, R − 1 − r, S − 1 − s]
-    let packed = workspace.directWeight(count: R * S * C * K)
-    for k in 0..<K { for c in 0..<C { for r in 0..<R { for s in 0..<S {
-        packed[((r * S + s) * K + k) * C + c] = weight[((k * C + c) * R + R - 1 - r) * S + S - 1 - s]
-    } } } }
+                 "conv2DBackwardInputDirect: needs groups = 1 and input channels divisible by 16")
+    let (H, W, C, K) = (geometry.inputHeight, geometry.inputWidth, geometry.inputChannels, geometry.outputChannels)
+    let (R, S, P, Q) = (geometry.kernelHeight, geometry.kernelWidth, geometry.outputHeight, geometry.outputWidth)
+    let (sh, sw) = (geometry.strideHeight, geometry.strideWidth)
+    let rowPhases = PhaseAxis.phases(input: H, kernel: R, stride: sh, padding: geometry.paddingHeight)
+    let columnPhases = PhaseAxis.phases(input: W, kernel: S, stride: sw, padding: geometry.paddingWidth)
+    let rowPadding = SharedPadding(rowPhases), columnPadding = SharedPadding(columnPhases)
+    let (Hp, Wp) = (rowPadding.extent, columnPadding.extent)
+
+    // Per phase (a, b) with a non-empty sub-kernel, packed[u, v, k, c] = weight[k, c, r, s] with
+    // r = firstTap + sh·(taps − 1 − u) (and s likewise): the sub-kernel flipped, channels swapped.
+    // Each tap belongs to exactly one phase, so the phases' blocks fill R·S·K·C floats.
+    let packed = workspace.directWeight(count: R * S * K * C)
+    var phases: [(plan: DirectPlan, weight: UnsafePointer<Float>, padded: Int, output: Int)] = []
+    var zeroed: [(rows: PhaseAxis, columns: PhaseAxis)] = []
+    var block = packed
+    for rows in rowPhases where rows.count > 0 {
+        for columns in columnPhases where columns.count > 0 {
+            guard rows.taps > 0 && columns.taps > 0 else {
+                zeroed.append((rows, columns))
+                continue
+            }
+            for u in 0..<rows.taps { for v in 0..<columns.taps { for k in 0..<K { for c in 0..<C {
+                let r = rows.firstTap + sh * (rows.taps - 1 - u), s = columns.firstTap + sw * (columns.taps - 1 - v)
+                block[((u * columns.taps + v) * K + k) * C + c] = weight[((k * C + c) * R + r) * S + s]
+            } } } }
+            let plan = DirectPlan(C: K, K: C, R: rows.taps, S: columns.taps, strideHeight: 1, strideWidth: 1,
+                                  P: rows.count, Q: columns.count, Hp: Hp, Wp: Wp,
+                                  outputPixelStep: sw * C, outputRowStep: sh * W * C)
+            phases.append((plan, UnsafePointer(block),
+                           (rowPadding.offset(rows) * Wp + columnPadding.offset(columns)) * K,
+                           (rows.first * W + columns.first) * C))
+            block += rows.taps * columns.taps * K * C
+        }
+    }
+
+    let mode = StoreMode(accumulate: accumulate)
+    let paddedCount = Hp * Wp * K
     let threads = max(1, min(threads, geometry.batch))
-    let scratch = workspace.directPadded(count: threads * plan.paddedCount)
-    let (P, Q) = (geometry.outputHeight, geometry.outputWidth)
+    let scratch = workspace.directPadded(count: threads * paddedCount)
     let (outputImage, inputImage) = (P * Q * K, geometry.floatsPerInputImage)
     parallelFor(threads) { t in
-        let padded = scratch + t * plan.paddedCount
+        let padded = scratch + t * paddedCount
         for n in partition(geometry.batch, parts: threads, index: t) {
-            padImage(dOutput + n * outputImage, height: P, width: Q, channels: K,
-                     top: R - 1 - geometry.paddingHeight, left: S - 1 - geometry.paddingWidth,
-                     into: padded, Hp: plan.Hp, Wp: plan.Wp)
-            convolveImage(plan, padded: padded, weight: packed, bias: nil, output: dInput + n * inputImage)
+            let image = dInput + n * inputImage
+            if !phases.isEmpty {
+                padImage(dOutput + n * outputImage, height: P, width: Q, channels: K, top: rowPadding.before,
+                         left: columnPadding.before, into: padded, Hp: Hp, Wp: Wp)
+            }
+            for phase in phases {
+                convolveImage(phase.plan, padded: padded + phase.padded, weight: phase.weight, bias: nil,
+                              output: image + phase.output, mode: mode)
+            }
+            // Input pixels no tap reaches have a zero gradient.
+            if accumulate { continue }
+            for (rows, columns) in zeroed {
+                for i in 0..<rows.count { for j in 0..<columns.count {
+                    (image + ((rows.first + sh * i) * W + columns.first + sw * j) * C).update(repeating: 0, count: C)
+                } }
+            }
         }
     }
 }

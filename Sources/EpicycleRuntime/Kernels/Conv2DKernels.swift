@@ -9,7 +9,7 @@
 // channels per group; R×S kernel size; P×Q output size; (sh, sw) stride; (ph, pw) padding.
 //
 // Ungrouped convolutions with output channels (for the input gradient: input channels) in multiples
-// of 16 take the direct kernels of Conv2DDirectKernels.swift. The other fast path: im2col then gemm.
+// of 16 take the direct kernels of Conv2DDirectKernels.swift, any stride and padding. The other fast path: im2col then gemm.
 // The column matrix has one row per output position (N·P·Q rows, ordered
 // like the NHWC output) and R·S·C columns laid out as G blocks of [R, S, Cg]; each (r, s) tap copies a
 // contiguous run of Cg channels (without groups, a kernel row's S taps are one run of S·C). Weights are repacked from [K, Cg, R, S] to [K, R, S, Cg] so that a
@@ -89,6 +89,61 @@ public struct Conv2DGeometry: Equatable, Sendable {
     var packingIsIdentity: Bool { kernelHeight * kernelWidth == 1 || inputChannels == groups }
 }
 
+/// What `conv2DForward` applies to each output value before storing it:
+/// output = max(0?, (conv + bias) · scale[k] + shift[k] + residual[n, p, q, k]), e.g. an inference-mode
+/// batch norm folded into the convolution, a residual join and its ReLU.
+public struct Conv2DEpilogue {
+    /// `[K]`, nil = 1.
+    public var scale: UnsafePointer<Float>?
+    /// `[K]`, nil = 0.
+    public var shift: UnsafePointer<Float>?
+    /// `[N, P, Q, K]` like the output, nil = none. May not alias the output.
+    public var residual: UnsafePointer<Float>?
+    /// Whether negative values become zero, after everything else.
+    public var relu: Bool
+
+    public init(scale: UnsafePointer<Float>? = nil, shift: UnsafePointer<Float>? = nil,
+                residual: UnsafePointer<Float>? = nil, relu: Bool = false) {
+        self.scale = scale
+        self.shift = shift
+        self.residual = residual
+        self.relu = relu
+    }
+
+    /// The plain convolution: output = conv + bias.
+    public static var none: Conv2DEpilogue { Conv2DEpilogue() }
+
+    var isNone: Bool { scale == nil && shift == nil && residual == nil && !relu }
+}
+
+// output[rows, K] ← the epilogue applied to the finished convolution, for the paths that do not fold it
+// into their stores.
+private func applyEpilogue(_ epilogue: Conv2DEpilogue, to output: UnsafeMutablePointer<Float>, rows: Int, columns K: Int) {
+    typealias Vector = SIMD16<Float>
+    let V = Vector.scalarCount
+    @inline(__always) func vector(_ pointer: UnsafePointer<Float>?, _ k: Int, default value: Float) -> Vector {
+        pointer.map { UnsafeRawPointer($0 + k).loadUnaligned(as: Vector.self) } ?? Vector(repeating: value)
+    }
+    for row in 0..<rows {
+        let out = output + row * K, residual = epilogue.residual.map { $0 + row * K }
+        var k = 0
+        while k + V <= K {
+            var value = UnsafeRawPointer(out + k).loadUnaligned(as: Vector.self)
+            value = value * vector(epilogue.scale, k, default: 1) + vector(epilogue.shift, k, default: 0)
+                + vector(residual, k, default: 0)
+            if epilogue.relu { value = pointwiseMax(value, Vector()) }
+            UnsafeMutableRawPointer(out + k).storeBytes(of: value, as: Vector.self)
+            k += V
+        }
+        while k < K {
+            var value = out[k] * (epilogue.scale?[k] ?? 1) + (epilogue.shift?[k] ?? 0) + (residual?[k] ?? 0)
+            if epilogue.relu { value = max(value, 0) }
+            out[k] = value
+            k += 1
+        }
+    }
+}
+
 /// Scratch memory for the convolution kernels, kept between calls so that a training step allocates
 /// nothing once sizes settle. Layers that run one at a time (the layers of one model) may share one.
 public final class Conv2DWorkspace {
@@ -99,7 +154,8 @@ public final class Conv2DWorkspace {
     private var weights = Scratch()         // [K, R, S, Cg], or [R, S, C] for depthwise
     private var weightGradient = Scratch()  // [K, R, S, Cg], or [R, S, C] for depthwise
     private var padded = Scratch()          // [threads, Hp, Wp, C] for the direct kernels
-    private var directWeights = Scratch()   // [R, S, C, K], or the flipped [R, S, K, C]
+    private var directWeights = Scratch()   // [R, S, C, K], or the flipped phase blocks [R', S', K, C]
+    private var directBiases = Scratch()    // [K], the bias with an epilogue's scale and shift folded in
     private var weightPartials = Scratch()  // [threads, R, S, C, K]
 
     /// - Parameter columnBudget: floats per chunk of the column matrix; the default, 2²⁰ (4 MB), keeps
@@ -133,6 +189,7 @@ public final class Conv2DWorkspace {
     // Scratch of the direct kernels (Conv2DDirectKernels.swift), contents undefined.
     func directPadded(count: Int) -> UnsafeMutablePointer<Float> { padded.pointer(count: count) }
     func directWeight(count: Int) -> UnsafeMutablePointer<Float> { directWeights.pointer(count: count) }
+    func directBias(count: Int) -> UnsafeMutablePointer<Float> { directBiases.pointer(count: count) }
     func directWeightPartials(count: Int) -> UnsafeMutablePointer<Float> { weightPartials.pointer(count: count) }
 
     // A zeroed buffer for a weight gradient in packed order.
@@ -288,17 +345,27 @@ private func forEachColumnChunk(
 
 // MARK: - Fast kernels
 
-/// output[N, P, Q, K] = conv(input[N, H, W, C], weight[K, C/G, R, S]) + bias[K] (overwritten).
+/// output[N, P, Q, K] = conv(input[N, H, W, C], weight[K, C/G, R, S]) + bias[K] (overwritten), with
+/// `epilogue` applied to each value before it is stored.
 ///
 /// Buffers are dense in the shapes shown (the geometry's `inputShape`, `weightShape`, `outputShape`);
 /// `workspace` supplies the column matrix and the repacked weight.
 public func conv2DForward(
     _ geometry: Conv2DGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-    bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, workspace: Conv2DWorkspace
+    bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, workspace: Conv2DWorkspace,
+    epilogue: Conv2DEpilogue = .none
 ) {
     if geometry.usesDirectForward {
-        conv2DForwardDirect(geometry, input: input, weight: weight, bias: bias, output: output, workspace: workspace)
+        conv2DForwardDirect(geometry, input: input, weight: weight, bias: bias, output: output, workspace: workspace,
+                            epilogue: epilogue)
         return
+    }
+    // The direct kernel folds the epilogue into its stores; the other paths finish with one pass over the output.
+    defer {
+        if !epilogue.isNone {
+            applyEpilogue(epilogue, to: output, rows: geometry.batch * geometry.outputHeight * geometry.outputWidth,
+                          columns: geometry.outputChannels)
+        }
     }
     let (K, G, PQ) = (geometry.outputChannels, geometry.groups, geometry.outputHeight * geometry.outputWidth)
     let rows = geometry.batch * PQ
@@ -325,13 +392,15 @@ public func conv2DForward(
     }
 }
 
-/// dInput[N, H, W, C] = the gradient of Σ output ⊙ dOutput with respect to the input (overwritten).
+/// dInput[N, H, W, C] = the gradient of Σ output ⊙ dOutput with respect to the input: overwritten, or
+/// with `accumulate` added to what dInput holds (e.g. the other branch of a residual join).
 public func conv2DBackwardInput(
     _ geometry: Conv2DGeometry, dOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-    dInput: UnsafeMutablePointer<Float>, workspace: Conv2DWorkspace
+    dInput: UnsafeMutablePointer<Float>, workspace: Conv2DWorkspace, accumulate: Bool = false
 ) {
     if geometry.usesDirectBackwardInput {
-        conv2DBackwardInputDirect(geometry, dOutput: dOutput, weight: weight, dInput: dInput, workspace: workspace)
+        conv2DBackwardInputDirect(geometry, dOutput: dOutput, weight: weight, dInput: dInput, workspace: workspace,
+                                  accumulate: accumulate)
         return
     }
     let (C, K, G) = (geometry.inputChannels, geometry.outputChannels, geometry.groups)
@@ -342,11 +411,13 @@ public func conv2DBackwardInput(
         // dInput[rows, group g] = dOutput[rows, group g] · packed[group g]: the column gradient is dInput.
         for g in 0..<G {
             gemm(transposeA: false, transposeB: false, m: geometry.batch * PQ, n: Cg, k: Kg,
-                 a: dOutput + g * Kg, lda: K, b: packed + g * Kg * Cg, ldb: Cg, c: dInput + g * Cg, ldc: C)
+                 a: dOutput + g * Kg, lda: K, b: packed + g * Kg * Cg, ldb: Cg,
+                 beta: accumulate ? 1 : 0, c: dInput + g * Cg, ldc: C)
         }
         return
     }
-    dInput.update(repeating: 0, count: geometry.inputShape.reduce(1, *))
+    // The depthwise loops and col2im add onto dInput.
+    if !accumulate { dInput.update(repeating: 0, count: geometry.inputShape.reduce(1, *)) }
     if geometry.isDepthwise {
         depthwiseBackwardInput(geometry, dOutput: dOutput, weight: packed, dInput: dInput)
         return
