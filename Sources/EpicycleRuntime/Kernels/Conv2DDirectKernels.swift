@@ -106,6 +106,18 @@ private func padImage(_ image: UnsafePointer<Float>, height H: Int, width W: Int
 private func convolveImage(_ plan: DirectPlan, padded: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                            bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
                            residual: UnsafePointer<Float>? = nil, mode: StoreMode = StoreMode()) {
+    // A separate copy for plain stores, where the finishing steps fold away.
+    if residual == nil && !mode.accumulate && !mode.relu {
+        convolveImageTiles(plan, padded: padded, weight: weight, bias: bias, output: output, residual: nil, mode: StoreMode())
+    } else {
+        convolveImageTiles(plan, padded: padded, weight: weight, bias: bias, output: output, residual: residual, mode: mode)
+    }
+}
+
+@inline(__always)
+private func convolveImageTiles(_ plan: DirectPlan, padded: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
+                                residual: UnsafePointer<Float>?, mode: StoreMode) {
     let (K, Q, step) = (plan.K, plan.Q, plan.outputPixelStep)
     for p in 0..<plan.P {
         let row = padded + p * plan.strideHeight * plan.rowStep
@@ -161,15 +173,14 @@ private func forwardTile8x2(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ w: 
             b = Vector(repeating: xr[7 * step + j]); a70.addProduct(b, w0); a71.addProduct(b, w1)
         }
     }
-    func put(_ a: Vector, _ offset: Int) { finish(a, mode, residual, out, offset) }
-    put(a00, 0); put(a01, V)
-    put(a10, o); put(a11, o + V)
-    put(a20, 2 * o); put(a21, 2 * o + V)
-    put(a30, 3 * o); put(a31, 3 * o + V)
-    put(a40, 4 * o); put(a41, 4 * o + V)
-    put(a50, 5 * o); put(a51, 5 * o + V)
-    put(a60, 6 * o); put(a61, 6 * o + V)
-    put(a70, 7 * o); put(a71, 7 * o + V)
+    finish(a00, mode, residual, out, 0); finish(a01, mode, residual, out, V)
+    finish(a10, mode, residual, out, o); finish(a11, mode, residual, out, o + V)
+    finish(a20, mode, residual, out, 2 * o); finish(a21, mode, residual, out, 2 * o + V)
+    finish(a30, mode, residual, out, 3 * o); finish(a31, mode, residual, out, 3 * o + V)
+    finish(a40, mode, residual, out, 4 * o); finish(a41, mode, residual, out, 4 * o + V)
+    finish(a50, mode, residual, out, 5 * o); finish(a51, mode, residual, out, 5 * o + V)
+    finish(a60, mode, residual, out, 6 * o); finish(a61, mode, residual, out, 6 * o + V)
+    finish(a70, mode, residual, out, 7 * o); finish(a71, mode, residual, out, 7 * o + V)
 }
 
 // 8 output pixels × 16 output channels.
@@ -194,8 +205,10 @@ private func forwardTile8x1(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ w: 
             a7.addProduct(Vector(repeating: xr[7 * step + j]), w0)
         }
     }
-    func put(_ a: Vector, _ offset: Int) { finish(a, mode, residual, out, offset) }
-    put(a0, 0); put(a1, o); put(a2, 2 * o); put(a3, 3 * o); put(a4, 4 * o); put(a5, 5 * o); put(a6, 6 * o); put(a7, 7 * o)
+    finish(a0, mode, residual, out, 0); finish(a1, mode, residual, out, o)
+    finish(a2, mode, residual, out, 2 * o); finish(a3, mode, residual, out, 3 * o)
+    finish(a4, mode, residual, out, 4 * o); finish(a5, mode, residual, out, 5 * o)
+    finish(a6, mode, residual, out, 6 * o); finish(a7, mode, residual, out, 7 * o)
 }
 
 // One output pixel × 16 output channels, for the pixels left over after the 8-pixel tiles.
