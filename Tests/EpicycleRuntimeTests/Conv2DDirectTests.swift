@@ -3,7 +3,7 @@ import Testing
 import TestSupport
 
 /// The direct convolution kernels against the reference loops, on shapes that exercise every tile
-/// (32- and 16-channel blocks, 8-pixel tiles with leftover pixels, 8-wide run blocks with leftovers),
+/// (32- and 16-channel blocks, 16- and 8-pixel tiles with leftover pixels, 8-wide run blocks with leftovers),
 /// strides, paddings, non-square kernels, and batches split unevenly over threads. For the input
 /// gradient's stride phases: strides 2 and 3, phases with empty sub-kernels (1×1 and 2×2 kernels whose
 /// stride skips input pixels), and paddings that crop dOutput (padding ≥ kernel, or stride 2 pad 2).
@@ -25,6 +25,9 @@ import TestSupport
         Conv2DCase.make("2×2 stride 3, 16→16, 7×8", 2, 7, 8, 16, 16, kernel: (2, 2), stride: (3, 3), padding: (0, 0), groups: 1, bias: false),
         Conv2DCase.make("1×1 stride 2 pad 1, 16→16, 5×6", 2, 5, 6, 16, 16, kernel: (1, 1), stride: (2, 2), padding: (1, 1), groups: 1, bias: false),
         Conv2DCase.make("3×3 pad 3, 16→32, 3×4", 2, 3, 4, 16, 32, kernel: (3, 3), stride: (1, 1), padding: (3, 3), groups: 1, bias: true),
+        // 16 channels and rows of 16 + 8 + 3 pixels (forward and input gradient), and stride-2 phases of 18 and 17.
+        Conv2DCase.make("3×3 pad 1, 16→16, 3×27", 2, 3, 27, 16, 16, kernel: (3, 3), stride: (1, 1), padding: (1, 1), groups: 1, bias: true),
+        Conv2DCase.make("3×3 stride 2 pad 1, 16→32, 4×35", 2, 4, 35, 16, 32, kernel: (3, 3), stride: (2, 2), padding: (1, 1), groups: 1, bias: false),
     ]
 
     @Test(arguments: cases, [1, 2, 3])

@@ -131,7 +131,7 @@ private func applyEpilogue(_ epilogue: Conv2DEpilogue, to output: UnsafeMutableP
             var value = UnsafeRawPointer(out + k).loadUnaligned(as: Vector.self)
             value = value * vector(epilogue.scale, k, default: 1) + vector(epilogue.shift, k, default: 0)
                 + vector(residual, k, default: 0)
-            if epilogue.relu { value = pointwiseMax(value, Vector()) }
+            if epilogue.relu { value.replace(with: 0, where: value .< 0) }
             UnsafeMutableRawPointer(out + k).storeBytes(of: value, as: Vector.self)
             k += V
         }
