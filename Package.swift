@@ -27,6 +27,8 @@ let package = Package(
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
         // glibc's mallopt, to keep freed activation buffers for the next training step.
         .systemLibrary(name: "CMalloc"),
+        // Linux's prctl, so a comparison's child runs die with their parent.
+        .systemLibrary(name: "CProcess"),
 
         // Tensors, kernels, layers, models, losses, optimizers: knows nothing of training recipes.
         .target(name: "EpicycleRuntime", dependencies: ["COpenBLAS", "CMalloc"], swiftSettings: optimizedKernels),
@@ -48,7 +50,7 @@ let package = Package(
         ]),
         // Recipe comparisons over seeds: the runner, statistics, tables and the HTML report.
         .target(name: "EpicycleExperiments", dependencies: [
-            "EpicycleCheckpoint", "EpicycleRuntime", "EpicycleTraining", "EpicycleDistillation",
+            "EpicycleCheckpoint", "EpicycleRuntime", "EpicycleTraining", "EpicycleDistillation", "CProcess",
             .product(name: "Yams", package: "Yams"),
         ]),
 

@@ -18,13 +18,21 @@ extension Checkpoint {
         return try withHDF5 {
             do {
                 guard H5Fis_hdf5(path) > 0 else { throw CheckpointError.notHDF5(file: path) }
-                let file = try HDF5Handle(H5Fopen(path, epicycle_H5F_ACC_RDONLY(), hid_t(H5P_DEFAULT)), closer: H5Fclose,
+                // H5F_CLOSE_STRONG: closing the file closes every identifier still open in it, so none
+                // outlives the read however it ends, not even one the library itself might leave behind
+                // when a damaged file makes it fail half-way. So the file stays open until the read ends.
+                let access = try HDF5Handle(H5Pcreate(epicycle_H5P_FILE_ACCESS()), closer: H5Pclose,
+                                            action: "opening the file")
+                try check(H5Pset_fclose_degree(access.id, H5F_CLOSE_STRONG), "opening the file")
+                let file = try HDF5Handle(H5Fopen(path, epicycle_H5F_ACC_RDONLY(), access.id), closer: H5Fclose,
                                           action: "opening the file")
-                let root = HDF5Location(handle: try HDF5Handle(H5Gopen2(file.id, "/", hid_t(H5P_DEFAULT)),
-                                                               closer: H5Gclose, action: "opening '/'"), path: "/")
-                var checkpoint = try RecordReader(file: path).readCheckpoint(root)
-                checkpoint.source = path
-                return checkpoint
+                return try withExtendedLifetime(file) {
+                    let root = HDF5Location(handle: try HDF5Handle(H5Gopen2(file.id, "/", hid_t(H5P_DEFAULT)),
+                                                                   closer: H5Gclose, action: "opening '/'"), path: "/")
+                    var checkpoint = try RecordReader(file: path).readCheckpoint(root)
+                    checkpoint.source = path
+                    return checkpoint
+                }
             } catch let failure as HDF5Failure {
                 if failure.isTruncation { throw CheckpointError.truncated(file: path, detail: failure.detail) }
                 throw CheckpointError.damaged(file: path, action: failure.action, detail: failure.detail)

@@ -1,3 +1,4 @@
+import CProcess
 import EpicycleTraining
 import Foundation
 import Synchronization
@@ -29,7 +30,8 @@ public struct ComparisonResult: Sendable {
 /// - Parameters:
 ///   - jobs: runs at a time. Above 1 each run is a child process with max(1, cores / jobs) BLAS threads.
 ///   - executable: the `epicycle` tool. When given, every run is a child process
-///     `<executable> compare-run <run folder> --threads <n>` (a crash stays in its run); when nil, runs
+///     `<executable> compare-run <run folder> --threads <n> --parent-process <this process>` (a crash
+///     stays in its run, and the runs end when this process does); when nil, runs
 ///     go one after another in this process and `jobs` must be 1.
 ///   - command: the command line to print in the report.
 ///   - log: receives one line per run started or ended.
@@ -108,6 +110,8 @@ private func outcome(_ record: RunRecord) -> String {
 }
 
 /// Runs each pending run as a child process, `jobs` at a time; a child's output goes to its `log.txt`.
+/// The children are started from the calling thread, which waits for them all: Linux's parent-death
+/// signal (see `exitWhenParentExits`) fires when the thread that started a child ends.
 private func runChildren(_ pending: [(folder: String, label: String)], executable: String, jobs: Int, threads: Int,
                          log: (String) -> Void) throws {
     let ended = Mutex<[Int]>([])
@@ -122,7 +126,8 @@ private func runChildren(_ pending: [(folder: String, label: String)], executabl
             let output = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
             let process = Process()
             process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = ["compare-run", run.folder, "--threads", String(threads)]
+            process.arguments = ["compare-run", run.folder, "--threads", String(threads),
+                                 "--parent-process", String(getpid())]
             process.standardOutput = output
             process.standardError = output
             process.terminationHandler = { _ in
@@ -162,18 +167,23 @@ private func runChildren(_ pending: [(folder: String, label: String)], executabl
     }
 }
 
-/// Ends this process when its parent exits, so the runs of a killed comparison do not train on
-/// unobserved (the next `epicycle compare` continues them from their last checkpoint).
-public func exitWhenParentExits() {
-    let parent = getppid()
-    Thread.detachNewThread {
-        // getppid is one cheap system call: checking 20 times a second costs nothing and stops an
-        // orphaned run before it can finish (and be mistaken for a completed one). `_exit`, not `exit`:
-        // exit's handlers wait on locks the training threads hold and can hang; checkpoints are
-        // written atomically, so nothing is left half-written.
-        while true {
-            usleep(50_000)
-            if getppid() != parent { _exit(143) }
+/// Ends this process when `parent`, the `epicycle compare` that started it, exits, so the runs of a
+/// killed comparison do not train on unobserved (the next `epicycle compare` continues them from their
+/// last checkpoint). Nothing is left half-written: checkpoints, metrics and `run.json` are each written
+/// to a temporary file and renamed into place.
+///
+/// On Linux the kernel kills this process the moment the parent exits, however loaded the machine is;
+/// elsewhere a thread polls the parent's id. The parent passes its id: read here at start-up it could
+/// already be the id of whoever adopted this process, had the parent died in between.
+public func exitWhenParentExits(parent: pid_t) {
+    guard epicycle_kill_when_parent_exits() == 0 else {
+        Thread.detachNewThread {
+            while getppid() == parent { usleep(50_000) }
+            // `_exit`, not `exit`: exit's handlers can wait on locks the training threads hold.
+            _exit(143)
         }
+        return
     }
+    // The parent may have exited before the kernel was asked to watch it.
+    if getppid() != parent { _exit(143) }
 }

@@ -48,8 +48,11 @@ struct CompareRun: ParsableCommand {
     @Option(help: "BLAS threads.")
     var threads: Int?
 
+    @Option(help: "End the run when this process (the comparison) exits.")
+    var parentProcess: Int32?
+
     func run() throws {
-        exitWhenParentExits()
+        if let parentProcess { exitWhenParentExits(parent: parentProcess) }
         _ = try reporting { try executeRun(folder: folder, threads: threads) }
     }
 }

@@ -27,7 +27,7 @@ extension CheckpointTests {
             let error = checkpointError(sourceLocation: sourceLocation) {
                 try Checkpoint.read(from: path).loadModel(into: model)
             }
-            expectNoOpenHDF5Objects(sourceLocation: sourceLocation)
+            expectNoOpenHDF5Objects(in: folder, sourceLocation: sourceLocation)
             if let error {
                 for fragment in fragments {
                     #expect(error.description.contains(fragment), "'\(error)' should mention '\(fragment)'",
@@ -184,33 +184,75 @@ extension CheckpointTests {
 
 extension CheckpointTests {
     @Suite struct Integrity {
+        /// Small checkpoints of different shapes: every section with awkward values; a model alone (no
+        /// optimizer or training state) whose groups hold more than 8 links, which HDF5 keeps in a
+        /// fractal heap indexed by B-trees; a model with optimizer state (more than 8 attributes: dense
+        /// attribute storage) and training state with metrics, without adapters.
+        static func checkpoint(named name: String) -> Checkpoint {
+            switch name {
+            case "model-only":
+                let model = makeModelState(parameters: (0..<12).map { ("layer\($0).weight", [2]) },
+                                           buffers: (0..<10).map { ("bn\($0).running_mean", $0 % 3 == 0 ? nil : [3]) },
+                                           seed: 3)
+                return Checkpoint(model: model, architecture: "model: plain-cnn\n", numClasses: 2,
+                                  created: "2026-05-14T09:30:12Z")
+            case "with-optimizer":
+                var checkpoint = Checkpoint(model: makeModelState(parameters: [("fc.weight", [2, 3]), ("fc.bias", [2])],
+                                                                  seed: 4),
+                                            architecture: "model: linear\n", numClasses: 2, created: "2026-05-14T09:30:12Z")
+                checkpoint.optimizer = OptimizerRecord(
+                    kind: "adamw",
+                    hyperparameters: Dictionary(uniqueKeysWithValues: (0..<9).map { ("beta\($0)", 1 / Double($0 + 2)) }),
+                    counters: ["step": 12, "epoch": 3],
+                    tensors: checkpoint.model.parameters.flatMap { parameter in
+                        ["exp_avg", "exp_avg_sq"].map { (parameter.name + "." + $0, parameter.tensor) }
+                    })
+                checkpoint.training = makeFullCheckpoint().training
+                checkpoint.training?.bestTop1 = nil
+                return checkpoint
+            default:
+                return makeFullCheckpoint()
+            }
+        }
+
         /// Every stored byte is covered by a checksum (Fletcher-32 on tensor chunks, HDF5's own on
-        /// metadata, compact layout for scalars), so flipping any one byte either makes the read fail
-        /// with a `CheckpointError` or hits unused space and changes nothing. Every 7th offset keeps
-        /// the test quick; a full scan of all offsets passed when this was written.
-        @Test func everyFlippedByteIsCaughtOrHarmless() throws {
+        /// metadata, compact layout for scalars), so flipping a bit either makes the read fail with a
+        /// `CheckpointError` or hits unused space and changes nothing; either way the read leaves no
+        /// HDF5 identifier of the file open. Every byte, one bit each (the bit cycles with the offset).
+        @Test(arguments: ["full", "model-only", "with-optimizer"])
+        func everyFlippedByteIsCaughtOrHarmless(file name: String) throws {
+            let original = Self.checkpoint(named: name)
             let folder = try makeTemporaryFolder()
             defer { try? FileManager.default.removeItem(atPath: folder) }
-            let original = makeFullCheckpoint()
-            let path = folder + "/flip.h5"
+            let path = folder + "/\(name).h5"
             try original.write(to: path)
             let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+            // One byte at a time in place, unsynced: rewriting the file with Data.write syncs it to disk.
+            let descriptor = open(path, O_RDWR)
+            try #require(descriptor >= 0)
+            defer { close(descriptor) }
+            func overwrite(_ offset: Int, with byte: UInt8) throws {
+                var byte = byte
+                try #require(pwrite(descriptor, &byte, 1, off_t(offset)) == 1)
+            }
             var caught = 0
-            for offset in stride(from: 0, to: bytes.count, by: 7) {
-                var damaged = bytes
-                damaged[offset] ^= 0x10
-                try Data(damaged).write(to: URL(fileURLWithPath: path))
+            for offset in bytes.indices {
+                try overwrite(offset, with: bytes[offset] ^ 1 << (offset % 8))
+                defer { try? overwrite(offset, with: bytes[offset]) }
                 do {
                     let read = try Checkpoint.read(from: path)
                     let found = differences(read, original)
-                    #expect(found.isEmpty, "flipping byte \(offset) went unnoticed: \(found)")
+                    #expect(found.isEmpty, "flipping byte \(offset) of \(name) went unnoticed: \(found)")
                 } catch is CheckpointError {
                     caught += 1
+                } catch {
+                    Issue.record("flipping byte \(offset) of \(name) threw \(error), not a CheckpointError")
                 }
-                expectNoOpenHDF5Objects()
+                expectNoOpenHDF5Objects(in: folder)
             }
-            // Most of the file is data or metadata; only free space may flip harmlessly.
-            #expect(caught > bytes.count / 7 * 3 / 4)
+            // Most of a file is data or metadata; only free space (of which B-tree nodes and heaps for
+            // dense storage leave plenty) may flip harmlessly.
+            #expect(caught > bytes.count / 2, "\(caught) of \(bytes.count) flips caught in \(name)")
         }
     }
 }

@@ -1,5 +1,5 @@
 import CHDF5
-import EpicycleCheckpoint
+@testable import EpicycleCheckpoint
 import EpicycleRuntime
 import Foundation
 import Testing
@@ -168,20 +168,56 @@ func checkpointError(sourceLocation: SourceLocation = #_sourceLocation, _ body: 
 
 // MARK: Raw access
 
-/// Records an issue when any HDF5 identifier (file, group, dataset, attribute, type) is still open,
-/// i.e. some path leaked one.
-func expectNoOpenHDF5Objects(sourceLocation: SourceLocation = #_sourceLocation) {
-    let open = H5Fget_obj_count(hid_t(epicycle_H5F_OBJ_ALL()), epicycle_H5F_OBJ_ALL())
-    #expect(open == 0, "\(open) HDF5 identifiers left open", sourceLocation: sourceLocation)
+/// The HDF5 identifiers (files, groups, datasets, attributes, named types) still open on files in
+/// `folder`, e.g. ["group /model in …/last.h5"]; empty unless some path leaked one. Identifiers of
+/// other files are not counted, so suites writing checkpoints in parallel do not disturb the check.
+func openHDF5Objects(in folder: String) -> [String] {
+    withHDF5 {
+        let everyFile = hid_t(epicycle_H5F_OBJ_ALL())
+        let count = H5Fget_obj_count(everyFile, epicycle_H5F_OBJ_ALL())
+        guard count > 0 else { return [] }
+        var ids = [hid_t](repeating: 0, count: count)
+        let listed = H5Fget_obj_ids(everyFile, epicycle_H5F_OBJ_ALL(), count, &ids)
+        return ids.prefix(max(0, listed)).compactMap { id -> String? in
+            let file = hdf5Name(id, H5Fget_name)
+            guard file.hasPrefix(folder + "/") else { return nil }
+            let kind = switch H5Iget_type(id) {
+            case H5I_FILE: "file"
+            case H5I_GROUP: "group"
+            case H5I_DATASET: "dataset"
+            case H5I_ATTR: "attribute"
+            case H5I_DATATYPE: "named type"
+            default: "object"
+            }
+            return "\(kind) \(hdf5Name(id, H5Iget_name)) in \(file)"
+        }
+    }
 }
 
-/// Opens `path` read-write with the HDF5 C API and runs `edit` on the file id. The suites that call
-/// this are serialized with every other checkpoint test, since the serial HDF5 library is not thread-safe.
+/// A name HDF5 reports through a (buffer, size) call: a file's path, an object's path in its file.
+private func hdf5Name(_ id: hid_t, _ get: (hid_t, UnsafeMutablePointer<CChar>?, Int) -> Int) -> String {
+    let length = get(id, nil, 0)
+    guard length > 0 else { return "" }
+    var bytes = [CChar](repeating: 0, count: length + 1)
+    _ = get(id, &bytes, length + 1)
+    return String(decoding: bytes.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// Records an issue for every HDF5 identifier still open on a file in `folder`.
+func expectNoOpenHDF5Objects(in folder: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    let open = openHDF5Objects(in: folder)
+    #expect(open.isEmpty, "HDF5 identifiers left open: \(open.joined(separator: ", "))", sourceLocation: sourceLocation)
+}
+
+/// Opens `path` read-write with the HDF5 C API and runs `edit` on the file id, holding the library's
+/// lock: the serial HDF5 library is not thread-safe, and other suites save checkpoints in parallel.
 func editHDF5File(_ path: String, _ edit: (hid_t) throws -> Void) throws {
-    let file = H5Fopen(path, epicycle_H5F_ACC_RDWR(), hid_t(H5P_DEFAULT))
-    try #require(file >= 0, "opening \(path) for editing")
-    defer { H5Fclose(file) }
-    try edit(file)
+    try withHDF5 {
+        let file = H5Fopen(path, epicycle_H5F_ACC_RDWR(), hid_t(H5P_DEFAULT))
+        try #require(file >= 0, "opening \(path) for editing")
+        defer { H5Fclose(file) }
+        try edit(file)
+    }
 }
 
 /// Replaces the dataset at `path` by a float64 one of `shape`.

@@ -4,9 +4,9 @@ import Foundation
 import Testing
 import TestSupport
 
-/// Every suite of this target runs inside this one, one test at a time: the serial HDF5 library is
-/// not thread-safe, and the raw edits in `Fixtures.swift` call it without the library's lock.
-@Suite(.serialized) struct CheckpointTests {}
+/// Every suite of this target runs inside this one. Tests run in parallel, as the other targets' do:
+/// every HDF5 call, the raw edits in `Fixtures.swift` included, holds the library's lock.
+@Suite struct CheckpointTests {}
 
 extension CheckpointTests {
     @Suite struct RoundTrip {

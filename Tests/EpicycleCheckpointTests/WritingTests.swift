@@ -18,7 +18,7 @@ extension CheckpointTests {
 
         /// The previous checkpoint is still there, intact, and no temporary file is left behind.
         func expectPreviousIntact(sourceLocation: SourceLocation = #_sourceLocation) throws {
-            expectNoOpenHDF5Objects(sourceLocation: sourceLocation)
+            expectNoOpenHDF5Objects(in: folder, sourceLocation: sourceLocation)
             expectIdentical(try Checkpoint.read(from: path), previous, sourceLocation: sourceLocation)
             #expect(try FileManager.default.contentsOfDirectory(atPath: folder).sorted() == ["last.h5"],
                     sourceLocation: sourceLocation)

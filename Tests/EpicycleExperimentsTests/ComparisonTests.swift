@@ -138,7 +138,7 @@ let epicycleExecutable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlink
         #expect(RunRecord.read(folder: firstRun)?.status == .finished)
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
-        // The orphaned run notices within 50 ms that its parent is gone and exits.
+        // The kernel ends the orphaned run with its parent (Linux's parent-death signal).
         var orphans = runProcesses(mentioning: experiment.results)
         while !orphans.isEmpty && Date() < deadline {
             usleep(100_000)
@@ -153,6 +153,33 @@ let epicycleExecutable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlink
         #expect(again.executed == ["long/seed-0"])
         #expect(again.failed.isEmpty)
         #expect(try modificationDate(firstRun + "/last.h5") == checkpointDate)
+    }
+
+    /// A run whose comparison exited before the run could ask to end with it ends at once, untrained.
+    @Test func aRunWhoseComparisonIsGoneEndsAtOnce() throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let experiment = try tinyExperiment(in: folder, variants: "  constant: {}", seeds: "[0]")
+        let run = experiment.runFolder(variant: "constant", seed: 0)
+        try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true)
+        try experiment.runRecipe(variant: experiment.variants[0], seed: 0).text
+            .write(toFile: run + "/recipe.yaml", atomically: true, encoding: .utf8)
+        try RunRecord(variant: "constant", seed: 0, program: "pretrain", status: .running).write(folder: run)
+        // An exited process stands for the comparison: its id is not the run's parent, as it would not
+        // be for a run adopted by another process after its comparison was killed.
+        let comparison = try Process.run(URL(fileURLWithPath: "/bin/true"), arguments: [])
+        comparison.waitUntilExit()
+
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: epicycleExecutable)
+        child.arguments = ["compare-run", run, "--parent-process", String(comparison.processIdentifier)]
+        child.standardOutput = FileHandle.nullDevice
+        try child.run()
+        child.waitUntilExit()
+        #expect(child.terminationReason == .exit && child.terminationStatus == 143)
+        // Untouched: without the check, the run would have trained to the end and recorded `finished`.
+        #expect(RunRecord.read(folder: run)?.status == .running)
+        #expect(!FileManager.default.fileExists(atPath: run + "/metrics.jsonl"))
     }
 }
 
