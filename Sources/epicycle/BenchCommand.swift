@@ -289,8 +289,9 @@ private func profileTrainingStep(threads: Int, repeats: Int) throws -> String {
         return Tensor(shape: [128, size, size, channels], scalars: (0..<(128 * size * size * channels)).map { _ in generator.nextNormal() })
     }
 
+    // The stem's backward is its weight gradient only: the images need no gradient.
     let convolutions: [(String, Int, Int, Int, Int, Int)] = [
-        ("conv 3×3 3→16 @32²", 1, 32, 3, 16, 1), ("conv 3×3 16→16 @32²", 6, 32, 16, 16, 1),
+        ("conv 3×3 3→16 @32² (weight gradient only)", 1, 32, 3, 16, 1), ("conv 3×3 16→16 @32²", 6, 32, 16, 16, 1),
         ("conv 3×3 16→32 /2 @32²", 1, 32, 16, 32, 2), ("conv 3×3 32→32 @16²", 5, 16, 32, 32, 1),
         ("conv 3×3 32→64 /2 @16²", 1, 16, 32, 64, 2), ("conv 3×3 64→64 @8²", 5, 8, 64, 64, 1),
     ]
@@ -298,21 +299,16 @@ private func profileTrainingStep(threads: Int, repeats: Int) throws -> String {
         let layer = Conv2D(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: 3, stride: stride,
                            padding: 1, generator: &generator)
         let input = activation(size, inputChannels)
-        try add(name, count: count, forward: { try layer.forward(input, mode: .training) }, backward: { _ = layer.backward($0) })
+        let isStem = inputChannels == 3
+        try add(name, count: count, forward: { try layer.forward(input, mode: .training) },
+                backward: { if isStem { layer.accumulateParameterGradients($0) } else { _ = layer.backward($0) } })
     }
-    // Per stage: the stem's (or nothing's) separate batch norm and ReLU, each block's bn1 + ReLU and
-    // bn2 + shortcut add + ReLU.
+    // Per stage: each block's bn1 + ReLU (and the stem's) and bn2 + shortcut add + ReLU.
     for (size, channels) in [(32, 16), (16, 32), (8, 64)] {
         let input = activation(size, channels), residual = activation(size, channels)
-        if channels == 16 {
-            let norm = BatchNorm2D(channels: channels), relu = ReLU()
-            try add("stem batch norm 16 @32²", count: 1, forward: { try norm.forward(input, mode: .training) },
-                    backward: { _ = norm.backward($0) })
-            try add("stem ReLU 16 @32²", count: 1, forward: { try relu.forward(input, mode: .training) },
-                    backward: { _ = relu.backward($0) })
-        }
         let norm = BatchNorm2D(channels: channels)
-        try add("batch norm + ReLU \(channels) @\(size)²", count: 3, forward: { try norm.forwardReLU(input, mode: .training) },
+        try add("batch norm + ReLU \(channels) @\(size)²", count: channels == 16 ? 4 : 3,
+                forward: { try norm.forwardReLU(input, mode: .training) },
                 backward: { _ = norm.backwardThroughReLU($0) })
         try add("batch norm + add + ReLU \(channels) @\(size)²", count: 3,
                 forward: { try norm.forwardReLU(input, adding: residual, mode: .training) },
@@ -327,7 +323,7 @@ private func profileTrainingStep(threads: Int, repeats: Int) throws -> String {
         rows.append([entry.name, "\(entry.count)", String(format: "%.2f", entry.forward), String(format: "%.2f", entry.backward),
                      String(format: "%.1f", sum), String(format: "%.0f %%", 100 * sum / total)])
     }
-    rows.append(["rest (shortcut gradients, option-A shortcuts, pooling, classifier, loss, SGD, glue)", "", "", "",
+    rows.append(["rest (option-A shortcuts, pooling, classifier, loss, SGD, glue)", "", "", "",
                  String(format: "%.1f", total - accounted), String(format: "%.0f %%", 100 * (total - accounted) / total)])
     rows.append(["training step (measured)", "", "", "", String(format: "%.1f", total), "100 %"])
     return "Per-layer profile, \(threads) threads, medians of \(repeats):\n" + formatTable(rows)

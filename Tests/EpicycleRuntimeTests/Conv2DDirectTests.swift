@@ -84,6 +84,19 @@ import TestSupport
         conv2DBackwardWeightReference(geometry, input: input, dOutput: dOutput, dWeight: &dWeightReference, dBias: &dBiasReference)
         expectClose(dWeightFast, dWeightReference, rtol: rtol, atol: atol, "backward weight \(testCase.label)")
         expectClose(dBiasFast, dBiasReference, rtol: rtol, atol: atol, "backward bias \(testCase.label)")
+
+        // Both gradients in one sweep: the same sums, with dInput added to a random start.
+        if geometry.usesDirectBackwardInput {
+            let startInput = randomTensor(geometry.inputShape, seed: 18).scalars
+            var dInputBoth = startInput, dWeightBoth = startWeight, dBiasBoth = startBias
+            conv2DBackwardDirect(geometry, input: input, dOutput: dOutput, weight: weight, dInput: &dInputBoth,
+                                 accumulate: true, dWeight: &dWeightBoth, dBias: &dBiasBoth, workspace: workspace,
+                                 threads: threads)
+            expectClose(dInputBoth, zip(startInput, dInputReference).map(+), rtol: rtol, atol: atol,
+                        "one-sweep backward input \(testCase.label)")
+            expectClose(dWeightBoth, dWeightReference, rtol: rtol, atol: atol, "one-sweep backward weight \(testCase.label)")
+            expectClose(dBiasBoth, dBiasReference, rtol: rtol, atol: atol, "one-sweep backward bias \(testCase.label)")
+        }
     }
 
     @Test(arguments: cases, [1, 2, 3])

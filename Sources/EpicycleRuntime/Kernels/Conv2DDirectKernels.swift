@@ -454,75 +454,141 @@ public func conv2DForwardDirect(
     }
 }
 
-/// `conv2DBackwardInput` by the direct kernels: per stride phase, the forward convolution of the padded
-/// dOutput with the phase's flipped sub-kernel (see the file comment). With `accumulate`, dInput += the
-/// gradient instead of being overwritten. - Precondition: `geometry.usesDirectBackwardInput`.
+// The input-gradient work of one call, prepared once (the phases and their packed sub-kernels) and
+// then run image by image: per stride phase, the forward convolution of the padded dOutput with the
+// phase's flipped sub-kernel (see the file comment).
+private struct InputGradientPass {
+    let geometry: Conv2DGeometry
+    let phases: [(plan: DirectPlan, weight: UnsafePointer<Float>, padded: Int, output: Int)]
+    // Input phases no tap reaches: their gradient is zero.
+    let zeroed: [(rows: PhaseAxis, columns: PhaseAxis)]
+    let rowPadding: SharedPadding, columnPadding: SharedPadding
+    let mode: StoreMode
+    let accumulate: Bool
+
+    init(_ geometry: Conv2DGeometry, weight: UnsafePointer<Float>, workspace: Conv2DWorkspace, accumulate: Bool) {
+        precondition(geometry.usesDirectBackwardInput,
+                     "conv2DBackwardInputDirect: needs groups = 1 and input channels divisible by 16")
+        let (W, C, K) = (geometry.inputWidth, geometry.inputChannels, geometry.outputChannels)
+        let (R, S, sh, sw) = (geometry.kernelHeight, geometry.kernelWidth, geometry.strideHeight, geometry.strideWidth)
+        let rowPhases = PhaseAxis.phases(input: geometry.inputHeight, kernel: R, stride: sh, padding: geometry.paddingHeight)
+        let columnPhases = PhaseAxis.phases(input: W, kernel: S, stride: sw, padding: geometry.paddingWidth)
+        rowPadding = SharedPadding(rowPhases)
+        columnPadding = SharedPadding(columnPhases)
+        let (Hp, Wp) = (rowPadding.extent, columnPadding.extent)
+
+        // Per phase (a, b) with a non-empty sub-kernel, packed[u, v, k, c] = weight[k, c, r, s] with
+        // r = firstTap + sh·(taps − 1 − u) (and s likewise): the sub-kernel flipped, channels swapped.
+        // Each tap belongs to exactly one phase, so the phases' blocks fill R·S·K·C floats.
+        var phases: [(plan: DirectPlan, weight: UnsafePointer<Float>, padded: Int, output: Int)] = []
+        var zeroed: [(rows: PhaseAxis, columns: PhaseAxis)] = []
+        var block = workspace.directWeight(count: R * S * K * C)
+        for rows in rowPhases where rows.count > 0 {
+            for columns in columnPhases where columns.count > 0 {
+                guard rows.taps > 0 && columns.taps > 0 else {
+                    zeroed.append((rows, columns))
+                    continue
+                }
+                for u in 0..<rows.taps { for v in 0..<columns.taps { for k in 0..<K { for c in 0..<C {
+                    let r = rows.firstTap + sh * (rows.taps - 1 - u), s = columns.firstTap + sw * (columns.taps - 1 - v)
+                    block[((u * columns.taps + v) * K + k) * C + c] = weight[((k * C + c) * R + r) * S + s]
+                } } } }
+                let plan = DirectPlan(C: K, K: C, R: rows.taps, S: columns.taps, strideHeight: 1, strideWidth: 1,
+                                      P: rows.count, Q: columns.count, Hp: Hp, Wp: Wp,
+                                      outputPixelStep: sw * C, outputRowStep: sh * W * C)
+                phases.append((plan, UnsafePointer(block),
+                               (rowPadding.offset(rows) * Wp + columnPadding.offset(columns)) * K,
+                               (rows.first * W + columns.first) * C))
+                block += rows.taps * columns.taps * K * C
+            }
+        }
+        self.geometry = geometry
+        self.phases = phases
+        self.zeroed = zeroed
+        self.accumulate = accumulate
+        mode = StoreMode(accumulate: accumulate)
+    }
+
+    // Floats of one thread's padded dOutput scratch.
+    var paddedCount: Int { rowPadding.extent * columnPadding.extent * geometry.outputChannels }
+
+    // dInput image n (overwritten, or added to with `accumulate`) from dOutput image n.
+    func run(image n: Int, dOutput: UnsafePointer<Float>, dInput: UnsafeMutablePointer<Float>,
+             padded: UnsafeMutablePointer<Float>) {
+        let (W, C, K) = (geometry.inputWidth, geometry.inputChannels, geometry.outputChannels)
+        let (P, Q) = (geometry.outputHeight, geometry.outputWidth)
+        let image = dInput + n * geometry.floatsPerInputImage
+        if !phases.isEmpty {
+            padImage(dOutput + n * P * Q * K, height: P, width: Q, channels: K, top: rowPadding.before,
+                     left: columnPadding.before, into: padded, Hp: rowPadding.extent, Wp: columnPadding.extent)
+        }
+        for phase in phases {
+            convolveImage(phase.plan, padded: padded + phase.padded, weight: phase.weight, bias: nil,
+                          output: image + phase.output, mode: mode)
+        }
+        if accumulate { return }
+        for (rows, columns) in zeroed {
+            for i in 0..<rows.count { for j in 0..<columns.count {
+                let pixel = (rows.first + geometry.strideHeight * i) * W + columns.first + geometry.strideWidth * j
+                (image + pixel * C).update(repeating: 0, count: C)
+            } }
+        }
+    }
+}
+
+// The weight-gradient work of one call: each thread sums its images into its own partial [R, S, C, K]
+// (in the workspace), and `finish` adds the partials, in thread order, to dWeight.
+private struct WeightGradientPass {
+    let geometry: Conv2DGeometry
+    let plan: DirectPlan
+    let partials: UnsafeMutablePointer<Float>  // [threads, R, S, C, K]
+    let threads: Int
+
+    init(_ geometry: Conv2DGeometry, dOutput: UnsafePointer<Float>, dBias: UnsafeMutablePointer<Float>?,
+         workspace: Conv2DWorkspace, threads: Int) {
+        precondition(geometry.usesDirectForward, "conv2DBackwardWeightDirect: needs groups = 1 and output channels divisible by 16")
+        plan = geometry.forwardPlan
+        if let dBias { addColumnSums(dOutput, rows: geometry.batch * plan.P * plan.Q, columns: plan.K, into: dBias) }
+        let count = threads * plan.R * plan.S * plan.C * plan.K
+        partials = workspace.directWeightPartials(count: count)
+        partials.update(repeating: 0, count: count)
+        self.geometry = geometry
+        self.threads = threads
+    }
+
+    var weightCount: Int { plan.R * plan.S * plan.C * plan.K }
+
+    // Adds image n's contribution to thread t's partial.
+    func run(image n: Int, thread t: Int, input: UnsafePointer<Float>, dOutput: UnsafePointer<Float>,
+             padded: UnsafeMutablePointer<Float>) {
+        padImage(input + n * geometry.floatsPerInputImage, height: geometry.inputHeight, width: geometry.inputWidth,
+                 channels: plan.C, top: geometry.paddingHeight, left: geometry.paddingWidth, into: padded,
+                 Hp: plan.Hp, Wp: plan.Wp)
+        accumulateImageWeightGradient(plan, padded: padded, dOutput: dOutput + n * plan.P * plan.Q * plan.K,
+                                      dPacked: partials + t * weightCount)
+    }
+
+    func finish(into dWeight: UnsafeMutablePointer<Float>) {
+        let (C, K, RS) = (plan.C, plan.K, plan.R * plan.S)
+        for t in 1..<max(1, threads) { accumulate(partials + t * weightCount, into: partials, count: weightCount) }
+        // dWeight[K, C, R, S] += partial[R, S, C, K]
+        for k in 0..<K { for c in 0..<C { for t in 0..<RS { dWeight[(k * C + c) * RS + t] += partials[(t * C + c) * K + k] } } }
+    }
+}
+
+/// `conv2DBackwardInput` by the direct kernels. With `accumulate`, dInput += the gradient instead of
+/// being overwritten. - Precondition: `geometry.usesDirectBackwardInput`.
 public func conv2DBackwardInputDirect(
     _ geometry: Conv2DGeometry, dOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     dInput: UnsafeMutablePointer<Float>, workspace: Conv2DWorkspace, accumulate: Bool = false,
     threads: Int = kernelThreads
 ) {
-    precondition(geometry.usesDirectBackwardInput,
-                 "conv2DBackwardInputDirect: needs groups = 1 and input channels divisible by 16")
-    let (H, W, C, K) = (geometry.inputHeight, geometry.inputWidth, geometry.inputChannels, geometry.outputChannels)
-    let (R, S, P, Q) = (geometry.kernelHeight, geometry.kernelWidth, geometry.outputHeight, geometry.outputWidth)
-    let (sh, sw) = (geometry.strideHeight, geometry.strideWidth)
-    let rowPhases = PhaseAxis.phases(input: H, kernel: R, stride: sh, padding: geometry.paddingHeight)
-    let columnPhases = PhaseAxis.phases(input: W, kernel: S, stride: sw, padding: geometry.paddingWidth)
-    let rowPadding = SharedPadding(rowPhases), columnPadding = SharedPadding(columnPhases)
-    let (Hp, Wp) = (rowPadding.extent, columnPadding.extent)
-
-    // Per phase (a, b) with a non-empty sub-kernel, packed[u, v, k, c] = weight[k, c, r, s] with
-    // r = firstTap + sh·(taps − 1 − u) (and s likewise): the sub-kernel flipped, channels swapped.
-    // Each tap belongs to exactly one phase, so the phases' blocks fill R·S·K·C floats.
-    let packed = workspace.directWeight(count: R * S * K * C)
-    var phases: [(plan: DirectPlan, weight: UnsafePointer<Float>, padded: Int, output: Int)] = []
-    var zeroed: [(rows: PhaseAxis, columns: PhaseAxis)] = []
-    var block = packed
-    for rows in rowPhases where rows.count > 0 {
-        for columns in columnPhases where columns.count > 0 {
-            guard rows.taps > 0 && columns.taps > 0 else {
-                zeroed.append((rows, columns))
-                continue
-            }
-            for u in 0..<rows.taps { for v in 0..<columns.taps { for k in 0..<K { for c in 0..<C {
-                let r = rows.firstTap + sh * (rows.taps - 1 - u), s = columns.firstTap + sw * (columns.taps - 1 - v)
-                block[((u * columns.taps + v) * K + k) * C + c] = weight[((k * C + c) * R + r) * S + s]
-            } } } }
-            let plan = DirectPlan(C: K, K: C, R: rows.taps, S: columns.taps, strideHeight: 1, strideWidth: 1,
-                                  P: rows.count, Q: columns.count, Hp: Hp, Wp: Wp,
-                                  outputPixelStep: sw * C, outputRowStep: sh * W * C)
-            phases.append((plan, UnsafePointer(block),
-                           (rowPadding.offset(rows) * Wp + columnPadding.offset(columns)) * K,
-                           (rows.first * W + columns.first) * C))
-            block += rows.taps * columns.taps * K * C
-        }
-    }
-
-    let mode = StoreMode(accumulate: accumulate)
-    let paddedCount = Hp * Wp * K
+    let pass = InputGradientPass(geometry, weight: weight, workspace: workspace, accumulate: accumulate)
     let threads = max(1, min(threads, geometry.batch))
-    let scratch = workspace.directPadded(count: threads * paddedCount)
-    let (outputImage, inputImage) = (P * Q * K, geometry.floatsPerInputImage)
+    let scratch = workspace.directPadded(count: threads * pass.paddedCount)
     parallelFor(threads) { t in
-        let padded = scratch + t * paddedCount
         for n in partition(geometry.batch, parts: threads, index: t) {
-            let image = dInput + n * inputImage
-            if !phases.isEmpty {
-                padImage(dOutput + n * outputImage, height: P, width: Q, channels: K, top: rowPadding.before,
-                         left: columnPadding.before, into: padded, Hp: Hp, Wp: Wp)
-            }
-            for phase in phases {
-                convolveImage(phase.plan, padded: padded + phase.padded, weight: phase.weight, bias: nil,
-                              output: image + phase.output, mode: mode)
-            }
-            // Input pixels no tap reaches have a zero gradient.
-            if accumulate { continue }
-            for (rows, columns) in zeroed {
-                for i in 0..<rows.count { for j in 0..<columns.count {
-                    (image + ((rows.first + sh * i) * W + columns.first + sw * j) * C).update(repeating: 0, count: C)
-                } }
-            }
+            pass.run(image: n, dOutput: dOutput, dInput: dInput, padded: scratch + t * pass.paddedCount)
         }
     }
 }
@@ -533,27 +599,36 @@ public func conv2DBackwardWeightDirect(
     dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, workspace: Conv2DWorkspace,
     threads: Int = kernelThreads
 ) {
-    precondition(geometry.usesDirectForward, "conv2DBackwardWeightDirect: needs groups = 1 and output channels divisible by 16")
-    let plan = geometry.forwardPlan
-    let (R, S, C, K) = (plan.R, plan.S, plan.C, plan.K)
-    if let dBias { addColumnSums(dOutput, rows: geometry.batch * plan.P * plan.Q, columns: K, into: dBias) }
     let threads = max(1, min(threads, geometry.batch))
-    let weightCount = R * S * C * K
-    let scratch = workspace.directPadded(count: threads * plan.paddedCount)
-    let partials = workspace.directWeightPartials(count: threads * weightCount)
-    partials.update(repeating: 0, count: threads * weightCount)
-    let (H, W, inputImage, outputImage) = (geometry.inputHeight, geometry.inputWidth, geometry.floatsPerInputImage, plan.P * plan.Q * K)
+    let pass = WeightGradientPass(geometry, dOutput: dOutput, dBias: dBias, workspace: workspace, threads: threads)
+    let scratch = workspace.directPadded(count: threads * pass.plan.paddedCount)
     parallelFor(threads) { t in
-        let padded = scratch + t * plan.paddedCount
         for n in partition(geometry.batch, parts: threads, index: t) {
-            padImage(input + n * inputImage, height: H, width: W, channels: C, top: geometry.paddingHeight,
-                     left: geometry.paddingWidth, into: padded, Hp: plan.Hp, Wp: plan.Wp)
-            accumulateImageWeightGradient(plan, padded: padded, dOutput: dOutput + n * outputImage,
-                                          dPacked: partials + t * weightCount)
+            pass.run(image: n, thread: t, input: input, dOutput: dOutput, padded: scratch + t * pass.plan.paddedCount)
         }
     }
-    for t in 1..<max(1, threads) { accumulate(partials + t * weightCount, into: partials, count: weightCount) }
-    // dWeight[K, C, R, S] += partial[R, S, C, K]
-    for k in 0..<K { for c in 0..<C { for t in 0..<(R * S) { dWeight[(k * C + c) * R * S + t] += partials[(t * C + c) * K + k] } } }
+    pass.finish(into: dWeight)
 }
 
+/// Both gradients of `conv2DBackwardWeightDirect` and `conv2DBackwardInputDirect` in one sweep over the
+/// images: each image's dOutput is still in cache for the second product, and the threads meet once.
+/// - Precondition: `geometry.usesDirectForward && geometry.usesDirectBackwardInput`.
+public func conv2DBackwardDirect(
+    _ geometry: Conv2DGeometry, input: UnsafePointer<Float>, dOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+    dInput: UnsafeMutablePointer<Float>, accumulate: Bool = false, dWeight: UnsafeMutablePointer<Float>,
+    dBias: UnsafeMutablePointer<Float>?, workspace: Conv2DWorkspace, threads: Int = kernelThreads
+) {
+    let threads = max(1, min(threads, geometry.batch))
+    let inputPass = InputGradientPass(geometry, weight: weight, workspace: workspace, accumulate: accumulate)
+    let weightPass = WeightGradientPass(geometry, dOutput: dOutput, dBias: dBias, workspace: workspace, threads: threads)
+    let perThread = inputPass.paddedCount + weightPass.plan.paddedCount
+    let scratch = workspace.directPadded(count: threads * perThread)
+    parallelFor(threads) { t in
+        let paddedOutput = scratch + t * perThread, paddedInput = paddedOutput + inputPass.paddedCount
+        for n in partition(geometry.batch, parts: threads, index: t) {
+            inputPass.run(image: n, dOutput: dOutput, dInput: dInput, padded: paddedOutput)
+            weightPass.run(image: n, thread: t, input: input, dOutput: dOutput, padded: paddedInput)
+        }
+    }
+    weightPass.finish(into: dWeight)
+}

@@ -438,6 +438,23 @@ public func conv2DBackwardInput(
     }
 }
 
+/// Both backward products: dWeight (and dBias) as `conv2DBackwardWeight`, dInput as
+/// `conv2DBackwardInput` (with `accumulate`, added to). Where the direct kernels take both, they run in
+/// one sweep over the images (`conv2DBackwardDirect`).
+public func conv2DBackward(
+    _ geometry: Conv2DGeometry, input: UnsafePointer<Float>, dOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+    dInput: UnsafeMutablePointer<Float>, accumulate: Bool = false, dWeight: UnsafeMutablePointer<Float>,
+    dBias: UnsafeMutablePointer<Float>?, workspace: Conv2DWorkspace
+) {
+    if geometry.usesDirectForward && geometry.usesDirectBackwardInput {
+        conv2DBackwardDirect(geometry, input: input, dOutput: dOutput, weight: weight, dInput: dInput,
+                             accumulate: accumulate, dWeight: dWeight, dBias: dBias, workspace: workspace)
+        return
+    }
+    conv2DBackwardWeight(geometry, input: input, dOutput: dOutput, dWeight: dWeight, dBias: dBias, workspace: workspace)
+    conv2DBackwardInput(geometry, dOutput: dOutput, weight: weight, dInput: dInput, workspace: workspace, accumulate: accumulate)
+}
+
 /// dWeight[K, C/G, R, S] += the gradient of Σ output ⊙ dOutput with respect to the weight, and
 /// dBias[K] += Σ over N, P, Q of dOutput.
 ///

@@ -105,63 +105,85 @@ public final class Conv2D: Layer {
     }
 
     public func backward(_ dOutput: Tensor) -> Tensor {
-        let geometry = accumulateParameterGradients(dOutput)
+        let (input, geometry) = cached(for: dOutput)
         return Tensor(overwrittenBy: geometry.inputShape) { dInput in
-            backwardInput(dOutput, geometry: geometry, into: dInput, accumulate: false)
+            backward(dOutput, input: input, geometry: geometry, into: dInput, accumulate: false)
         }
     }
 
     /// `backward`, with the input gradient added to `gradient` (another branch's gradient of the same
     /// input, as at a residual join) in the kernel's store instead of in a separate pass.
     public func backward(_ dOutput: Tensor, adding gradient: Tensor) -> Tensor {
-        let geometry = accumulateParameterGradients(dOutput)
+        let (input, geometry) = cached(for: dOutput)
         precondition(gradient.shape == geometry.inputShape,
                      "Conv2D.backward: gradient to add \(describeShape(gradient.shape)), expected \(describeShape(geometry.inputShape))")
         var sum = gradient
         sum.scalars.withUnsafeMutableBufferPointer { dInput in
-            backwardInput(dOutput, geometry: geometry, into: dInput.baseAddress!, accumulate: true)
+            backward(dOutput, input: input, geometry: geometry, into: dInput.baseAddress!, accumulate: true)
         }
         return sum
     }
 
-    private func backwardInput(_ dOutput: Tensor, geometry: Conv2DGeometry, into dInput: UnsafeMutablePointer<Float>,
-                               accumulate: Bool) {
-        guard geometry.batch > 0 else { return }
-        dOutput.scalars.withUnsafeBufferPointer { dOutput in
-            weight.value.scalars.withUnsafeBufferPointer { weight in
-                conv2DBackwardInput(geometry, dOutput: dOutput.baseAddress!, weight: weight.baseAddress!,
-                                    dInput: dInput, workspace: workspace, accumulate: accumulate)
+    /// The parameter half of `backward`, for a first layer whose input (the images) needs no gradient,
+    /// as PyTorch skips the input gradient of a tensor that does not require one.
+    public func accumulateParameterGradients(_ dOutput: Tensor) {
+        let (input, geometry) = cached(for: dOutput)
+        withGradientPointers(dOutput, input: input) { dOutput, input, dWeight, dBias in
+            if let dWeight {
+                conv2DBackwardWeight(geometry, input: input, dOutput: dOutput, dWeight: dWeight, dBias: dBias,
+                                     workspace: workspace)
+            } else if let dBias {
+                addColumnSums(dOutput, rows: geometry.batch * geometry.outputHeight * geometry.outputWidth,
+                              columns: outputChannels, into: dBias)
             }
         }
     }
 
-    /// The parameter half of `backward`, for a first layer whose input (the images) needs no gradient,
-    /// as PyTorch skips the input gradient of a tensor that does not require one.
-    /// - Returns: the geometry of the forward pass it differentiated.
-    @discardableResult
-    public func accumulateParameterGradients(_ dOutput: Tensor) -> Conv2DGeometry {
-        guard let (input, geometry) = cache else {
-            preconditionFailure("Conv2D.backward: no training-mode forward to differentiate")
+    // The last training-mode forward's input and geometry, checked against dOutput.
+    private func cached(for dOutput: Tensor) -> (input: Tensor, geometry: Conv2DGeometry) {
+        guard let cache else { preconditionFailure("Conv2D.backward: no training-mode forward to differentiate") }
+        precondition(dOutput.shape == cache.geometry.outputShape,
+                     "Conv2D.backward: dOutput \(describeShape(dOutput.shape)), expected \(describeShape(cache.geometry.outputShape))")
+        return cache
+    }
+
+    // Both gradients into dInput (overwritten, or added to with `accumulate`) and the parameters'.
+    private func backward(_ dOutput: Tensor, input: Tensor, geometry: Conv2DGeometry, into dInput: UnsafeMutablePointer<Float>,
+                          accumulate: Bool) {
+        guard geometry.batch > 0 else { return }
+        weight.value.scalars.withUnsafeBufferPointer { weight in
+            let weight = weight.baseAddress!
+            withGradientPointers(dOutput, input: input) { dOutput, input, dWeight, dBias in
+                if let dWeight {
+                    conv2DBackward(geometry, input: input, dOutput: dOutput, weight: weight, dInput: dInput,
+                                   accumulate: accumulate, dWeight: dWeight, dBias: dBias, workspace: workspace)
+                    return
+                }
+                if let dBias {
+                    addColumnSums(dOutput, rows: geometry.batch * geometry.outputHeight * geometry.outputWidth,
+                                  columns: outputChannels, into: dBias)
+                }
+                conv2DBackwardInput(geometry, dOutput: dOutput, weight: weight, dInput: dInput, workspace: workspace,
+                                    accumulate: accumulate)
+            }
         }
-        precondition(dOutput.shape == geometry.outputShape,
-                     "Conv2D.backward: dOutput \(describeShape(dOutput.shape)), expected \(describeShape(geometry.outputShape))")
+    }
+
+    // dOutput's and the input's scalars, and the gradients of the trainable parameters (a frozen weight
+    // gets no gradient; a frozen bias is left out of the sum).
+    private func withGradientPointers(
+        _ dOutput: Tensor, input: Tensor,
+        _ body: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?) -> Void
+    ) {
         dOutput.scalars.withUnsafeBufferPointer { dOutput in
             input.scalars.withUnsafeBufferPointer { input in
                 withOptionalMutablePointer(bias) { dBias in
-                    // A frozen weight gets no gradient; a frozen bias is left out of the sum.
-                    if weight.trainable {
-                        weight.gradient.scalars.withUnsafeMutableBufferPointer { dWeight in
-                            conv2DBackwardWeight(geometry, input: input.baseAddress!, dOutput: dOutput.baseAddress!,
-                                                 dWeight: dWeight.baseAddress!, dBias: dBias, workspace: workspace)
-                        }
-                    } else if let dBias {
-                        addColumnSums(dOutput.baseAddress!, rows: dOutput.count / outputChannels,
-                                      columns: outputChannels, into: dBias)
+                    withOptionalMutablePointer(weight) { dWeight in
+                        body(dOutput.baseAddress!, input.baseAddress!, dWeight, dBias)
                     }
                 }
             }
         }
-        return geometry
     }
 
     public func collectState(into state: inout ModuleState) {
