@@ -169,17 +169,23 @@ private func forwardTile8x2(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ w: 
     var a00 = b0, a10 = b0, a20 = b0, a30 = b0, a40 = b0, a50 = b0, a60 = b0, a70 = b0
     var a01 = b1, a11 = b1, a21 = b1, a31 = b1, a41 = b1, a51 = b1, a61 = b1, a71 = b1
     for r in 0..<plan.R {
-        let xr = x + r * plan.rowStep, wr = w + r * run * K
+        // A pointer per pixel and a running weight pointer keep index arithmetic (and its overflow
+        // checks) out of the inner loop.
+        let xr = x + r * plan.rowStep
+        let (x0, x1, x2, x3, x4, x5, x6, x7) = (xr, xr + step, xr + 2 * step, xr + 3 * step,
+                                                xr + 4 * step, xr + 5 * step, xr + 6 * step, xr + 7 * step)
+        var wj = w + r * run * K
         for j in 0..<run {
-            let w0 = load(wr + j * K), w1 = load(wr + j * K + V)
-            var b = Vector(repeating: xr[j]); a00.addProduct(b, w0); a01.addProduct(b, w1)
-            b = Vector(repeating: xr[step + j]); a10.addProduct(b, w0); a11.addProduct(b, w1)
-            b = Vector(repeating: xr[2 * step + j]); a20.addProduct(b, w0); a21.addProduct(b, w1)
-            b = Vector(repeating: xr[3 * step + j]); a30.addProduct(b, w0); a31.addProduct(b, w1)
-            b = Vector(repeating: xr[4 * step + j]); a40.addProduct(b, w0); a41.addProduct(b, w1)
-            b = Vector(repeating: xr[5 * step + j]); a50.addProduct(b, w0); a51.addProduct(b, w1)
-            b = Vector(repeating: xr[6 * step + j]); a60.addProduct(b, w0); a61.addProduct(b, w1)
-            b = Vector(repeating: xr[7 * step + j]); a70.addProduct(b, w0); a71.addProduct(b, w1)
+            let w0 = load(wj), w1 = load(wj + V)
+            wj += K
+            var b = Vector(repeating: x0[j]); a00.addProduct(b, w0); a01.addProduct(b, w1)
+            b = Vector(repeating: x1[j]); a10.addProduct(b, w0); a11.addProduct(b, w1)
+            b = Vector(repeating: x2[j]); a20.addProduct(b, w0); a21.addProduct(b, w1)
+            b = Vector(repeating: x3[j]); a30.addProduct(b, w0); a31.addProduct(b, w1)
+            b = Vector(repeating: x4[j]); a40.addProduct(b, w0); a41.addProduct(b, w1)
+            b = Vector(repeating: x5[j]); a50.addProduct(b, w0); a51.addProduct(b, w1)
+            b = Vector(repeating: x6[j]); a60.addProduct(b, w0); a61.addProduct(b, w1)
+            b = Vector(repeating: x7[j]); a70.addProduct(b, w0); a71.addProduct(b, w1)
         }
     }
     finish(a00, mode, residual, out, 0); finish(a01, mode, residual, out, V)
@@ -202,25 +208,31 @@ private func forwardTile16x1(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ w:
     var a0 = b0, a1 = b0, a2 = b0, a3 = b0, a4 = b0, a5 = b0, a6 = b0, a7 = b0
     var a8 = b0, a9 = b0, a10 = b0, a11 = b0, a12 = b0, a13 = b0, a14 = b0, a15 = b0
     for r in 0..<plan.R {
-        let xr = x + r * plan.rowStep, wr = w + r * run * K
+        // Pointers per pixel (the second eight offset from the first by 8 pixels) and a running weight
+        // pointer keep index arithmetic out of the inner loop.
+        let xr = x + r * plan.rowStep, eight = 8 * step
+        let (x0, x1, x2, x3, x4, x5, x6, x7) = (xr, xr + step, xr + 2 * step, xr + 3 * step,
+                                                xr + 4 * step, xr + 5 * step, xr + 6 * step, xr + 7 * step)
+        var wj = w + r * run * K
         for j in 0..<run {
-            let w0 = load(wr + j * K)
-            a0.addProduct(Vector(repeating: xr[j]), w0)
-            a1.addProduct(Vector(repeating: xr[step + j]), w0)
-            a2.addProduct(Vector(repeating: xr[2 * step + j]), w0)
-            a3.addProduct(Vector(repeating: xr[3 * step + j]), w0)
-            a4.addProduct(Vector(repeating: xr[4 * step + j]), w0)
-            a5.addProduct(Vector(repeating: xr[5 * step + j]), w0)
-            a6.addProduct(Vector(repeating: xr[6 * step + j]), w0)
-            a7.addProduct(Vector(repeating: xr[7 * step + j]), w0)
-            a8.addProduct(Vector(repeating: xr[8 * step + j]), w0)
-            a9.addProduct(Vector(repeating: xr[9 * step + j]), w0)
-            a10.addProduct(Vector(repeating: xr[10 * step + j]), w0)
-            a11.addProduct(Vector(repeating: xr[11 * step + j]), w0)
-            a12.addProduct(Vector(repeating: xr[12 * step + j]), w0)
-            a13.addProduct(Vector(repeating: xr[13 * step + j]), w0)
-            a14.addProduct(Vector(repeating: xr[14 * step + j]), w0)
-            a15.addProduct(Vector(repeating: xr[15 * step + j]), w0)
+            let w0 = load(wj)
+            wj += K
+            a0.addProduct(Vector(repeating: x0[j]), w0)
+            a1.addProduct(Vector(repeating: x1[j]), w0)
+            a2.addProduct(Vector(repeating: x2[j]), w0)
+            a3.addProduct(Vector(repeating: x3[j]), w0)
+            a4.addProduct(Vector(repeating: x4[j]), w0)
+            a5.addProduct(Vector(repeating: x5[j]), w0)
+            a6.addProduct(Vector(repeating: x6[j]), w0)
+            a7.addProduct(Vector(repeating: x7[j]), w0)
+            a8.addProduct(Vector(repeating: x0[eight + j]), w0)
+            a9.addProduct(Vector(repeating: x1[eight + j]), w0)
+            a10.addProduct(Vector(repeating: x2[eight + j]), w0)
+            a11.addProduct(Vector(repeating: x3[eight + j]), w0)
+            a12.addProduct(Vector(repeating: x4[eight + j]), w0)
+            a13.addProduct(Vector(repeating: x5[eight + j]), w0)
+            a14.addProduct(Vector(repeating: x6[eight + j]), w0)
+            a15.addProduct(Vector(repeating: x7[eight + j]), w0)
         }
     }
     finish(a0, mode, residual, out, 0); finish(a1, mode, residual, out, o)
@@ -242,17 +254,21 @@ private func forwardTile8x1(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ w: 
     let b0 = bias.map { load($0) } ?? Vector()
     var a0 = b0, a1 = b0, a2 = b0, a3 = b0, a4 = b0, a5 = b0, a6 = b0, a7 = b0
     for r in 0..<plan.R {
-        let xr = x + r * plan.rowStep, wr = w + r * run * K
+        let xr = x + r * plan.rowStep
+        let (x0, x1, x2, x3, x4, x5, x6, x7) = (xr, xr + step, xr + 2 * step, xr + 3 * step,
+                                                xr + 4 * step, xr + 5 * step, xr + 6 * step, xr + 7 * step)
+        var wj = w + r * run * K
         for j in 0..<run {
-            let w0 = load(wr + j * K)
-            a0.addProduct(Vector(repeating: xr[j]), w0)
-            a1.addProduct(Vector(repeating: xr[step + j]), w0)
-            a2.addProduct(Vector(repeating: xr[2 * step + j]), w0)
-            a3.addProduct(Vector(repeating: xr[3 * step + j]), w0)
-            a4.addProduct(Vector(repeating: xr[4 * step + j]), w0)
-            a5.addProduct(Vector(repeating: xr[5 * step + j]), w0)
-            a6.addProduct(Vector(repeating: xr[6 * step + j]), w0)
-            a7.addProduct(Vector(repeating: xr[7 * step + j]), w0)
+            let w0 = load(wj)
+            wj += K
+            a0.addProduct(Vector(repeating: x0[j]), w0)
+            a1.addProduct(Vector(repeating: x1[j]), w0)
+            a2.addProduct(Vector(repeating: x2[j]), w0)
+            a3.addProduct(Vector(repeating: x3[j]), w0)
+            a4.addProduct(Vector(repeating: x4[j]), w0)
+            a5.addProduct(Vector(repeating: x5[j]), w0)
+            a6.addProduct(Vector(repeating: x6[j]), w0)
+            a7.addProduct(Vector(repeating: x7[j]), w0)
         }
     }
     finish(a0, mode, residual, out, 0); finish(a1, mode, residual, out, o)
@@ -307,9 +323,9 @@ private func weightTile8x2(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ g: U
     var a00 = Vector(), a10 = a00, a20 = a00, a30 = a00, a40 = a00, a50 = a00, a60 = a00, a70 = a00
     var a01 = a00, a11 = a00, a21 = a00, a31 = a00, a41 = a00, a51 = a00, a61 = a00, a71 = a00
     for p in 0..<plan.P {
-        let xp = x + p * plan.strideHeight * plan.rowStep, gp = g + p * plan.Q * K
-        for q in 0..<plan.Q {
-            let xq = xp + q * plan.pixelStep, gq = gp + q * K
+        // Running pointers: no index arithmetic (and overflow checks) in the inner loop.
+        var xq = x + p * plan.strideHeight * plan.rowStep, gq = g + p * plan.Q * K
+        for _ in 0..<plan.Q {
             let g0 = load(gq), g1 = load(gq + V)
             var b = Vector(repeating: xq[0]); a00.addProduct(b, g0); a01.addProduct(b, g1)
             b = Vector(repeating: xq[1]); a10.addProduct(b, g0); a11.addProduct(b, g1)
@@ -319,6 +335,8 @@ private func weightTile8x2(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ g: U
             b = Vector(repeating: xq[5]); a50.addProduct(b, g0); a51.addProduct(b, g1)
             b = Vector(repeating: xq[6]); a60.addProduct(b, g0); a61.addProduct(b, g1)
             b = Vector(repeating: xq[7]); a70.addProduct(b, g0); a71.addProduct(b, g1)
+            xq += plan.pixelStep
+            gq += K
         }
     }
     func add(_ a: Vector, _ offset: Int) { store(load(d + offset) + a, d + offset) }
@@ -339,10 +357,9 @@ private func weightTile8x1(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ g: U
     let K = plan.K
     var a0 = Vector(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0
     for p in 0..<plan.P {
-        let xp = x + p * plan.strideHeight * plan.rowStep, gp = g + p * plan.Q * K
-        for q in 0..<plan.Q {
-            let xq = xp + q * plan.pixelStep
-            let g0 = load(gp + q * K)
+        var xq = x + p * plan.strideHeight * plan.rowStep, gq = g + p * plan.Q * K
+        for _ in 0..<plan.Q {
+            let g0 = load(gq)
             a0.addProduct(Vector(repeating: xq[0]), g0)
             a1.addProduct(Vector(repeating: xq[1]), g0)
             a2.addProduct(Vector(repeating: xq[2]), g0)
@@ -351,6 +368,8 @@ private func weightTile8x1(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ g: U
             a5.addProduct(Vector(repeating: xq[5]), g0)
             a6.addProduct(Vector(repeating: xq[6]), g0)
             a7.addProduct(Vector(repeating: xq[7]), g0)
+            xq += plan.pixelStep
+            gq += K
         }
     }
     func add(_ a: Vector, _ offset: Int) { store(load(d + offset) + a, d + offset) }
