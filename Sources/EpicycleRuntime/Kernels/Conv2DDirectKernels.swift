@@ -31,7 +31,8 @@
 // scale and shift are folded into the packed weights and the bias when the weights are packed.
 //
 // Threads split the batch into contiguous ranges of images; the weight gradient sums each thread's
-// images into its own partial and adds the partials at the end.
+// images into its own partial and adds the partials at the end. `conv2DBackwardDirect` runs both
+// gradients image by image in one sweep, while each image's dOutput is still in cache.
 
 private typealias Vector = SIMD16<Float>
 private let V = 16
