@@ -28,6 +28,8 @@ import TestSupport
         // 16 channels and rows of 16 + 8 + 3 pixels (forward and input gradient), and stride-2 phases of 18 and 17.
         Conv2DCase.make("3×3 pad 1, 16→16, 3×27", 2, 3, 27, 16, 16, kernel: (3, 3), stride: (1, 1), padding: (1, 1), groups: 1, bias: true),
         Conv2DCase.make("3×3 stride 2 pad 1, 16→32, 4×35", 2, 4, 35, 16, 32, kernel: (3, 3), stride: (2, 2), padding: (1, 1), groups: 1, bias: false),
+        // The input-stationary 16-pixel tile of 3-wide kernels with 3 input channels (the stem) and 5 tap rows.
+        Conv2DCase.make("5×3 pad (2, 1), 3→16, 4×19", 2, 4, 19, 3, 16, kernel: (5, 3), stride: (1, 1), padding: (2, 1), groups: 1, bias: true),
     ]
 
     @Test(arguments: cases, [1, 2, 3])
@@ -112,7 +114,7 @@ import TestSupport
         // Every stride and padding takes the direct input gradient; only the channels and groups decide.
         #expect(Conv2DDirectKernelTests.cases.allSatisfy { $0.geometry.usesDirectForward })
         #expect(Conv2DDirectKernelTests.cases.filter { !$0.geometry.usesDirectBackwardInput }.map(\.label)
-                == ["3×3 pad 1, 5→48, bias, 7×11", "3×3 pad 1, 3→16 (stem), 8×9"])
+                == ["3×3 pad 1, 5→48, bias, 7×11", "3×3 pad 1, 3→16 (stem), 8×9", "5×3 pad (2, 1), 3→16, 4×19"])
         let grouped = Conv2DGeometry(batch: 1, inputHeight: 4, inputWidth: 4, inputChannels: 32, outputChannels: 32,
                                      kernelHeight: 3, kernelWidth: 3, paddingHeight: 1, paddingWidth: 1, groups: 2)
         #expect(!grouped.usesDirectForward && !grouped.usesDirectBackwardInput)

@@ -12,8 +12,11 @@
 // at a time is copied into a zero-padded scratch (tens of KB, cache-resident, one per thread) and a
 // register-blocked loop reads it in place: a tile of 8 output pixels × 32 output channels, or 16 pixels
 // × 16 channels where there are only 16, lives in 16 vector registers, and each step of the run
-// broadcasts one input value per pixel and loads one or two weight vectors (~190 GFLOP/s per core with
-// AVX-512 on this project's machine); 8 × 16 tiles and single pixels take what is left over.
+// broadcasts one input value per pixel and loads one or two weight vectors (~200 GFLOP/s per core with
+// AVX-512 on this project's machine, peak ~250); 8 × 16 tiles and single pixels take what is left over.
+// With 16 channels and a 3-wide kernel at stride 1, the 16-pixel tile is input-stationary instead: each
+// input value is broadcast once for the three pixels that read it, which keeps the loads per
+// multiply-add at the 8 × 32 tile's level.
 //
 // - Forward: output[p, q, k] = Σ_r Σ_{j < S·C} padded[p·sh + r, q·sw·C + j] · packed[r, j, k].
 // - Backward-input: dInput[h, w] gathers dOutput[p, q] · weight[r, s] over h = p·sh − ph + r (and the
@@ -128,6 +131,11 @@ private func convolveImageTiles(_ plan: DirectPlan, padded: UnsafePointer<Float>
         // With one 16-channel block, 16 pixels per tile keep 16 sums in registers like the 8 × 32 tile
         // (measured ~5% faster than 8-pixel tiles on 16-channel layers, ~15% on the stride-2 input
         // gradient, whose phases have short runs).
+        while K == V && plan.S == 3 && plan.strideWidth == 1 && q + 16 <= Q {
+            forwardTile16x1Taps3(plan, row + q * plan.pixelStep, weight, bias, out + q * step,
+                                 res.map { $0 + q * step }, mode)
+            q += 16
+        }
         while K == V && q + 16 <= Q {
             forwardTile16x1(plan, row + q * plan.pixelStep, weight, bias, out + q * step,
                             res.map { $0 + q * step }, mode)
@@ -197,6 +205,56 @@ private func forwardTile8x2(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ w: 
     finish(a50, mode, residual, out, 5 * o); finish(a51, mode, residual, out, 5 * o + V)
     finish(a60, mode, residual, out, 6 * o); finish(a61, mode, residual, out, 6 * o + V)
     finish(a70, mode, residual, out, 7 * o); finish(a71, mode, residual, out, 7 * o + V)
+}
+
+// 16 output pixels × 16 output channels of a 3-tap-wide kernel at stride 1, input-stationary: each
+// input value is broadcast once and meets the three taps' weight vectors, feeding the three pixels
+// that read it (21 loads per 48 multiply-adds, where the pixel-stationary 16 × 16 tile needs 17 per 16).
+@inline(__always)
+private func forwardTile16x1Taps3(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+                                  _ bias: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>,
+                                  _ residual: UnsafePointer<Float>?, _ mode: StoreMode) {
+    let (C, K, o) = (plan.C, plan.K, plan.outputPixelStep)
+    let (tap1, tap2) = (C * K, 2 * C * K)
+    let b0 = bias.map { load($0) } ?? Vector()
+    var a0 = b0, a1 = b0, a2 = b0, a3 = b0, a4 = b0, a5 = b0, a6 = b0, a7 = b0
+    var a8 = b0, a9 = b0, a10 = b0, a11 = b0, a12 = b0, a13 = b0, a14 = b0, a15 = b0
+    for r in 0..<plan.R {
+        // xc walks the channels of input column 0 (the tile's first pixel, tap 0); wc the weights of tap 0.
+        var xc = x + r * plan.rowStep, wc = w + r * plan.run * K
+        for _ in 0..<C {
+            let w0 = load(wc), w1 = load(wc + tap1), w2 = load(wc + tap2)
+            var xu = xc
+            var b = Vector(repeating: xu[0]); a0.addProduct(b, w0); xu += C
+            b = Vector(repeating: xu[0]); a1.addProduct(b, w0); a0.addProduct(b, w1); xu += C
+            b = Vector(repeating: xu[0]); a2.addProduct(b, w0); a1.addProduct(b, w1); a0.addProduct(b, w2); xu += C
+            b = Vector(repeating: xu[0]); a3.addProduct(b, w0); a2.addProduct(b, w1); a1.addProduct(b, w2); xu += C
+            b = Vector(repeating: xu[0]); a4.addProduct(b, w0); a3.addProduct(b, w1); a2.addProduct(b, w2); xu += C
+            b = Vector(repeating: xu[0]); a5.addProduct(b, w0); a4.addProduct(b, w1); a3.addProduct(b, w2); xu += C
+            b = Vector(repeating: xu[0]); a6.addProduct(b, w0); a5.addProduct(b, w1); a4.addProduct(b, w2); xu += C
+            b = Vector(repeating: xu[0]); a7.addProduct(b, w0); a6.addProduct(b, w1); a5.addProduct(b, w2); xu += C
+            b = Vector(repeating: xu[0]); a8.addProduct(b, w0); a7.addProduct(b, w1); a6.addProduct(b, w2); xu += C
+            b = Vector(repeating: xu[0]); a9.addProduct(b, w0); a8.addProduct(b, w1); a7.addProduct(b, w2); xu += C
+            b = Vector(repeating: xu[0]); a10.addProduct(b, w0); a9.addProduct(b, w1); a8.addProduct(b, w2); xu += C
+            b = Vector(repeating: xu[0]); a11.addProduct(b, w0); a10.addProduct(b, w1); a9.addProduct(b, w2); xu += C
+            b = Vector(repeating: xu[0]); a12.addProduct(b, w0); a11.addProduct(b, w1); a10.addProduct(b, w2); xu += C
+            b = Vector(repeating: xu[0]); a13.addProduct(b, w0); a12.addProduct(b, w1); a11.addProduct(b, w2); xu += C
+            b = Vector(repeating: xu[0]); a14.addProduct(b, w0); a13.addProduct(b, w1); a12.addProduct(b, w2); xu += C
+            b = Vector(repeating: xu[0]); a15.addProduct(b, w0); a14.addProduct(b, w1); a13.addProduct(b, w2); xu += C
+            b = Vector(repeating: xu[0]); a15.addProduct(b, w1); a14.addProduct(b, w2); xu += C
+            b = Vector(repeating: xu[0]); a15.addProduct(b, w2)
+            xc += 1
+            wc += K
+        }
+    }
+    finish(a0, mode, residual, out, 0); finish(a1, mode, residual, out, o)
+    finish(a2, mode, residual, out, 2 * o); finish(a3, mode, residual, out, 3 * o)
+    finish(a4, mode, residual, out, 4 * o); finish(a5, mode, residual, out, 5 * o)
+    finish(a6, mode, residual, out, 6 * o); finish(a7, mode, residual, out, 7 * o)
+    finish(a8, mode, residual, out, 8 * o); finish(a9, mode, residual, out, 9 * o)
+    finish(a10, mode, residual, out, 10 * o); finish(a11, mode, residual, out, 11 * o)
+    finish(a12, mode, residual, out, 12 * o); finish(a13, mode, residual, out, 13 * o)
+    finish(a14, mode, residual, out, 14 * o); finish(a15, mode, residual, out, 15 * o)
 }
 
 // 16 output pixels × 16 output channels.
