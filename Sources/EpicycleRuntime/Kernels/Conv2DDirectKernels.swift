@@ -65,6 +65,10 @@ private struct DirectPlan {
     var outputPixelStep, outputRowStep: Int
 
     var run: Int { S * C }
+    // Whether the weight gradient takes the run-vector tiles (`weightTile3x8`), which need the run in
+    // whole groups of three vectors and the output channels in groups of 8; their partial sums are laid
+    // out [R, K, S·C] instead of [R, S·C, K].
+    var weightGradientIsRunMajor: Bool { run % (3 * V) == 0 && K % 8 == 0 }
     var rowStep: Int { Wp * C }
     var pixelStep: Int { strideWidth * C }
     var paddedCount: Int { Hp * Wp * C }
@@ -350,10 +354,20 @@ private func forwardTile1x1(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ w: 
     finish(a, mode, residual, out, 0)
 }
 
-// dPacked[R, S·C, K] += the plan's weight gradient from one padded image and its dOutput[P, Q, K].
+// dPacked[R, S·C, K] (or [R, K, S·C] where `weightGradientIsRunMajor`) += the plan's weight gradient
+// from one padded image and its dOutput[P, Q, K].
 private func accumulateImageWeightGradient(_ plan: DirectPlan, padded: UnsafePointer<Float>,
                                            dOutput: UnsafePointer<Float>, dPacked: UnsafeMutablePointer<Float>) {
     let (K, run) = (plan.K, plan.run)
+    if plan.weightGradientIsRunMajor {
+        for r in 0..<plan.R {
+            let x = padded + r * plan.rowStep, d = dPacked + r * K * run
+            for j in stride(from: 0, to: run, by: 3 * V) {
+                for k in stride(from: 0, to: K, by: 8) { weightTile3x8(plan, x + j, dOutput + k, d + k * run + j) }
+            }
+        }
+        return
+    }
     for r in 0..<plan.R {
         let x = padded + r * plan.rowStep, d = dPacked + r * run * K
         var j = 0
@@ -371,6 +385,44 @@ private func accumulateImageWeightGradient(_ plan: DirectPlan, padded: UnsafePoi
             j += 1
         }
     }
+}
+
+// Run positions j…j+47 (three vectors) × output channels k…k+7, summed over the image's P·Q pixels:
+// the run is contiguous in the padded image, so each pixel costs three vector loads and eight
+// broadcasts of dOutput for 24 multiply-adds. `x` is the padded image at tap row r, run position j;
+// `g` is dOutput at channel k; `d` is the run-major partial at (r, k, j).
+@inline(__always)
+private func weightTile3x8(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>,
+                           _ d: UnsafeMutablePointer<Float>) {
+    let (K, run) = (plan.K, plan.run)
+    var a00 = Vector(), a01 = a00, a02 = a00, a03 = a00, a04 = a00, a05 = a00, a06 = a00, a07 = a00
+    var a10 = a00, a11 = a00, a12 = a00, a13 = a00, a14 = a00, a15 = a00, a16 = a00, a17 = a00
+    var a20 = a00, a21 = a00, a22 = a00, a23 = a00, a24 = a00, a25 = a00, a26 = a00, a27 = a00
+    for p in 0..<plan.P {
+        var xq = x + p * plan.strideHeight * plan.rowStep, gq = g + p * plan.Q * K
+        for _ in 0..<plan.Q {
+            let x0 = load(xq), x1 = load(xq + V), x2 = load(xq + 2 * V)
+            var b = Vector(repeating: gq[0]); a00.addProduct(x0, b); a10.addProduct(x1, b); a20.addProduct(x2, b)
+            b = Vector(repeating: gq[1]); a01.addProduct(x0, b); a11.addProduct(x1, b); a21.addProduct(x2, b)
+            b = Vector(repeating: gq[2]); a02.addProduct(x0, b); a12.addProduct(x1, b); a22.addProduct(x2, b)
+            b = Vector(repeating: gq[3]); a03.addProduct(x0, b); a13.addProduct(x1, b); a23.addProduct(x2, b)
+            b = Vector(repeating: gq[4]); a04.addProduct(x0, b); a14.addProduct(x1, b); a24.addProduct(x2, b)
+            b = Vector(repeating: gq[5]); a05.addProduct(x0, b); a15.addProduct(x1, b); a25.addProduct(x2, b)
+            b = Vector(repeating: gq[6]); a06.addProduct(x0, b); a16.addProduct(x1, b); a26.addProduct(x2, b)
+            b = Vector(repeating: gq[7]); a07.addProduct(x0, b); a17.addProduct(x1, b); a27.addProduct(x2, b)
+            xq += plan.pixelStep
+            gq += K
+        }
+    }
+    func add(_ a: Vector, _ offset: Int) { store(load(d + offset) + a, d + offset) }
+    add(a00, 0); add(a10, V); add(a20, 2 * V)
+    add(a01, run); add(a11, run + V); add(a21, run + 2 * V)
+    add(a02, 2 * run); add(a12, 2 * run + V); add(a22, 2 * run + 2 * V)
+    add(a03, 3 * run); add(a13, 3 * run + V); add(a23, 3 * run + 2 * V)
+    add(a04, 4 * run); add(a14, 4 * run + V); add(a24, 4 * run + 2 * V)
+    add(a05, 5 * run); add(a15, 5 * run + V); add(a25, 5 * run + 2 * V)
+    add(a06, 6 * run); add(a16, 6 * run + V); add(a26, 6 * run + 2 * V)
+    add(a07, 7 * run); add(a17, 7 * run + V); add(a27, 7 * run + 2 * V)
 }
 
 // Run positions j…j+7 × output channels k…k+31, summed over the image's P·Q pixels. `x` is the padded
@@ -619,7 +671,7 @@ private struct InputGradientPass {
 private struct WeightGradientPass {
     let geometry: Conv2DGeometry
     let plan: DirectPlan
-    let partials: UnsafeMutablePointer<Float>  // [threads, R, S, C, K]
+    let partials: UnsafeMutablePointer<Float>  // [threads, R, S, C, K], or [threads, R, K, S, C] when run-major
     let threads: Int
 
     init(_ geometry: Conv2DGeometry, dOutput: UnsafePointer<Float>, dBias: UnsafeMutablePointer<Float>?,
@@ -649,8 +701,15 @@ private struct WeightGradientPass {
     func finish(into dWeight: UnsafeMutablePointer<Float>) {
         let (C, K, RS) = (plan.C, plan.K, plan.R * plan.S)
         for t in 1..<max(1, threads) { accumulate(partials + t * weightCount, into: partials, count: weightCount) }
-        // dWeight[K, C, R, S] += partial[R, S, C, K]
-        for k in 0..<K { for c in 0..<C { for t in 0..<RS { dWeight[(k * C + c) * RS + t] += partials[(t * C + c) * K + k] } } }
+        // dWeight[K, C, R, S] += partial[R, S, C, K], or partial[R, K, S, C] when run-major
+        if plan.weightGradientIsRunMajor {
+            let (R, S) = (plan.R, plan.S)
+            for k in 0..<K { for c in 0..<C { for r in 0..<R { for s in 0..<S {
+                dWeight[((k * C + c) * R + r) * S + s] += partials[((r * K + k) * S + s) * C + c]
+            } } } }
+        } else {
+            for k in 0..<K { for c in 0..<C { for t in 0..<RS { dWeight[(k * C + c) * RS + t] += partials[(t * C + c) * K + k] } } }
+        }
     }
 }
 
