@@ -73,7 +73,7 @@ private func count(_ buffer: Buffer) -> Int64? {
 
     @Test func statisticsStayAccurateWhenTheMeanDwarfsTheSpread() {
         // Mean 1000, spread ±0.05: E[x²] − E[x]² in Float would lose everything (ulp(10⁶) = 0.06 against
-        // a variance of ≈ 8·10⁻⁴); the two-pass form must agree with Double to a fraction of a percent.
+        // a variance of ≈ 8·10⁻⁴); the shifted one-pass form must agree with Double to a fraction of a percent.
         let (rows, channels) = (1000, 4)
         let input = randomTensor([rows, channels], seed: 21, low: 999.95, high: 1000.05).scalars
         var mean = [Float](repeating: 0, count: channels), variance = mean

@@ -46,11 +46,12 @@ private func forEachChannelVector(_ C: Int, _ body: (Int, Int) -> Void) {
 
 /// Per-channel batch mean and biased variance (divided by M), as PyTorch normalises with in training.
 ///
-/// Two passes: the mean first, then the squared deviations about it with the "corrected two-pass"
-/// term (Chan, Golub & LeVeque 1983): var = (Σd² − (Σd)²/M) / M with d = x − mean, which removes the
-/// error of the rounded mean. Unlike E[x²] − E[x]², this stays accurate when |mean| ≫ std.
-/// Above `parallelElementThreshold` elements each pass splits the rows over `threads`, whose Double
-/// totals are added in thread order (so the result does not depend on timing).
+/// One pass over the data, shifted by the first row (Chan, Golub & LeVeque 1983, "shifted data"): with
+/// d = x − x₀, mean = x₀ + Σd/M and var = (Σd² − (Σd)²/M)/M. The shift is a sample of the same
+/// channel, so it lies within a few standard deviations of the mean and the subtraction loses no more
+/// than a few bits, where E[x²] − E[x]² fails once |mean| ≫ std.
+/// Above `parallelElementThreshold` elements the rows split over `threads`, whose Double totals are
+/// added in thread order (so the result does not depend on timing).
 /// - Precondition: M ≥ 1.
 public func batchNormStatistics(
     _ input: UnsafePointer<Float>, rows M: Int, channels C: Int,
@@ -60,21 +61,11 @@ public func batchNormStatistics(
     let T = rowThreads(M, C, threads)
     withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * C * T) { totals in
         let totals = totals.baseAddress!
-        // Per thread: [Σx] in pass 1, [Σd², Σd] in pass 2.
-        parallelFor(T) { t in
-            blockedSums(rows: partition(M, parts: T, index: t), channels: C, into: totals + 2 * C * t, second: nil) {
-                r, c, lanes in (load(input + r * C + c, lanes), Vector())
-            }
-        }
-        for c in 0..<C {
-            var sum: Double = 0
-            for t in 0..<T { sum += totals[2 * C * t + c] }
-            mean[c] = Float(sum / Double(M))
-        }
+        // Per thread: [Σd², Σd].
         parallelFor(T) { t in
             let base = totals + 2 * C * t
             blockedSums(rows: partition(M, parts: T, index: t), channels: C, into: base, second: base + C) { r, c, lanes in
-                let d = load(input + r * C + c, lanes) - load(mean + c, lanes)
+                let d = load(input + r * C + c, lanes) - load(input + c, lanes)
                 return (d * d, d)
             }
         }
@@ -84,6 +75,7 @@ public func batchNormStatistics(
                 squares += totals[2 * C * t + c]
                 deviations += totals[2 * C * t + C + c]
             }
+            mean[c] = Float(Double(input[c]) + deviations / Double(M))
             let centered = squares - deviations * deviations / Double(M)
             variance[c] = Float(max(centered, 0) / Double(M))
         }
