@@ -132,16 +132,17 @@ final class ChannelPadShortcut: Layer {
         }
         let (n, h, w) = (input.shape[0], input.shape[1], input.shape[2])
         let (oh, ow) = ((h + stride - 1) / stride, (w + stride - 1) / stride)
-        var output = Tensor(zeros: [n, oh, ow, outputChannels])
-        let front = padFront
-        input.scalars.withUnsafeBufferPointer { x in
-            output.scalars.withUnsafeMutableBufferPointer { y in
-                for b in 0..<n {
+        let (front, back) = (padFront, outputChannels - inputChannels - padFront)
+        let output = Tensor(overwrittenBy: [n, oh, ow, outputChannels]) { y in
+            input.scalars.withUnsafeBufferPointer { x in
+                forEachImage(n, elements: n * oh * ow * outputChannels) { b in
                     for i in 0..<oh {
                         for j in 0..<ow {
-                            let source = ((b * h + i * stride) * w + j * stride) * inputChannels
-                            let target = ((b * oh + i) * ow + j) * outputChannels + front
-                            (y.baseAddress! + target).update(from: x.baseAddress! + source, count: inputChannels)
+                            let source = x.baseAddress! + ((b * h + i * stride) * w + j * stride) * inputChannels
+                            let target = y + ((b * oh + i) * ow + j) * outputChannels
+                            for c in 0..<front { target[c] = 0 }
+                            for c in 0..<inputChannels { target[front + c] = source[c] }
+                            for c in 0..<back { target[front + inputChannels + c] = 0 }
                         }
                     }
                 }
@@ -155,21 +156,30 @@ final class ChannelPadShortcut: Layer {
         guard let shape = inputShape else { preconditionFailure("ChannelPadShortcut.backward needs a training forward") }
         let (n, h, w) = (shape[0], shape[1], shape[2])
         let (oh, ow) = (dOutput.shape[1], dOutput.shape[2])
-        var dInput = Tensor(zeros: shape)
         let front = padFront
-        dOutput.scalars.withUnsafeBufferPointer { dy in
-            dInput.scalars.withUnsafeMutableBufferPointer { dx in
-                for b in 0..<n {
+        return Tensor(overwrittenBy: shape) { dx in
+            dOutput.scalars.withUnsafeBufferPointer { dy in
+                forEachImage(n, elements: n * h * w * inputChannels) { b in
+                    // Pixels the stride skipped get no gradient.
+                    (dx + b * h * w * inputChannels).update(repeating: 0, count: h * w * inputChannels)
                     for i in 0..<oh {
                         for j in 0..<ow {
-                            let target = ((b * h + i * stride) * w + j * stride) * inputChannels
-                            let source = ((b * oh + i) * ow + j) * outputChannels + front
-                            (dx.baseAddress! + target).update(from: dy.baseAddress! + source, count: inputChannels)
+                            let target = dx + ((b * h + i * stride) * w + j * stride) * inputChannels
+                            let source = dy.baseAddress! + ((b * oh + i) * ow + j) * outputChannels + front
+                            for c in 0..<inputChannels { target[c] = source[c] }
                         }
                     }
                 }
             }
         }
-        return dInput
+    }
+}
+
+// Calls body(image) for each of `images` images, split over the kernel threads when the pass touches
+// enough `elements` for a second core to pay.
+private func forEachImage(_ images: Int, elements: Int, _ body: (Int) -> Void) {
+    let threads = elements >= parallelElementThreshold ? max(1, min(kernelThreads, images)) : 1
+    parallelFor(threads) { t in
+        for b in partition(images, parts: threads, index: t) { body(b) }
     }
 }
