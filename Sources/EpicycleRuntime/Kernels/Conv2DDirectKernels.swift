@@ -91,6 +91,23 @@ private func finish(_ sum: Vector, _ mode: StoreMode, _ residual: UnsafePointer<
     store(value, out + offset)
 }
 
+// `finish` for the one-vector sums of 16 consecutive output pixels, `o` floats apart.
+@inline(__always)
+private func finishSixteenPixels(
+    _ a: (Vector, Vector, Vector, Vector, Vector, Vector, Vector, Vector,
+          Vector, Vector, Vector, Vector, Vector, Vector, Vector, Vector),
+    _ mode: StoreMode, _ residual: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>, _ o: Int
+) {
+    finish(a.0, mode, residual, out, 0); finish(a.1, mode, residual, out, o)
+    finish(a.2, mode, residual, out, 2 * o); finish(a.3, mode, residual, out, 3 * o)
+    finish(a.4, mode, residual, out, 4 * o); finish(a.5, mode, residual, out, 5 * o)
+    finish(a.6, mode, residual, out, 6 * o); finish(a.7, mode, residual, out, 7 * o)
+    finish(a.8, mode, residual, out, 8 * o); finish(a.9, mode, residual, out, 9 * o)
+    finish(a.10, mode, residual, out, 10 * o); finish(a.11, mode, residual, out, 11 * o)
+    finish(a.12, mode, residual, out, 12 * o); finish(a.13, mode, residual, out, 13 * o)
+    finish(a.14, mode, residual, out, 14 * o); finish(a.15, mode, residual, out, 15 * o)
+}
+
 // padded[Hp, Wp, C] ← image[H, W, C] placed with its first pixel at padded (top, left), zeros elsewhere.
 // `top` and `left` may be negative and the image may overhang the bottom and right: only the overlap
 // is copied.
@@ -251,14 +268,7 @@ private func forwardTile16x1Taps3(_ plan: DirectPlan, _ x: UnsafePointer<Float>,
             wc += K
         }
     }
-    finish(a0, mode, residual, out, 0); finish(a1, mode, residual, out, o)
-    finish(a2, mode, residual, out, 2 * o); finish(a3, mode, residual, out, 3 * o)
-    finish(a4, mode, residual, out, 4 * o); finish(a5, mode, residual, out, 5 * o)
-    finish(a6, mode, residual, out, 6 * o); finish(a7, mode, residual, out, 7 * o)
-    finish(a8, mode, residual, out, 8 * o); finish(a9, mode, residual, out, 9 * o)
-    finish(a10, mode, residual, out, 10 * o); finish(a11, mode, residual, out, 11 * o)
-    finish(a12, mode, residual, out, 12 * o); finish(a13, mode, residual, out, 13 * o)
-    finish(a14, mode, residual, out, 14 * o); finish(a15, mode, residual, out, 15 * o)
+    finishSixteenPixels((a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15), mode, residual, out, o)
 }
 
 // 16 output pixels × 16 output channels.
@@ -298,14 +308,7 @@ private func forwardTile16x1(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ w:
             a15.addProduct(Vector(repeating: x7[eight + j]), w0)
         }
     }
-    finish(a0, mode, residual, out, 0); finish(a1, mode, residual, out, o)
-    finish(a2, mode, residual, out, 2 * o); finish(a3, mode, residual, out, 3 * o)
-    finish(a4, mode, residual, out, 4 * o); finish(a5, mode, residual, out, 5 * o)
-    finish(a6, mode, residual, out, 6 * o); finish(a7, mode, residual, out, 7 * o)
-    finish(a8, mode, residual, out, 8 * o); finish(a9, mode, residual, out, 9 * o)
-    finish(a10, mode, residual, out, 10 * o); finish(a11, mode, residual, out, 11 * o)
-    finish(a12, mode, residual, out, 12 * o); finish(a13, mode, residual, out, 13 * o)
-    finish(a14, mode, residual, out, 14 * o); finish(a15, mode, residual, out, 15 * o)
+    finishSixteenPixels((a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15), mode, residual, out, o)
 }
 
 // 8 output pixels × 16 output channels.
