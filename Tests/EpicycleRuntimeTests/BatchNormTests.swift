@@ -87,6 +87,24 @@ private func count(_ buffer: Buffer) -> Int64? {
 }
 
 @Suite struct BatchNormLayerTests {
+    // A batch norm folded into an inference convolution must forget its last training forward, as an
+    // inference forward does: keeping it would hold the activation and let a stale backward run.
+    @Test func foldedInferenceKeepsNoCache() async {
+        await #expect(processExitsWith: .success) {
+            let norm = BatchNorm2D(channels: 3)
+            _ = try norm.forward(randomTensor([2, 2, 2, 3], seed: 1), mode: .training)
+            _ = norm.backward(Tensor(zeros: [2, 2, 2, 3]))
+        }
+        await #expect(processExitsWith: .failure) {
+            var generator = RandomGenerator(seed: 1)
+            let conv = Conv2D(inputChannels: 2, outputChannels: 3, kernelSize: 1, generator: &generator)
+            let norm = BatchNorm2D(channels: 3)
+            _ = try norm.forward(randomTensor([2, 2, 2, 3], seed: 1), mode: .training)
+            _ = try conv.forwardInference(Tensor(zeros: [2, 2, 2, 2]), normalizedBy: norm, relu: false)
+            _ = norm.backward(Tensor(zeros: [2, 2, 2, 3]))
+        }
+    }
+
     @Test func stateNamesAndInitialValues() {
         let layer = BatchNorm2D(channels: 3)
         let state = layer.state

@@ -116,8 +116,10 @@ public final class BatchNorm2D: Layer {
     }
 
     /// Inference-mode batch norm as a per-channel affine map y = x·scale + shift, for folding into the
-    /// convolution before it: scale = γ/√(running_var + ε), shift = β − running_mean·scale.
-    public var inferenceAffine: (scale: [Float], shift: [Float]) {
+    /// convolution before it: scale = γ/√(running_var + ε), shift = β − running_mean·scale. Like an
+    /// inference-mode forward, which it stands in for, it drops what the last training forward kept.
+    public func inferenceAffine() -> (scale: [Float], shift: [Float]) {
+        cache = nil
         let mean = floats(of: runningMean, "running_mean"), variance = floats(of: runningVariance, "running_var")
         let gamma = weight.value.scalars, beta = bias.value.scalars
         let scale = (0..<channels).map { gamma[$0] / (variance[$0] + epsilon).squareRoot() }

@@ -83,7 +83,7 @@ public final class Conv2D: Layer {
                                              found: residual.shape)
         }
         cache = nil
-        let (scale, shift) = norm.inferenceAffine
+        let (scale, shift) = norm.inferenceAffine()
         return Tensor(overwrittenBy: geometry.outputShape) { output in
             input.scalars.withUnsafeBufferPointer { input in
                 weight.value.scalars.withUnsafeBufferPointer { weight in
