@@ -37,6 +37,8 @@ public struct Checkpoint {
     public var training: TrainingRecord?
     /// Distillation regressors and other trainable extras beside the model.
     public var adapters: StateRecord?
+    /// The input pipeline the model was trained with (`/data`); nil in checkpoints written before it existed.
+    public var input: InputPipeline?
     /// When the checkpoint was made, ISO 8601 (UTC).
     public var created: String
     public var softwareVersion: String
@@ -44,7 +46,7 @@ public struct Checkpoint {
     public internal(set) var source: String = ""
 
     public init(architecture: String, numClasses: Int, model: StateRecord, optimizer: OptimizerRecord? = nil,
-                training: TrainingRecord? = nil, adapters: StateRecord? = nil,
+                training: TrainingRecord? = nil, adapters: StateRecord? = nil, input: InputPipeline? = nil,
                 created: String = Checkpoint.timestamp(), softwareVersion: String = epicycleSoftwareVersion) {
         self.architecture = architecture
         self.numClasses = numClasses
@@ -52,15 +54,17 @@ public struct Checkpoint {
         self.optimizer = optimizer
         self.training = training
         self.adapters = adapters
+        self.input = input
         self.created = created
         self.softwareVersion = softwareVersion
     }
 
     /// A snapshot of a live model (and adapters), sharing tensor storage until either side changes.
     public init(model state: ModuleState, architecture: String, numClasses: Int, optimizer: OptimizerRecord? = nil,
-                training: TrainingRecord? = nil, adapters: ModuleState? = nil, created: String = Checkpoint.timestamp()) {
+                training: TrainingRecord? = nil, adapters: ModuleState? = nil, input: InputPipeline? = nil,
+                created: String = Checkpoint.timestamp()) {
         self.init(architecture: architecture, numClasses: numClasses, model: StateRecord(state), optimizer: optimizer,
-                  training: training, adapters: adapters.map(StateRecord.init), created: created)
+                  training: training, adapters: adapters.map(StateRecord.init), input: input, created: created)
     }
 
     /// The current time as ISO 8601 in UTC, e.g. "2026-05-14T09:30:12Z".
@@ -174,5 +178,34 @@ public struct MetricsTable: Equatable {
     /// The values of the named column, or nil if there is no such column.
     public func column(_ name: String) -> [Double]? {
         columns.firstIndex(of: name).map { index in rows.map { $0[index] } }
+    }
+}
+
+/// How images are turned into the model's input, so a reader of the checkpoint needs nothing else
+/// (stored under `/data`): the image shape, per-channel normalisation of pixels scaled to [0, 1]
+/// (`x = (pixel / 255 − mean[c]) / std[c]`, channels last), and which original labels the outputs stand for.
+public struct InputPipeline: Equatable, Sendable {
+    /// The dataset's catalogue name or folder, e.g. "fashion-mnist".
+    public var dataset: String
+    public var height: Int
+    public var width: Int
+    public var channels: Int
+    public var mean: [Float]  // [channels]
+    public var standardDeviation: [Float]  // [channels]
+    /// Output index i stands for the dataset's original label `classes[i]`.
+    public var classes: [Int]
+    /// The class names, one per output index ("" where the dataset has none).
+    public var classNames: [String]
+
+    public init(dataset: String, height: Int, width: Int, channels: Int, mean: [Float], standardDeviation: [Float],
+                classes: [Int], classNames: [String]) {
+        self.dataset = dataset
+        self.height = height
+        self.width = width
+        self.channels = channels
+        self.mean = mean
+        self.standardDeviation = standardDeviation
+        self.classes = classes
+        self.classNames = classNames
     }
 }

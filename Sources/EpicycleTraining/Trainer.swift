@@ -24,11 +24,49 @@ public enum TrainingError: Error, CustomStringConvertible {
     }
 }
 
+/// Loss and accuracy of one model on one split.
+public struct SplitScore: Codable, Equatable, Sendable {
+    public var images: Int
+    public var loss: Double
+    /// Percent.
+    public var top1: Double
+    /// Percent (top-k with k = min(5, classes)).
+    public var top5: Double
+
+    public init(images: Int, loss: Double, top1: Double, top5: Double) {
+        self.images = images
+        self.loss = loss
+        self.top1 = top1
+        self.top5 = top5
+    }
+}
+
+/// The test split scored once at the end of a phase: the final weights, and `best.h5` (chosen on validation).
+public struct TestScores: Codable, Equatable, Sendable {
+    public var last: SplitScore
+    public var best: SplitScore
+    /// The epoch (1-based) whose weights `best.h5` holds.
+    public var bestEpoch: Int
+
+    public init(last: SplitScore, best: SplitScore, bestEpoch: Int) {
+        self.last = last
+        self.best = best
+        self.bestEpoch = bestEpoch
+    }
+
+    enum CodingKeys: String, CodingKey { case last, best, bestEpoch = "best_epoch" }
+}
+
 /// The result of one phase.
 public struct PhaseResult: Sendable {
     public var history: [EpochRecord]
+    /// Best and final validation top-1 (%).
     public var bestTop1: Double
     public var finalTop1: Double
+    /// True when the recipe chose `validation: test`: then selection saw the test images, and every output says so.
+    public var validatesOnTest: Bool
+    /// The end-of-phase test scores (nil only while a phase has not finished).
+    public var test: TestScores?
     public var folder: String
     public var seconds: Double
 }
@@ -223,7 +261,7 @@ package final class Trainer {
         }
         let best = history.map(\.validationTop1).max() ?? .nan
         return PhaseResult(history: history, bestTop1: best, finalTop1: history.last?.validationTop1 ?? .nan,
-                           folder: folder, seconds: Date().timeIntervalSince(began))
+                           validatesOnTest: false, test: nil, folder: folder, seconds: Date().timeIntervalSince(began))
     }
 
     private func trainingStep(_ batch: Batch, _ values: [Knob: Double], _ position: Position) throws -> (Float, Tensor) {
