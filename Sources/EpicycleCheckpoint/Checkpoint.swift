@@ -141,6 +141,8 @@ public struct TrainingRecord {
     public var bestTop1: Double?
     /// One row per evaluated epoch.
     public var metrics: MetricsTable
+    /// The end-of-phase test scores, recorded once the phase is complete (attrs `test_*`).
+    public var test: TestScores?
 
     public init(program: Program, epoch: Int, step: Int, cyclePosition: Double, seed: UInt64, rngState: [UInt64],
                 recipe: String, bestTop1: Double? = nil, metrics: MetricsTable = MetricsTable(columns: [])) {
@@ -208,4 +210,37 @@ public struct InputPipeline: Equatable, Sendable {
         self.classes = classes
         self.classNames = classNames
     }
+}
+
+/// Loss and accuracy of one model on one split.
+public struct SplitScore: Codable, Equatable, Sendable {
+    public var images: Int
+    public var loss: Double
+    /// Percent.
+    public var top1: Double
+    /// Percent (top-k with k = min(5, classes)).
+    public var top5: Double
+
+    public init(images: Int, loss: Double, top1: Double, top5: Double) {
+        self.images = images
+        self.loss = loss
+        self.top1 = top1
+        self.top5 = top5
+    }
+}
+
+/// The test split scored once at the end of a phase: the final weights, and `best.h5` (chosen on validation).
+public struct TestScores: Codable, Equatable, Sendable {
+    public var last: SplitScore
+    public var best: SplitScore
+    /// The epoch (1-based) whose weights `best.h5` holds.
+    public var bestEpoch: Int
+
+    public init(last: SplitScore, best: SplitScore, bestEpoch: Int) {
+        self.last = last
+        self.best = best
+        self.bestEpoch = bestEpoch
+    }
+
+    enum CodingKeys: String, CodingKey { case last, best, bestEpoch = "best_epoch" }
 }

@@ -139,6 +139,19 @@ private struct RecordReader {
             rngState: [],
             recipe: try string("recipe", of: group),
             bestTop1: try group.hasAttribute("best_top1") ? try double("best_top1", of: group) : nil)
+        if try group.hasAttribute("test_top1") {
+            let images = Int(try integer("test_images", of: group)), bestEpoch = try integer("test_best_epoch", of: group)
+            guard images >= 0, (1...Int64(Int32.max)).contains(bestEpoch) else {
+                throw CheckpointError.invalidValue(file: file, object: attributeName("test_images", of: group),
+                                                   reason: "test_images \(images) / test_best_epoch \(bestEpoch) are out of range")
+            }
+            func score(_ prefix: String) throws -> SplitScore {
+                SplitScore(images: images, loss: try double(prefix + "_loss", of: group),
+                           top1: try double(prefix + "_top1", of: group), top5: try double(prefix + "_top5", of: group))
+            }
+            record.test = TestScores(last: try score("test"), best: try score("test_best"),
+                                     bestEpoch: Int(bestEpoch))
+        }
 
         let (rngDataset, rngType, rngShape) = try requiredDataset("rng_state", in: group)
         guard rngType.isUInt64, rngShape.count == 1 else {

@@ -141,6 +141,15 @@ private struct RecordWriter {
         if let bestTop1 = training.bestTop1 {
             try group.writeAttribute("best_top1", double: bestTop1)
         }
+        if let test = training.test {
+            try group.writeAttribute("test_images", int64: Int64(test.last.images))
+            try group.writeAttribute("test_best_epoch", int64: Int64(test.bestEpoch))
+            for (prefix, score) in [("test", test.last), ("test_best", test.best)] {
+                try group.writeAttribute(prefix + "_loss", double: score.loss)
+                try group.writeAttribute(prefix + "_top1", double: score.top1)
+                try group.writeAttribute(prefix + "_top5", double: score.top5)
+            }
+        }
         _ = try training.rngState.withUnsafeBytes {
             try group.writeDataset("rng_state", shape: [training.rngState.count], fileType: epicycle_H5T_STD_U64LE(),
                                    memoryType: epicycle_H5T_NATIVE_UINT64(), data: $0.baseAddress)

@@ -13,6 +13,8 @@ public enum DistillationError: Error, Equatable, CustomStringConvertible {
     case teacherNotAModel(file: String, reason: String)
     case classCountMismatch(teacher: String, teacherClasses: Int, studentClasses: Int)
     case inputChannelMismatch(teacher: String, teacherChannels: Int, dataChannels: Int)
+    /// The teacher's outputs stand for other original labels than the student's.
+    case classMismatch(teacher: String, teacherClasses: [Int], studentClasses: [Int])
 
     public var description: String {
         switch self {
@@ -23,6 +25,9 @@ public enum DistillationError: Error, Equatable, CustomStringConvertible {
         case let .classCountMismatch(teacher, teacherClasses, studentClasses):
             return "teacher \(teacher) predicts \(teacherClasses) classes but the student's data (pretrain.data) has \(studentClasses); "
                 + "logit distillation needs the same classes — choose them with pretrain.data.classes, or drop the 'logits' term"
+        case let .classMismatch(teacher, teacherClasses, studentClasses):
+            return "teacher \(teacher) predicts the dataset's classes \(teacherClasses) (its /data input pipeline) but the student's "
+                + "data (pretrain.data) has \(studentClasses); logit distillation needs the same classes in the same order"
         case let .inputChannelMismatch(teacher, teacherChannels, dataChannels):
             return "teacher \(teacher) takes \(teacherChannels)-channel images but the student's data has \(dataChannels)-channel images"
         }
@@ -32,9 +37,15 @@ public enum DistillationError: Error, Equatable, CustomStringConvertible {
 /// Loads a teacher: the architecture from the checkpoint's spec, every tensor strictly (no missing or
 /// extra names; `/adapters` of a distilled checkpoint are ignored), every parameter frozen.
 public func loadTeacher(from path: String) throws -> Model {
+    try loadTeacherAndInput(from: path).model
+}
+
+/// `loadTeacher`, with the input pipeline the teacher's checkpoint stores (nil in older files).
+func loadTeacherAndInput(from path: String) throws -> (model: Model, input: InputPipeline?) {
     let model: Model
+    let checkpoint: Checkpoint
     do {
-        let checkpoint = try Checkpoint.read(from: path)
+        checkpoint = try Checkpoint.read(from: path)
         let spec = try ModelSpec(yaml: checkpoint.architecture, file: path)
         model = try Model(spec, seed: 0)
         try checkpoint.loadModel(into: model.state)
@@ -44,7 +55,7 @@ public func loadTeacher(from path: String) throws -> Model {
         throw DistillationError.teacherNotAModel(file: path, reason: error.problem)
     }
     for (_, parameter) in model.state.parameters { parameter.trainable = false }
-    return model
+    return (model, checkpoint.input)
 }
 
 /// `epicycle distill`: trains the recipe's model (the student) on its `pretrain` phase against a frozen
@@ -64,16 +75,24 @@ public func distill(teacher teacherPath: String?, recipe source: RecipeSource, o
     guard let distillRecipe = recipe.distill else {
         throw RecipeError(path: "distill", problem: "is required for distillation (the teacher and the loss terms)")
     }
-    guard let phase = recipe.pretrain, let data = prepared.pretrainData else {
+    guard let phase = recipe.pretrain, var data = prepared.pretrainData else {
         throw RecipeError(path: "pretrain", problem: "is required: the student trains on the pretrain phase")
     }
     guard let path = distillRecipe.teacher else { throw DistillationError.noTeacher }
-    let teacher = try loadTeacher(from: path)
+    let (teacher, teacherInput) = try loadTeacherAndInput(from: path)
     guard teacher.spec.inputChannels == data.channels else {
         throw DistillationError.inputChannelMismatch(teacher: path, teacherChannels: teacher.spec.inputChannels, dataChannels: data.channels)
     }
-    if distillRecipe.losses.contains(where: { $0.kind == .logits }), teacher.spec.numClasses != data.classCount {
+    let matchesLogits = distillRecipe.losses.contains { $0.kind == .logits }
+    if matchesLogits, teacher.spec.numClasses != data.classCount {
         throw DistillationError.classCountMismatch(teacher: path, teacherClasses: teacher.spec.numClasses, studentClasses: data.classCount)
+    }
+    if let teacherInput {
+        // The teacher sees the student's batches, so both are fed as the teacher was trained.
+        data = try data.adopting(teacherInput, from: path, path: "pretrain.data")
+        if matchesLogits, teacherInput.classes != data.classes {
+            throw DistillationError.classMismatch(teacher: path, teacherClasses: teacherInput.classes, studentClasses: data.classes)
+        }
     }
 
     let cycle = JointCycle(pretrainingEpochs: phase.epochs, pretrainingStepsPerEpoch: prepared.stepsPerEpoch(.pretrain),

@@ -35,8 +35,13 @@ public struct ProgramResult: Sendable {
 
     public var summary: String {
         phases.map { phase in
-            String(format: "%@: final top-1 %.2f %%, best %.2f %%, %@ — %@", phase.folder, phase.finalTop1, phase.bestTop1,
-                   formatDuration(phase.seconds), phase.folder + "/last.h5")
+            let selection = phase.validatesOnTest ? "validation (the test split, as the recipe asks)" : "validation"
+            var line = String(format: "%@: %@ top-1 final %.2f %%, best %.2f %%", phase.folder, selection, phase.finalTop1, phase.bestTop1)
+            if let test = phase.test {
+                line += String(format: "; test top-1 final %.2f %%, best.h5 (epoch %d) %.2f %% on %d images",
+                               test.last.top1, test.bestEpoch, test.best.top1, test.last.images)
+            }
+            return line + ", \(formatDuration(phase.seconds)) — \(phase.folder)/last.h5"
         }.joined(separator: "\n")
     }
 }
@@ -179,7 +184,7 @@ public func finetune(from checkpointPath: String, recipe source: RecipeSource, o
 
 private func runFinetuning(_ prepared: PreparedRecipe, from checkpointPath: String, folder: String,
                            options: RunOptions) throws -> PhaseResult {
-    guard let phase = prepared.recipe.finetune, let data = prepared.finetuneData else {
+    guard let phase = prepared.recipe.finetune, var data = prepared.finetuneData else {
         throw RecipeError(path: "finetune", problem: "is required for fine-tuning")
     }
     let source = try Checkpoint.read(from: checkpointPath)
@@ -187,6 +192,9 @@ private func runFinetuning(_ prepared: PreparedRecipe, from checkpointPath: Stri
     guard spec.inputChannels == data.channels else {
         throw RecipeError(path: "finetune.data", problem: "has \(data.channels)-channel images; \(checkpointPath) takes \(spec.inputChannels)")
     }
+    // The pretrained features expect the inputs normalised as in pretraining (as timm fine-tunes with
+    // the pretrained model's mean and std).
+    if let input = source.input { data = try data.adopting(input, from: checkpointPath, path: "finetune.data") }
     spec.numClasses = data.classCount
 
     // Where the pretraining left the cycle: epochs and steps per epoch from its training record.
@@ -247,41 +255,117 @@ public func cycle(recipe source: RecipeSource, options: RunOptions = RunOptions(
     return ProgramResult(phases: phases, checkpoint: finetuneFolder + "/last.h5")
 }
 
-/// Accuracy of a checkpoint's model on a dataset's test split.
+/// The splits a phase's data has.
+public enum EvaluationSplit: String, CaseIterable, Sendable {
+    case train, validation, test
+}
+
+/// Accuracy of a checkpoint's model on one split.
 public struct EvaluationResult: Sendable {
-    public var images: Int
-    public var loss: Double
-    public var top1: Double
-    public var top5: Double
+    public var split: EvaluationSplit
+    /// True when the split's images are the test images (also `--split validation` of a recipe that said `validation: test`).
+    public var isTestSplit: Bool
+    public var score: SplitScore
     public var dataset: String
+    /// One name per output index.
+    public var classNames: [String]
+    /// `confusion[label][predicted]` image counts.
+    public var confusion: [[Int]]
 
     public var summary: String {
-        String(format: "%@: %d images, loss %.4f, top-1 %.2f %%, top-5 %.2f %%", dataset, images, loss, top1, top5)
+        let name = isTestSplit && split != .test ? "\(split.rawValue) split (the test images)" : "\(split.rawValue) split"
+        var line = String(format: "%@ of %@: %d images, loss %.4f, top-1 %.2f %%", name, dataset, score.images, score.loss, score.top1)
+        if classNames.count > 5 { line += String(format: ", top-5 %.2f %%", score.top5) }
+        return line
+    }
+
+    /// Accuracy per class: `class  images  top-1`.
+    public var perClassTable: String {
+        let titles = classNames.enumerated().map { "\($0.offset)  \($0.element)" }
+        let width = max(5, titles.map(\.count).max() ?? 0) + 2
+        var lines = ["class".padding(toLength: width, withPad: " ", startingAt: 0) + " images    top-1"]
+        for (label, row) in confusion.enumerated() {
+            let images = row.reduce(0, +)
+            let accuracy = images == 0 ? Double.nan : 100 * Double(row[label]) / Double(images)
+            lines.append(titles[label].padding(toLength: width, withPad: " ", startingAt: 0) + String(format: " %6d  %6.2f %%", images, accuracy))
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// The confusion matrix: a row per true label, a column per predicted label.
+    public var confusionTable: String {
+        let cell = max(5, String(confusion.flatMap { $0 }.max() ?? 0).count + 1)
+        func padded(_ text: String) -> String { String(repeating: " ", count: max(0, cell - text.count)) + text }
+        let header = "true \\ predicted"
+        var lines = [header + confusion.indices.map { padded(String($0)) }.joined()]
+        for (label, row) in confusion.enumerated() {
+            lines.append(String(label).padding(toLength: header.count, withPad: " ", startingAt: 0) + row.map { padded(String($0)) }.joined())
+        }
+        return lines.joined(separator: "\n")
     }
 }
 
-/// `epicycle eval`: the model of `checkpointPath` on `data`'s validation images (by default the data
-/// of the phase that produced the checkpoint, from the recipe it stores).
-public func evaluate(checkpoint checkpointPath: String, data override: DataRecipe? = nil) throws -> EvaluationResult {
+/// Loss (plain cross-entropy, T = 1), top-1, top-5 and the confusion matrix of `model` in inference
+/// mode over `loader`'s images.
+/// - Throws: `TrainingError.nonFiniteOutputs` when an output is NaN or infinite: a number computed from
+///   NaN is no accuracy.
+func evaluateModel(_ model: Model, on loader: DataLoader, split: String, source: String) throws -> (score: SplitScore, confusion: [[Int]]) {
+    var metrics = RunningMetrics()
+    let classes = model.spec.numClasses
+    var confusion = [[Int]](repeating: [Int](repeating: 0, count: classes), count: classes)
+    for batch in loader.epoch(0, batchSize: Trainer.evaluationBatchSize) {
+        let logits = try model.forward(batch.images, mode: .inference).logits
+        guard logits.scalars.allSatisfy(\.isFinite) else { throw TrainingError.nonFiniteOutputs(split: split, folder: source) }
+        metrics.add(loss: try CrossEntropyLoss()(logits: logits, labels: batch.labels).value, logits: logits, labels: batch.labels)
+        logits.scalars.withUnsafeBufferPointer { z in
+            for (row, label) in batch.labels.enumerated() {
+                var predicted = 0
+                for j in 1..<classes where z[row * classes + j] > z[row * classes + predicted] { predicted = j }
+                confusion[Int(label)][predicted] += 1
+            }
+        }
+    }
+    return (SplitScore(images: metrics.images, loss: metrics.loss, top1: metrics.top1, top5: metrics.top5), confusion)
+}
+
+/// `epicycle eval`: the model of `checkpointPath` on one split of its own dataset (by default the test
+/// split), fed as the checkpoint's input pipeline says (`/data`: normalisation and classes).
+///
+/// The splits are those of the phase that produced the checkpoint, rebuilt from the recipe it stores
+/// (the validation split is held out with the same fixed seed); `dataset`, `folder` and `classes`
+/// override the stored ones (the checkpoint's own classes give the same figures as no override).
+public func evaluate(checkpoint checkpointPath: String, split: EvaluationSplit = .test, dataset: String? = nil,
+                     folder: String? = nil, classes: [Int]? = nil) throws -> EvaluationResult {
     let checkpoint = try Checkpoint.read(from: checkpointPath)
     let spec = try ModelSpec(yaml: checkpoint.architecture, file: checkpointPath)
-    var dataRecipe = override ?? DataRecipe()
-    if override == nil, let record = checkpoint.training,
+    var dataRecipe = DataRecipe()
+    if let record = checkpoint.training,
        let recipe = try? RecipeSource(text: record.recipe, origin: checkpointPath).decode(Recipe.self) {
         // A distilled student trained on the recipe's pretrain phase.
-        let phase = record.program == .finetune ? recipe.finetune : recipe.pretrain
-        dataRecipe = phase?.data ?? dataRecipe
+        dataRecipe = (record.program == .finetune ? recipe.finetune : recipe.pretrain)?.data ?? dataRecipe
+    } else if let input = checkpoint.input {
+        dataRecipe.dataset = input.dataset
+        dataRecipe.classes = input.classes
     }
-    let data = try PreparedData(dataRecipe, path: "data")
+    if let dataset { dataRecipe.dataset = dataset; dataRecipe.folder = nil }
+    if let folder { dataRecipe.folder = folder }
+    if let classes { dataRecipe.classes = classes }
+    var data = try PreparedData(dataRecipe, path: "data")
+    if let input = checkpoint.input { data = try data.adopting(input, from: checkpointPath, path: "data") }
     guard data.channels == spec.inputChannels, data.classCount == spec.numClasses else {
         throw RecipeError(path: "data", problem: "\(data.source) has \(data.channels)-channel images in \(data.classCount) classes; \(checkpointPath) expects \(spec.inputChannels) channels and \(spec.numClasses) classes (choose classes with --classes)")
     }
     let model = try Model(spec, seed: 0)
     try checkpoint.loadModel(into: model.state)
-    var metrics = RunningMetrics()
-    for batch in data.validationLoader().epoch(0, batchSize: 256) {
-        let logits = try model.forward(batch.images, mode: .inference).logits
-        metrics.add(loss: try CrossEntropyLoss()(logits: logits, labels: batch.labels).value, logits: logits, labels: batch.labels)
+    let images = switch split {
+    case .train: data.training
+    case .validation: data.validation
+    case .test: data.test
     }
-    return EvaluationResult(images: metrics.images, loss: metrics.loss, top1: metrics.top1, top5: metrics.top5, dataset: data.source)
+    guard images.count > 0 else {
+        throw RecipeError(path: "data", problem: "the \(split.rawValue) split of \(data.source) has no images")
+    }
+    let (score, confusion) = try evaluateModel(model, on: data.loader(for: images), split: split.rawValue, source: checkpointPath)
+    return EvaluationResult(split: split, isTestSplit: split == .test || (split == .validation && data.validatesOnTest), score: score,
+                            dataset: data.source, classNames: images.classNames, confusion: confusion)
 }

@@ -23,10 +23,12 @@ public struct Recipe: Decodable, Sendable {
     public var checkpointEvery: Int
     /// Threads for matrix products; default: all cores.
     public var threads: Int?
+    /// When batch-norm running statistics are recomputed before validation and saving.
+    public var preciseBN: PreciseBNRecipe
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, seed, model, optimizer, loss, knobs, pretrain, finetune, distill, output
-        case checkpointEvery = "checkpoint_every", threads
+        case checkpointEvery = "checkpoint_every", threads, preciseBN = "precise_bn"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -44,6 +46,7 @@ public struct Recipe: Decodable, Sendable {
         output = try container.decodeIfPresent(String.self, forKey: .output)
         checkpointEvery = try container.decodeIfPresent(Int.self, forKey: .checkpointEvery) ?? 0
         threads = try container.decodeIfPresent(Int.self, forKey: .threads)
+        preciseBN = try container.decodeIfPresent(PreciseBNRecipe.self, forKey: .preciseBN) ?? PreciseBNRecipe()
         guard checkpointEvery >= 0 else {
             throw RecipeError(path: "checkpoint_every", problem: "must be ≥ 0, got \(checkpointEvery)")
         }
@@ -215,8 +218,9 @@ public struct DataRecipe: Decodable, Sendable, Equatable {
     public var first: Int?
     /// … or the first N of each class.
     public var perClass: Int?
-    /// Hold out this many training samples for validation; 0 validates on the test split.
-    public var validation: Int = 0
+    /// Which images select the best epoch: held out of the training split (by default 10 %), or, only
+    /// when asked for explicitly, the test split.
+    public var validation: ValidationSplit = .default
     /// Augmentation policy: `none`, `full`, or a list such as `crop,flip,cutout`.
     public var augmentation: String = "none"
 
@@ -235,7 +239,7 @@ public struct DataRecipe: Decodable, Sendable, Equatable {
         classes = try container.decodeIfPresent([Int].self, forKey: .classes)
         first = try container.decodeIfPresent(Int.self, forKey: .first)
         perClass = try container.decodeIfPresent(Int.self, forKey: .perClass)
-        validation = try container.decodeIfPresent(Int.self, forKey: .validation) ?? 0
+        validation = try container.decodeIfPresent(ValidationSplit.self, forKey: .validation) ?? .default
         augmentation = try container.decodeIfPresent(String.self, forKey: .augmentation) ?? "none"
         let path = decoder.path
         if let classes {
@@ -245,7 +249,6 @@ public struct DataRecipe: Decodable, Sendable, Equatable {
         if first != nil && perClass != nil { throw RecipeError(path: path, problem: "set first or per_class, not both") }
         if let first, first < 1 { throw RecipeError(path: path + ".first", problem: "must be ≥ 1 (an empty subset), got \(first)") }
         if let perClass, perClass < 1 { throw RecipeError(path: path + ".per_class", problem: "must be ≥ 1, got \(perClass)") }
-        guard validation >= 0 else { throw RecipeError(path: path + ".validation", problem: "must be ≥ 0, got \(validation)") }
         if let format, DatasetFormat(rawValue: format) == nil {
             throw RecipeError(path: path + ".format", problem: "expected one of \(DatasetFormat.allCases.map(\.rawValue).joined(separator: ", ")), got '\(format)'")
         }
@@ -253,6 +256,105 @@ public struct DataRecipe: Decodable, Sendable, Equatable {
             _ = try AugmentationPolicy(parsing: augmentation)
         } catch {
             throw RecipeError(path: path + ".augmentation", problem: "\(error)")
+        }
+    }
+}
+
+/// Where a phase's validation images come from. Selection (`best.h5`, the "best" columns) reads
+/// them; the test split is scored once at the end of a phase, so it must not be among them unless the
+/// recipe says `validation: test`.
+public enum ValidationSplit: Decodable, Sendable, Equatable, CustomStringConvertible {
+    /// This many images held out of the training split (before `first` / `per_class` subsetting).
+    case heldOut(count: Int)
+    /// This share of the training split held out, rounded to the nearest image.
+    case heldOutFraction(Double)
+    /// The test split itself: every output then says that selection saw the test images.
+    case test
+
+    /// 10 % of the training split, as most PyTorch recipes hold out.
+    public static let `default` = ValidationSplit.heldOutFraction(0.1)
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let path = decoder.path
+        let hint = "expected a number of images (e.g. 1000), a fraction in (0, 1) (e.g. 0.1) or 'test'"
+        if let count = try? container.decode(Int.self) {
+            guard count >= 1 else {
+                throw RecipeError(path: path, problem: "must be ≥ 1 image, got \(count); to validate on the test split say 'validation: test'")
+            }
+            self = .heldOut(count: count)
+        } else if let fraction = try? container.decode(Double.self) {
+            guard fraction > 0 && fraction < 1 else { throw RecipeError(path: path, problem: "\(hint), got \(fraction)") }
+            self = .heldOutFraction(fraction)
+        } else if let text = try? container.decode(String.self), text == "test" {
+            self = .test
+        } else {
+            throw RecipeError(path: path, problem: hint)
+        }
+    }
+
+    /// How many of `trainingCount` images are held out (nil for the test split).
+    public func heldOutCount(of trainingCount: Int) -> Int? {
+        switch self {
+        case let .heldOut(count): return count
+        case let .heldOutFraction(fraction): return Int((Double(trainingCount) * fraction).rounded())
+        case .test: return nil
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case let .heldOut(count): return "\(count) held-out training images"
+        case let .heldOutFraction(fraction): return String(format: "%g %% of the training images, held out", fraction * 100)
+        case .test: return "the test split"
+        }
+    }
+}
+
+/// Batch-norm recalibration ("precise BN", Wu & Johnson 2021, *Rethinking "Batch" in BatchNorm*): before
+/// each validation, the running statistics are recomputed as the plain average over the first
+/// `images` un-augmented training images with the current weights. The moving averages lag weights
+/// that move fast, and they were taken on augmented images: a phase that ends at the hard end of a
+/// cycle (high learning rate, strong augmentation) is otherwise scored with stale statistics.
+///
+/// `precise_bn: auto` (the default) recalibrates a phase whose last epoch is not at the easy end of the
+/// cycle: some cyclical knob is not back at its easy value, or some other schedule is not at the value
+/// it ends the whole cycle with (every pretraining phase of a joint cycle). `true` / `false` force it;
+/// the mapping form `{when: auto|always|never, images: N}` also sets the image count (default 2048).
+public struct PreciseBNRecipe: Decodable, Sendable, Equatable {
+    public enum When: String, Sendable { case auto, always, never }
+    public var when: When = .auto
+    public var images: Int = 2048
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case when, images }
+
+    public init() {}
+
+    public init(from decoder: any Decoder) throws {
+        let path = decoder.path
+        if let single = try? decoder.singleValueContainer() {
+            if let flag = try? single.decode(Bool.self) {
+                when = flag ? .always : .never
+                return
+            }
+            if let text = try? single.decode(String.self) {
+                guard let parsed = When(rawValue: text) else {
+                    throw RecipeError(path: path, problem: "expected auto, true, false or {when: auto|always|never, images: N}, got '\(text.prefix(40))'")
+                }
+                when = parsed
+                return
+            }
+        }
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let text = try container.decodeIfPresent(String.self, forKey: .when) ?? "auto"
+        guard let parsed = When(rawValue: text) else {
+            throw RecipeError(path: path + ".when", problem: "expected auto, always or never, got '\(text.prefix(40))'")
+        }
+        when = parsed
+        images = try container.decodeIfPresent(Int.self, forKey: .images) ?? 2048
+        guard (1...1_000_000).contains(images) else {
+            throw RecipeError(path: path + ".images", problem: "must be in 1…1000000, got \(images)")
         }
     }
 }

@@ -11,6 +11,8 @@ public enum TrainingError: Error, CustomStringConvertible {
     case diverged(epoch: Int, step: Int, loss: Float, lastGood: String?)
     /// Ctrl-C: the step in progress finished and the state was saved.
     case interrupted(savedTo: String)
+    /// The model's outputs on a split were NaN or infinite.
+    case nonFiniteOutputs(split: String, folder: String)
 
     public var description: String {
         switch self {
@@ -20,41 +22,11 @@ public enum TrainingError: Error, CustomStringConvertible {
                 + "Lower the learning rate or clip gradients (knobs.clip_norm)."
         case let .interrupted(path):
             return "interrupted: saved \(path); continue with --resume"
+        case let .nonFiniteOutputs(split, folder):
+            return "the model's outputs on the \(split) images are not finite (NaN or ∞), so no accuracy is reported: "
+                + "the weights of \(folder) are damaged or have diverged (in training: lower the learning rate or clip gradients, knobs.clip_norm)"
         }
     }
-}
-
-/// Loss and accuracy of one model on one split.
-public struct SplitScore: Codable, Equatable, Sendable {
-    public var images: Int
-    public var loss: Double
-    /// Percent.
-    public var top1: Double
-    /// Percent (top-k with k = min(5, classes)).
-    public var top5: Double
-
-    public init(images: Int, loss: Double, top1: Double, top5: Double) {
-        self.images = images
-        self.loss = loss
-        self.top1 = top1
-        self.top5 = top5
-    }
-}
-
-/// The test split scored once at the end of a phase: the final weights, and `best.h5` (chosen on validation).
-public struct TestScores: Codable, Equatable, Sendable {
-    public var last: SplitScore
-    public var best: SplitScore
-    /// The epoch (1-based) whose weights `best.h5` holds.
-    public var bestEpoch: Int
-
-    public init(last: SplitScore, best: SplitScore, bestEpoch: Int) {
-        self.last = last
-        self.best = best
-        self.bestEpoch = bestEpoch
-    }
-
-    enum CodingKeys: String, CodingKey { case last, best, bestEpoch = "best_epoch" }
 }
 
 /// The result of one phase.
@@ -105,6 +77,9 @@ package final class Trainer {
     private let trainingLoader: DataLoader
     private let validationLoader: DataLoader
     private let trainableParameters: [Parameter]
+    /// The un-augmented training images batch norm is recalibrated on before each validation; nil when
+    /// the phase keeps its moving averages (see `PreciseBNRecipe`).
+    private let recalibrationLoader: DataLoader?
 
     package init(model: Model, optimizer: any Optimizer, program: TrainingRecord.Program, phase: Phase, cyclePhase: Phase,
                  cycle: JointCycle, recipe: Recipe, recipeText: String, data: PreparedData, folder: String,
@@ -126,7 +101,26 @@ package final class Trainer {
         trainingLoader = data.trainingLoader(seed: recipe.seed &+ (phase == .pretrain ? 0 : 1))
         validationLoader = data.validationLoader()
         trainableParameters = (model.state.parameters + (adapters?.parameters ?? [])).map(\.parameter).filter(\.trainable)
+        let recalibrates = switch recipe.preciseBN.when {
+        case .always: true
+        case .never: false
+        case .auto: !knobs.standAtEasyEnd(of: cycle, at: Self.lastPosition(of: cyclePhase, in: cycle))
+        }
+        recalibrationLoader = recalibrates
+            ? data.loader(for: data.training.samples(at: Array(0..<min(recipe.preciseBN.images, data.training.count)),
+                                                     name: "\(data.training.name), first \(recipe.preciseBN.images) for batch-norm recalibration"))
+            : nil
     }
+
+    /// The last step of the phase that occupies `cyclePhase` of the cycle.
+    static func lastPosition(of cyclePhase: Phase, in cycle: JointCycle) -> Position {
+        cyclePhase == .pretrain
+            ? cycle.pretrainingPosition(epoch: cycle.pretrainingEpochs - 1, stepInEpoch: cycle.pretrainingStepsPerEpoch - 1)
+            : cycle.finetuningPosition(epoch: cycle.finetuningEpochs - 1, stepInEpoch: cycle.finetuningStepsPerEpoch - 1)
+    }
+
+    /// Whether batch norm is recalibrated before validation and saving.
+    var recalibratesBatchNorm: Bool { recalibrationLoader != nil }
 
     /// The position of a step in the whole cycle. Batch size may change between epochs, so steps
     /// are counted in units of the cycle's nominal steps per epoch.
@@ -174,16 +168,13 @@ package final class Trainer {
         return try loss(logits: logits, labels: batch.labels)
     }
 
-    /// Validation loss (plain cross-entropy, T = 1), top-1 and top-5 in inference mode.
-    func evaluate() throws -> RunningMetrics {
-        var metrics = RunningMetrics()
-        for batch in validationLoader.epoch(0, batchSize: 256) {
-            let logits = try model.forward(batch.images, mode: .inference).logits
-            let loss = try CrossEntropyLoss()(logits: logits, labels: batch.labels)
-            metrics.add(loss: loss.value, logits: logits, labels: batch.labels)
-        }
-        return metrics
+    /// Recomputes batch-norm statistics from the recalibration images when the phase asks for it.
+    private func recalibrateIfAsked() throws {
+        guard let recalibrationLoader else { return }
+        try model.recalibrateBatchNorm(on: recalibrationLoader.epoch(0, batchSize: Self.evaluationBatchSize).lazy.map(\.images))
     }
+
+    static let evaluationBatchSize = 256
 
     /// Trains from `start` (a resumed checkpoint's record, or nil for a fresh start) to the phase's end.
     package func run(resumingFrom start: TrainingRecord?) throws -> PhaseResult {
@@ -242,7 +233,8 @@ package final class Trainer {
                 }
             }
             let trainSeconds = Date().timeIntervalSince(epochStart)
-            let validation = try evaluate()
+            try recalibrateIfAsked()
+            let validation = try score(model, on: validationLoader, split: data.validatesOnTest ? "test (as validation)" : "validation")
             let record = EpochRecord(
                 epoch: epoch + 1, step: step, trainLoss: metrics.loss, trainTop1: metrics.top1,
                 validationLoss: validation.loss, validationTop1: validation.top1, validationTop5: validation.top5,
@@ -259,9 +251,44 @@ package final class Trainer {
                        validation.top5, record.imagesPerSecond, formatKnobs(record.knobs)) + (progressNote.map { "  " + $0() } ?? ""),
                 secondsLeft: left)
         }
+        let test = try start?.test ?? scoreTestSplit(history: history)
         let best = history.map(\.validationTop1).max() ?? .nan
         return PhaseResult(history: history, bestTop1: best, finalTop1: history.last?.validationTop1 ?? .nan,
-                           validatesOnTest: false, test: nil, folder: folder, seconds: Date().timeIntervalSince(began))
+                           validatesOnTest: data.validatesOnTest, test: test, folder: folder,
+                           seconds: Date().timeIntervalSince(began))
+    }
+
+    /// Scores the test split once, with the final weights and with `best.h5`'s, and records the scores
+    /// in `test.json` and in `last.h5`'s training record (which marks the phase complete for `--resume`).
+    /// Nothing before this reads a test image, unless the recipe validates on the test split.
+    private func scoreTestSplit(history: [EpochRecord]) throws -> TestScores {
+        let loader = data.testLoader()
+        let last = try score(model, on: loader, split: "test")
+        var best = last
+        let bestEpoch: Int
+        if FileManager.default.fileExists(atPath: folder + "/best.h5") {
+            let checkpoint = try Checkpoint.read(from: folder + "/best.h5")
+            let bestModel = try Model(model.spec, seed: 0)
+            try checkpoint.loadModel(into: bestModel.state)
+            best = try score(bestModel, on: loader, split: "test")
+            bestEpoch = checkpoint.training?.epoch ?? history.count
+        } else {
+            bestEpoch = history.count
+        }
+        let scores = TestScores(last: last, best: best, bestEpoch: bestEpoch)
+        try TestReport(scores: scores, validation: data.validatesOnTest ? "test" : "held-out").write(folder: folder)
+        var final = try Checkpoint.read(from: folder + "/last.h5")
+        final.training?.test = scores
+        try final.write(to: folder + "/last.h5")
+        let caveat = data.validatesOnTest ? " (validation: test — selection saw these images)" : ""
+        progress.epochFinished(String(format: "%@ test: %d images, final top-1 %.2f %%, best (epoch %d, chosen on validation) %.2f %%%@",
+                                      program.rawValue, last.images, last.top1, bestEpoch, best.top1, caveat), secondsLeft: 0)
+        return scores
+    }
+
+    /// `evaluateModel` on this phase's images, named after its folder in errors.
+    func score(_ model: Model, on loader: DataLoader, split: String) throws -> SplitScore {
+        try evaluateModel(model, on: loader, split: split, source: folder).score
     }
 
     private func trainingStep(_ batch: Batch, _ values: [Knob: Double], _ position: Position) throws -> (Float, Tensor) {
@@ -291,7 +318,7 @@ package final class Trainer {
             program: program, epoch: epoch, step: step, cyclePosition: cycleEpochs(afterEpoch: epoch), seed: recipe.seed,
             rngState: model.randomStateWords, recipe: recipeText, metrics: metrics)
         return Checkpoint(model: model.state, architecture: try model.spec.yaml, numClasses: model.spec.numClasses,
-                          optimizer: OptimizerRecord(exported), training: training, adapters: adapters)
+                          optimizer: OptimizerRecord(exported), training: training, adapters: adapters, input: data.inputPipeline)
     }
 }
 
@@ -305,5 +332,37 @@ extension OptimizerRecord {
     var optimizerState: OptimizerState {
         OptimizerState(kind: kind, hyperParameters: hyperparameters,
                        tensors: Dictionary(uniqueKeysWithValues: tensors.map { ($0.name, $0.tensor) }))
+    }
+}
+
+/// `test.json` in a phase's folder: the end-of-phase test scores, and which images selected `best.h5`.
+struct TestReport: Codable {
+    var split = "test"
+    var scores: TestScores
+    /// "held-out" (validation images held out of the training split) or "test" (`validation: test`).
+    var validation: String
+
+    func write(folder: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        try encoder.encode(self).write(to: URL(fileURLWithPath: folder + "/test.json"), options: .atomic)
+    }
+}
+
+extension KnobSchedules {
+    /// Whether every knob stands at the cycle's easy end at `position`: each cyclical knob at its easy
+    /// value, each other schedule at the value it ends the whole cycle with (constants always are).
+    func standAtEasyEnd(of cycle: JointCycle, at position: Position) -> Bool {
+        let end = cycle.finetuningEpochs > 0
+            ? Trainer.lastPosition(of: .finetune, in: cycle) : Trainer.lastPosition(of: .pretrain, in: cycle)
+        func same(_ a: Double, _ b: Double) -> Bool { abs(a - b) <= 1e-9 * max(1, abs(a), abs(b)) }
+        return schedules.values.allSatisfy { schedule in
+            switch schedule {
+            case .constant: return true
+            case let .cyclical(easy, _, _, _): return same(cycle.value(of: schedule, at: position), easy)
+            default: return same(cycle.value(of: schedule, at: position), cycle.value(of: schedule, at: end))
+            }
+        }
     }
 }

@@ -1,15 +1,24 @@
+import EpicycleCheckpoint
 import EpicycleData
 import EpicycleRuntime
 
-/// A phase's data made ready: the training and validation images with the normalisation computed
-/// from the training images, as the recipe's `data:` section asks.
+/// A phase's data made ready, as the recipe's `data:` section asks: the training images, the
+/// validation images that select the best epoch, the test images scored once at the end, and the
+/// input pipeline (normalisation computed from the training images unless a checkpoint fixes it).
 public struct PreparedData: Sendable {
     public let training: ImageDataset
     public let validation: ImageDataset
-    public let normalization: ChannelStatistics
+    public let test: ImageDataset
+    /// True when the recipe said `validation: test`: selection then sees the test images.
+    public let validatesOnTest: Bool
+    public private(set) var normalization: ChannelStatistics
     public let policy: AugmentationPolicy
-    /// Where the images came from, for messages and the checkpoint.
+    /// Where the images came from, for messages.
     public let source: String
+    /// The dataset as the checkpoint names it: the catalogue name or the folder.
+    public let datasetName: String
+    /// Output index i is the dataset's original label `classes[i]`.
+    public let classes: [Int]
 
     public var classCount: Int { training.classCount }
     public var channels: Int { training.channels }
@@ -19,27 +28,39 @@ public struct PreparedData: Sendable {
     /// `eval` sees exactly the images training validated on.
     static let validationSplitSeed: UInt64 = 0
 
-    public init(_ recipe: DataRecipe, path: String) throws {
+    /// - Parameter normalization: the input pipeline's statistics when they are fixed already (a
+    ///   fine-tune or a student adopts its checkpoint's); nil computes them from the training images.
+    public init(_ recipe: DataRecipe, path: String, normalization fixed: ChannelStatistics? = nil) throws {
         do {
             let format = recipe.format.flatMap(DatasetFormat.init(rawValue:))
             let source = try DatasetSource.resolve(name: recipe.folder == nil ? recipe.dataset : nil, folder: recipe.folder,
                                                    format: format)
             var splits = try loadDataset(source)
+            let originalClassCount = splits.training.classCount
             if let classes = recipe.classes {
                 splits.training = try splits.training.classes(classes)
                 splits.test = try splits.test.classes(classes)
             }
+            // Validation is held out of the whole training split first, so `first` and `per_class`
+            // pick from the same remaining images whatever their size, and never from validation.
             var training = splits.training, validation = splits.test
-            if recipe.validation > 0 {
-                (training, validation) = try training.validationSplit(count: recipe.validation, seed: Self.validationSplitSeed)
+            if let heldOut = recipe.validation.heldOutCount(of: training.count) {
+                (training, validation) = try training.validationSplit(count: heldOut, seed: Self.validationSplitSeed)
             }
             if let first = recipe.first { training = try training.first(first) }
             if let perClass = recipe.perClass { training = try training.firstPerClass(perClass) }
             self.training = training
             self.validation = validation
-            normalization = training.channelStatistics()
+            test = splits.test
+            validatesOnTest = recipe.validation == .test
+            if let fixed, fixed.mean.count != training.channels {
+                throw DataError.invalidRequest("\(source.name) has \(training.channels)-channel images; the checkpoint's input pipeline has \(fixed.mean.count) channels")
+            }
+            normalization = fixed ?? training.channelStatistics()
             policy = try AugmentationPolicy(parsing: recipe.augmentation)
             self.source = source.description
+            datasetName = recipe.folder ?? recipe.dataset
+            classes = recipe.classes ?? Array(0..<originalClassCount)
         } catch let error as DataError {
             throw RecipeError(path: path, problem: error.description)
         }
@@ -49,7 +70,39 @@ public struct PreparedData: Sendable {
         DataLoader(dataset: training, normalization: normalization, policy: policy, seed: seed)
     }
 
-    public func validationLoader() -> DataLoader {
-        DataLoader(dataset: validation, normalization: normalization, seed: 0, shuffle: false)
+    public func validationLoader() -> DataLoader { loader(for: validation) }
+
+    public func testLoader() -> DataLoader { loader(for: test) }
+
+    /// Un-augmented images in a fixed order, normalised as the model sees them.
+    public func loader(for images: ImageDataset) -> DataLoader {
+        DataLoader(dataset: images, normalization: normalization, seed: 0, shuffle: false)
+    }
+
+    /// The same images normalised as a checkpoint's model expects them (a fine-tune, a student of a
+    /// teacher). - Throws: when the images do not have the checkpoint's shape.
+    public func adopting(_ input: InputPipeline, from file: String, path: String) throws -> PreparedData {
+        let shape = [input.height, input.width, input.channels]
+        guard training.imageShape == shape else {
+            throw RecipeError(path: path, problem: "has \(training.imageShape.map(String.init).joined(separator: "×")) images; "
+                              + "\(file) was trained on \(shape.map(String.init).joined(separator: "×")) images (its /data input pipeline)")
+        }
+        var adopted = self
+        adopted.normalization = input.normalization
+        return adopted
+    }
+
+    /// What a checkpoint stores so that its model can be fed without Epicycle.
+    public var inputPipeline: InputPipeline {
+        InputPipeline(dataset: datasetName, height: training.height, width: training.width, channels: training.channels,
+                      mean: normalization.mean, standardDeviation: normalization.standardDeviation,
+                      classes: classes, classNames: training.classNames)
+    }
+}
+
+extension InputPipeline {
+    /// The normalisation as the loader applies it.
+    public var normalization: ChannelStatistics {
+        ChannelStatistics(mean: mean, standardDeviation: standardDeviation)
     }
 }

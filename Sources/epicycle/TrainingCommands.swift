@@ -100,15 +100,18 @@ struct Cycle: ParsableCommand {
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: "Accuracy of a checkpoint on a dataset's test images.",
+        abstract: "Accuracy of a checkpoint on one split of its dataset (by default the test split).",
         discussion: """
-            Without options it uses the data of the phase that produced the checkpoint (from the recipe \
-            stored in it).
-            Example: epicycle eval Checkpoints/cycle/finetune/best.h5
+            The images are fed as the checkpoint's input pipeline says (its stored normalisation and \
+            classes), and the splits are those of the phase that produced it, from the recipe stored in it.
+            Example: epicycle eval Checkpoints/cycle-fmnist-cyclical/finetune/best.h5 --per-class
             """)
 
     @Argument(help: "The checkpoint file (.h5).")
     var checkpoint: String
+
+    @Option(help: "Which split: train, validation or test.")
+    var split: EvaluationSplit = .test
 
     @Option(help: "Dataset name (fashion-mnist, mnist, kmnist, cifar10, cifar100).")
     var dataset: String?
@@ -116,21 +119,26 @@ struct Evaluate: ParsableCommand {
     @Option(help: "A folder holding the dataset's files.")
     var folder: String?
 
-    @Option(parsing: .upToNextOption, help: "Keep these classes, relabelled 0..k−1.")
+    @Option(parsing: .upToNextOption, help: "Keep these classes, relabelled 0..k−1 (default: the checkpoint's).")
     var classes: [Int] = []
 
+    @Flag(help: "Also print the accuracy of each class.")
+    var perClass = false
+
+    @Flag(help: "Also print the confusion matrix (rows: true class, columns: predicted).")
+    var confusion = false
+
     func run() throws {
-        var data: DataRecipe?
-        if dataset != nil || folder != nil || !classes.isEmpty {
-            var recipe = DataRecipe()
-            if let dataset { recipe.dataset = dataset }
-            recipe.folder = folder
-            recipe.classes = classes.isEmpty ? nil : classes
-            data = recipe
+        let result = try reporting {
+            try evaluate(checkpoint: checkpoint, split: split, dataset: dataset, folder: folder, classes: classes.isEmpty ? nil : classes)
         }
-        print(try reporting { try evaluate(checkpoint: checkpoint, data: data) }.summary)
+        print(result.summary)
+        if perClass { print("\n" + result.perClassTable) }
+        if confusion { print("\n" + result.confusionTable) }
     }
 }
+
+extension EvaluationSplit: ExpressibleByArgument {}
 
 struct ScheduleCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,4 +1,5 @@
 import EpicycleCheckpoint
+import EpicycleData
 import EpicycleRuntime
 import EpicycleSchedules
 @testable import EpicycleTraining
@@ -8,6 +9,15 @@ import Testing
 /// Real runs on small Fashion-MNIST subsets (installed by scripts/setup): a few hundred images,
 /// validated on a held-out slice of the training images so an epoch takes well under a second.
 @Suite(.serialized) struct TrainingProgramTests {
+    /// Writes `images` as an uncompressed IDX pair `<prefix>-images-idx3-ubyte` / `<prefix>-labels-idx1-ubyte`.
+    static func writeIDXPair(_ images: ImageDataset, to prefix: String) throws {
+        func bigEndian(_ value: Int) -> [UInt8] { [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: value >> $0) } }
+        try Data([0, 0, 8, 3] + bigEndian(images.count) + bigEndian(images.height) + bigEndian(images.width) + images.pixels)
+            .write(to: URL(fileURLWithPath: prefix + "-images-idx3-ubyte"))
+        try Data([0, 0, 8, 1] + bigEndian(images.count) + images.labels.map { UInt8($0) })
+            .write(to: URL(fileURLWithPath: prefix + "-labels-idx1-ubyte"))
+    }
+
     static func folder(_ name: String) -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("epicycle-training-tests/\(name)-\(UUID().uuidString)").path
         try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
@@ -146,15 +156,136 @@ import Testing
         }
     }
 
-    @Test func evaluationReproducesTheFinalValidationAccuracy() throws {
+    /// Every run ends by scoring the test split once; `eval` gives the same figure by default, names
+    /// the split, and gives validation's figure with `--split validation`; naming the checkpoint's own
+    /// classes changes nothing, since the normalisation comes from the checkpoint.
+    @Test func evaluationScoresTheTestSplitWithTheStoredPipeline() throws {
         let output = Self.folder("eval")
-        let text = Self.pretrainRecipe.replacingOccurrences(of: "validation: 200, ", with: "")
-        let result = try pretrain(recipe: RecipeSource(text: text, origin: "eval.yaml", overrides: ["pretrain.epochs=1"]),
+        let result = try pretrain(recipe: RecipeSource(text: Self.pretrainRecipe, origin: "eval.yaml", overrides: ["pretrain.epochs=1"]),
                                   options: RunOptions(output: output, quiet: true))
-        // Without a held-out split the run validates on the test images of classes 0–4, as eval does.
+        let phase = result.phases[0]
+        let test = try #require(phase.test)
         let evaluation = try evaluate(checkpoint: result.checkpoint)
-        #expect(evaluation.images == 5000)
-        #expect(abs(evaluation.top1 - result.phases[0].finalTop1) < 1e-9)
+        #expect(evaluation.split == .test && evaluation.isTestSplit && evaluation.summary.hasPrefix("test split of"))
+        #expect(evaluation.score.images == 5000 && test.last.images == 5000)
+        #expect(evaluation.score.top1 == test.last.top1)
+        let withClasses = try evaluate(checkpoint: result.checkpoint, classes: [0, 1, 2, 3, 4])
+        #expect(withClasses.score == evaluation.score)
+        let validation = try evaluate(checkpoint: result.checkpoint, split: .validation)
+        #expect(validation.score.images == 200 && !validation.isTestSplit)
+        #expect(abs(validation.score.top1 - phase.finalTop1) < 1e-9)
+        #expect(evaluation.confusion.map { $0.reduce(0, +) } == [1000, 1000, 1000, 1000, 1000])
+        #expect(evaluation.confusion.indices.map { evaluation.confusion[$0][$0] }.reduce(0, +) == Int((test.last.top1 * 50).rounded()))
+        // The scores are in last.h5 (the phase is complete) and in test.json.
+        #expect(try Checkpoint.read(from: result.checkpoint).training?.test == test)
+        let report = try JSONDecoder().decode(TestReport.self, from: Data(contentsOf: URL(fileURLWithPath: output + "/test.json")))
+        #expect(report.scores == test && report.validation == "held-out")
+    }
+
+    /// Without `validation:` a recipe holds out 10 % of the training split; `validation: test` must be
+    /// asked for, and then every output says so.
+    @Test func validationIsHeldOutUnlessTheRecipeAsksForTheTestSplit() throws {
+        let heldOut = try PreparedData(DataRecipe(), path: "data")
+        #expect(heldOut.validation.count == 6000 && heldOut.training.count == 54000 && heldOut.test.count == 10000)
+        #expect(!heldOut.validatesOnTest)
+        let recipe = try RecipeSource(text: Self.pretrainRecipe.replacingOccurrences(of: "validation: 200", with: "validation: test"),
+                                      origin: "on-test.yaml", overrides: ["pretrain.epochs=1"])
+        let result = try pretrain(recipe: recipe, options: RunOptions(output: Self.folder("on-test"), quiet: true))
+        #expect(result.phases[0].validatesOnTest && result.summary.contains("the test split"))
+        #expect(result.phases[0].history[0].validationTop1 == result.phases[0].test?.last.top1)
+        #expect(throws: RecipeError.self) {
+            _ = try RecipeSource(text: Self.pretrainRecipe.replacingOccurrences(of: "validation: 200", with: "validation: 0"),
+                                 origin: "zero.yaml").decode(Recipe.self)
+        }
+    }
+
+    /// The test split cannot influence training or selection: with the test images replaced by noise,
+    /// every checkpoint and every training and validation figure is the same (creation times and
+    /// wall-clock columns aside), and only the test scores differ.
+    @Test func testImagesDoNotInfluenceTrainingOrSelection() throws {
+        let data = Self.folder("noise-data")
+        let splits = try loadDataset(DatasetSource.named())
+        let train = try splits.training.first(600), test = try splits.test.first(300)
+        try Self.writeIDXPair(train, to: data + "/train")
+        try Self.writeIDXPair(test, to: data + "/t10k")
+        let text = """
+            seed: 1
+            model: {architecture: resnet8}
+            checkpoint_every: 1
+            precise_bn: {when: always, images: 256}
+            knobs:
+              learning_rate: {cyclical: {easy: 0.01, hard: 0.1, factor: 2}}
+              augmentation_strength: 0.5
+              batch_size: 64
+            pretrain:
+              data: {folder: \(data), format: idx, validation: 100, augmentation: "crop,flip"}
+              epochs: 3
+            """
+        let real = Self.folder("noise-real"), noise = Self.folder("noise-noise")
+        let first = try pretrain(recipe: RecipeSource(text: text, origin: "noise.yaml"), options: RunOptions(output: real, quiet: true))
+        var generator = RandomGenerator(seed: 9)
+        try Self.writeIDXPair(ImageDataset(name: "noise", height: 28, width: 28, channels: 1, classNames: test.classNames,
+                                  pixels: (0..<test.pixels.count).map { _ in UInt8(truncatingIfNeeded: generator.next()) },
+                                  labels: test.labels), to: data + "/t10k")
+        let second = try pretrain(recipe: RecipeSource(text: text, origin: "noise.yaml"), options: RunOptions(output: noise, quiet: true))
+
+        let timing: Set<String> = ["seconds", "img_per_s"]
+        for file in ["best.h5", "epoch-0001.h5", "epoch-0002.h5", "epoch-0003.h5", "last.h5"] {
+            var a = try Checkpoint.read(from: real + "/" + file), b = try Checkpoint.read(from: noise + "/" + file)
+            #expect(file != "last.h5" || (a.training?.test != nil && a.training?.test != b.training?.test))
+            a.training?.test = nil
+            b.training?.test = nil
+            Self.expectIdentical(a, b)
+            #expect(a.training?.rngState == b.training?.rngState && a.training?.step == b.training?.step)
+            #expect(a.training?.bestTop1 == b.training?.bestTop1 && a.input == b.input)
+            let columns = try #require(a.training?.metrics.columns)
+            for column in columns where !timing.contains(column) {
+                #expect(a.training?.metrics.column(column) == b.training?.metrics.column(column), "\(file): metrics column \(column)")
+            }
+        }
+        func trainingColumns(_ folder: String) throws -> [[String]] {
+            let lines = try String(contentsOfFile: folder + "/metrics.csv", encoding: .utf8).split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+            let keep = lines[0].indices.filter { !timing.contains(lines[0][$0]) }
+            return lines.map { row in keep.map { row[$0] } }
+        }
+        #expect(try trainingColumns(real) == trainingColumns(noise))
+        #expect(first.phases[0].history.map(\.validationTop1) == second.phases[0].history.map(\.validationTop1))
+        #expect(first.phases[0].test?.last.top1 != second.phases[0].test?.last.top1)
+    }
+
+    /// Recalibration replaces the running statistics by the plain average of the batch statistics
+    /// over the recalibration images: checked against a direct computation for the stem's batch norm.
+    @Test func batchNormRecalibrationAveragesTheBatchStatistics() throws {
+        let model = try Model(ModelSpec(architecture: "resnet8", inputChannels: 1, numClasses: 3), seed: 4)
+        var generator = RandomGenerator(seed: 5)
+        let batches = (0..<3).map { _ in Tensor(shape: [8, 6, 6, 1], scalars: (0..<288).map { _ in Float(generator.nextUniform()) * 2 - 1 }) }
+        let stem = model.state.parameters.first { $0.name == "conv1.weight" }!.parameter.value  // [16, 1, 3, 3]
+        // The stem batch norm sees conv1's output; compute it per batch with a plain loop (padding 1, stride 1).
+        var means = [[Double]](), variances = [[Double]]()
+        for batch in batches {
+            var values = [[Double]](repeating: [], count: 16)
+            for n in 0..<8 { for y in 0..<6 { for x in 0..<6 { for k in 0..<16 {
+                var sum = 0.0
+                for r in 0..<3 { for c in 0..<3 {
+                    let (yy, xx) = (y + r - 1, x + c - 1)
+                    guard (0..<6).contains(yy), (0..<6).contains(xx) else { continue }
+                    sum += Double(batch.scalars[(n * 6 + yy) * 6 + xx]) * Double(stem.scalars[k * 9 + r * 3 + c])
+                }}
+                values[k].append(sum)
+            }}}}
+            means.append(values.map { $0.reduce(0, +) / Double($0.count) })
+            variances.append(values.map { v in let m = v.reduce(0, +) / Double(v.count); return v.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(v.count - 1) })
+        }
+        let tracked = model.batchNorms[0].batchesTracked.value
+        try model.recalibrateBatchNorm(on: batches)
+        guard case let .float32(mean) = model.batchNorms[0].runningMean.value,
+              case let .float32(variance) = model.batchNorms[0].runningVariance.value else { Issue.record("float32 buffers"); return }
+        for k in 0..<16 {
+            #expect(abs(Double(mean.scalars[k]) - (means[0][k] + means[1][k] + means[2][k]) / 3) < 1e-5)
+            #expect(abs(Double(variance.scalars[k]) - (variances[0][k] + variances[1][k] + variances[2][k]) / 3) < 1e-4 * max(1, variances[0][k]))
+        }
+        #expect(model.batchNorms[0].batchesTracked.value == tracked, "recalibration batches are not training batches")
+        #expect(model.batchNorms.count == 7, "stem + 3 blocks × 2 (ResNet-8, option A)")
     }
 
     @Test func scheduleTableFollowsTheJointCycle() throws {

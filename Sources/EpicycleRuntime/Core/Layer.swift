@@ -18,10 +18,18 @@ public protocol Layer: AnyObject {
     func backward(_ dOutput: Tensor) -> Tensor
     /// Adds parameters and buffers under their `state_dict` names.
     func collectState(into state: inout ModuleState)
+    /// The layers a composite layer is made of (none for a plain layer), so a model can walk them
+    /// instead of knowing every block type.
+    var children: [any Layer] { get }
 }
 
 extension Layer {
     public func collectState(into state: inout ModuleState) {}
+
+    public var children: [any Layer] { [] }
+
+    /// This layer and every layer inside it, depth first.
+    public var layerTree: [any Layer] { [self] + children.flatMap(\.layerTree) }
 
     /// Parameters and buffers of this layer and its children, named as in PyTorch's `state_dict`.
     public var state: ModuleState {

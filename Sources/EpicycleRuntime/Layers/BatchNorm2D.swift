@@ -30,6 +30,8 @@ public final class BatchNorm2D: Layer {
     private var batchMean: [Float]  // [C]
     private var batchInverseStd: [Float]  // [C]
     private var batchVariance: [Float]  // [C], biased; scratch for the running-variance update
+    /// While recalibrating: how many batches the running statistics average so far (nil: moving averages).
+    private var averagedBatches: Int?
 
     /// - Parameters:
     ///   - channels: C, the last axis of the input.
@@ -190,16 +192,32 @@ public final class BatchNorm2D: Layer {
         }
     }
 
+    /// From now on training-mode batches replace the running statistics by their plain average
+    /// (the k-th batch weighted 1/k, PyTorch's momentum None) instead of moving averages, and are not
+    /// counted in `num_batches_tracked`; `endPlainAverage` returns to moving averages.
+    public func beginPlainAverage() {
+        averagedBatches = 0
+    }
+
+    public func endPlainAverage() {
+        averagedBatches = nil
+    }
+
     private func updateRunningStatistics(rows: Int) {
         var mean = floats(of: runningMean, "running_mean")
         var running = floats(of: runningVariance, "running_var")
         let unbiasing = Float(rows) / Float(rows - 1)
+        let weight = averagedBatches.map { 1 / Float($0 + 1) } ?? momentum
         for c in 0..<channels {
-            mean[c] = (1 - momentum) * mean[c] + momentum * batchMean[c]
-            running[c] = (1 - momentum) * running[c] + momentum * batchVariance[c] * unbiasing
+            mean[c] = (1 - weight) * mean[c] + weight * batchMean[c]
+            running[c] = (1 - weight) * running[c] + weight * batchVariance[c] * unbiasing
         }
         runningMean.value = .float32(Tensor(shape: [channels], scalars: mean))
         runningVariance.value = .float32(Tensor(shape: [channels], scalars: running))
+        if let averaged = averagedBatches {
+            averagedBatches = averaged + 1
+            return
+        }
         guard case let .int64(count) = batchesTracked.value else {
             preconditionFailure("BatchNorm2D: num_batches_tracked must hold an int64")
         }
@@ -242,4 +260,6 @@ public final class BatchNormReLU: Layer {
     public func collectState(into state: inout ModuleState) {
         norm.collectState(into: &state)
     }
+
+    public var children: [any Layer] { [norm] }
 }

@@ -34,6 +34,8 @@ public final class Model {
     /// The layers that draw random numbers, whose generators a checkpoint must carry for a resumed
     /// run to continue bit for bit.
     private let dropouts: [Dropout]
+    /// Every batch norm, in network order.
+    public let batchNorms: [BatchNorm2D]
     /// Every name `forward(_:mode:capture:)` accepts, in network order.
     public let featureNames: [String]
 
@@ -41,14 +43,14 @@ public final class Model {
         retainFreedActivations
         self.spec = spec
         self.steps = steps
-        dropouts = steps.compactMap { ($0.layer as? WideBlock)?.dropout }
+        let layers = steps.flatMap(\.layer.layerTree)
+        dropouts = layers.compactMap { $0 as? Dropout }
+        batchNorms = layers.compactMap { $0 as? BatchNorm2D }
         featureNames = steps.flatMap(\.features)
         // The layers run one at a time, so one set of convolution scratch buffers serves them all
         // (tens of MB fewer for ResNet-56 than one per layer).
         let workspace = Conv2DWorkspace()
-        for step in steps {
-            for convolution in convolutions(in: step.layer) { convolution.workspace = workspace }
-        }
+        for case let convolution as Conv2D in layers { convolution.workspace = workspace }
     }
 
     /// Builds the model a spec describes, with weights drawn from `seed`.
@@ -158,21 +160,16 @@ public final class Model {
         }
     }
 
-    // The convolutions a step's layer holds, through the model zoo's composite layers.
-    private func convolutions(in layer: any Layer) -> [Conv2D] {
-        switch layer {
-        case let conv as Conv2D:
-            return [conv]
-        case let block as BasicBlock:
-            guard case let .projection(conv, _) = block.shortcut else { return [block.conv1, block.conv2] }
-            return [block.conv1, block.conv2, conv]
-        case let block as WideBlock:
-            return [block.conv1, block.conv2] + (block.shortcut.map { [$0] } ?? [])
-        case let block as ConvBNReLU:
-            return [block.conv]
-        default:
-            return []
-        }
+    /// Recomputes every batch norm's running statistics as the plain average over `batches` with the
+    /// current weights ("precise BN": PyTorch's `swa_utils.update_bn`, momentum None), in place of
+    /// the moving averages, which lag weights that moved fast. Dropout draws no numbers the training
+    /// would see: its generators are restored afterwards.
+    public func recalibrateBatchNorm(on batches: some Sequence<Tensor>) throws {
+        let randomState = randomStateWords
+        for norm in batchNorms { norm.beginPlainAverage() }
+        defer { for norm in batchNorms { norm.endPlainAverage() } }
+        for images in batches { _ = try forward(images, mode: .training) }
+        try restoreRandomState(randomState)
     }
 
     public var parameterCount: Int { state.parameters.reduce(0) { $0 + $1.parameter.value.count } }

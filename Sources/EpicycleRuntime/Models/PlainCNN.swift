@@ -41,6 +41,8 @@ final class ConvBNReLU: Layer {
         conv.backward(bn.backward(dOutput))
     }
 
+    var children: [any Layer] { [conv, bn] }
+
     func collectState(into state: inout ModuleState) {
         state.add("conv", conv)
         state.add("bn", bn)

@@ -58,6 +58,14 @@ final class BasicBlock: Layer {
         }
     }
 
+    var children: [any Layer] {
+        switch shortcut {
+        case .identity: return [conv1, bn1, conv2, bn2]
+        case let .padded(pad): return [conv1, bn1, conv2, bn2, pad]
+        case let .projection(conv, bn): return [conv1, bn1, conv2, bn2, conv, bn]
+        }
+    }
+
     func forward(_ input: Tensor, mode: Mode) throws -> Tensor {
         let residual: Tensor
         switch shortcut {

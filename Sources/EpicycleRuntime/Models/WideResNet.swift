@@ -45,6 +45,8 @@ final class WideBlock: Layer {
                      generator: &generator)
     }
 
+    var children: [any Layer] { [bn1, conv1, bn2] + (dropout.map { [$0] } ?? []) + [conv2] + (shortcut.map { [$0] } ?? []) }
+
     func forward(_ input: Tensor, mode: Mode) throws -> Tensor {
         let activated = try forward(child: bn1, named: "bn1", input, mode: mode)
         var out = try forward(child: conv1, named: "conv1", activated, mode: mode)
