@@ -119,8 +119,11 @@ package final class Trainer {
             : cycle.finetuningPosition(epoch: cycle.finetuningEpochs - 1, stepInEpoch: cycle.finetuningStepsPerEpoch - 1)
     }
 
-    /// Whether batch norm is recalibrated before validation and saving.
-    var recalibratesBatchNorm: Bool { recalibrationLoader != nil }
+    /// How the epoch line names the validation figures: the split, and "BN recal." when batch norm was
+    /// recalibrated before them.
+    private var validationName: String {
+        (data.validatesOnTest ? "val (= test)" : "val") + (recalibrationLoader != nil ? " (BN recal.)" : "")
+    }
 
     /// The position of a step in the whole cycle. Batch size may change between epochs, so steps
     /// are counted in units of the cycle's nominal steps per epoch.
@@ -246,9 +249,10 @@ package final class Trainer {
                             validationTop1: validation.top1)
             let left = Date().timeIntervalSince(began) / Double(epoch + 1 - firstEpoch) * Double(epochs - epoch - 1)
             progress.epochFinished(
-                String(format: "%@ epoch %d/%d  train loss %.4f top-1 %.2f  val loss %.4f top-1 %.2f top-5 %.2f  %.0f img/s  %@",
-                       program.rawValue, epoch + 1, epochs, metrics.loss, metrics.top1, validation.loss, validation.top1,
-                       validation.top5, record.imagesPerSecond, formatKnobs(record.knobs)) + (progressNote.map { "  " + $0() } ?? ""),
+                String(format: "%@ epoch %d/%d  train loss %.4f top-1 %.2f  %@ loss %.4f top-1 %.2f top-5 %.2f  %.0f img/s  %@",
+                       program.rawValue, epoch + 1, epochs, metrics.loss, metrics.top1, validationName, validation.loss,
+                       validation.top1, validation.top5, record.imagesPerSecond, formatKnobs(record.knobs))
+                    + (progressNote.map { "  " + $0() } ?? ""),
                 secondsLeft: left)
         }
         let test = try start?.test ?? scoreTestSplit(history: history)
