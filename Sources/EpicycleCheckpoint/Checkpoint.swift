@@ -16,6 +16,10 @@ public let epicycleSoftwareVersion = "0.1.0"
 ///     /model                attrs architecture (model spec, YAML text), num_classes
 ///     /model/parameters/<name>   float32, PyTorch state_dict names and shapes ("layer1.0.conv1.weight")
 ///     /model/buffers/<name>      float32 (running_mean, running_var) or int64 0-d (num_batches_tracked)
+///     /data                 attrs dataset (string), height, width, channels (int64), class_names
+///                                 (strings [K], "" where the dataset names none); when present
+///     /data/mean, /data/std      float32 [channels]: x = (pixel / 255 − mean[c]) / std[c]
+///     /data/classes              int64 [K], K = num_classes: output i stands for the original label classes[i]
 ///     /optimizer            attrs kind (string), each hyper-parameter (float64), each counter (int64)
 ///     /optimizer/state/<name>    float32; name = "<parameter name>.<state>", e.g.
 ///                                "layer1.0.conv1.weight.momentum_buffer" (PyTorch's state keys)
@@ -23,6 +27,8 @@ public let epicycleSoftwareVersion = "0.1.0"
 ///     /training/rng_state   uint64 words
 ///     /training/metrics     float64 [epochs, columns], attr columns (strings)
 ///     /adapters/parameters/<name>, /adapters/buffers/<name>   as under /model, when present
+///
+/// With h5py: `d = f["data"]; d["mean"][:]`, `d["classes"][:]`, `[n.decode() for n in d.attrs["class_names"]]`.
 ///
 /// Every stored byte is checksummed, so damage is reported rather than loaded: non-empty tensors are
 /// single chunks with a Fletcher-32 checksum; scalars and empty tensors sit in compact layout inside
@@ -243,4 +249,60 @@ public struct TestScores: Codable, Equatable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey { case last, best, bestEpoch = "best_epoch" }
+}
+
+extension InputPipeline {
+    /// What makes this pipeline unusable with a model of `numClasses` outputs, or nil when it is sound:
+    /// writing and reading a checkpoint check the same rules.
+    func problem(numClasses: Int) -> String? {
+        let limits = CheckpointLimits.self
+        guard dataset.utf8.count <= limits.textBytes else { return "names a dataset of more than \(limits.textBytes) bytes" }
+        for (name, value) in [("height", height), ("width", width)] where !(1...limits.imageSide).contains(value) {
+            return "has \(name) \(value), expected 1…\(limits.imageSide)"
+        }
+        guard (1...limits.imageChannels).contains(channels) else {
+            return "has \(channels) channels, expected 1…\(limits.imageChannels)"
+        }
+        guard mean.count == channels, standardDeviation.count == channels else {
+            return "has \(mean.count) means and \(standardDeviation.count) standard deviations for \(channels) channels"
+        }
+        if let bad = mean.firstIndex(where: { !$0.isFinite }) { return "has mean[\(bad)] = \(mean[bad]), expected a finite number" }
+        if let bad = standardDeviation.firstIndex(where: { !($0.isFinite && $0 > 0) }) {
+            return "has std[\(bad)] = \(standardDeviation[bad]), expected a finite number > 0"
+        }
+        guard classes.count == numClasses else { return "lists \(classes.count) classes for a model of \(numClasses) outputs" }
+        if let bad = classes.firstIndex(where: { !(0...limits.label).contains($0) }) {
+            return "has classes[\(bad)] = \(classes[bad]), expected an original label in 0…\(limits.label)"
+        }
+        guard Set(classes).count == classes.count else { return "lists an original label twice in classes" }
+        guard classNames.count == classes.count else { return "has \(classNames.count) class names for \(classes.count) classes" }
+        if let bad = classNames.firstIndex(where: { $0.utf8.count > limits.textBytes }) {
+            return "has class_names[\(bad)] longer than \(limits.textBytes) bytes"
+        }
+        return nil
+    }
+}
+
+/// The largest values a checkpoint may hold, so that nothing read from a file sizes an allocation or
+/// a loop beyond what a real run produces. Chosen so that products the programs form (epochs × steps
+/// per epoch, height × width × channels) stay far inside `Int`.
+public enum CheckpointLimits {
+    /// Classes of a model (ImageNet-21k has 21,841).
+    public static let classes = 1 << 20
+    /// An original label in a dataset.
+    public static let label = 1 << 20
+    /// Image height or width.
+    public static let imageSide = 1 << 15
+    /// Image channels.
+    public static let imageChannels = 1 << 12
+    /// Completed epochs of one phase.
+    public static let epochs = 1 << 20
+    /// Optimizer steps of one phase: 2^40 (a million steps a second for twelve days); epochs × steps stays below 2^63.
+    public static let steps = 1 << 40
+    /// The model spec (a few lines of YAML).
+    public static let architectureBytes = 1 << 16
+    /// The recipe text.
+    public static let recipeBytes = 1 << 22
+    /// Any other text: names, dates, versions.
+    public static let textBytes = 1 << 12
 }

@@ -62,6 +62,9 @@ private struct RecordReader {
             numClasses: Int(try integer("num_classes", of: model)),
             model: try readState(model),
             created: created, softwareVersion: softwareVersion)
+        if let data = try root.openGroup("data") {
+            checkpoint.input = try readInput(data, numClasses: checkpoint.numClasses)
+        }
         if let optimizer = try root.openGroup("optimizer") {
             checkpoint.optimizer = try readOptimizer(optimizer)
         }
@@ -98,6 +101,36 @@ private struct RecordReader {
             return (name, .int64(count[0]))
         }
         return StateRecord(parameters: parameters, buffers: buffers)
+    }
+
+    private func readInput(_ group: HDF5Location, numClasses: Int) throws -> InputPipeline {
+        func vector(_ name: String, float: Bool) throws -> (HDF5Handle, Int) {
+            let (dataset, type, shape) = try requiredDataset(name, in: group)
+            guard float ? type.isFloat : type.isInteger, shape.count == 1 else {
+                throw CheckpointError.dtypeMismatch(file: file, object: "'\(group.childPath(name))'",
+                                                    found: "\(type.name) \(describeShape(shape))",
+                                                    expected: float ? "float32 [channels]" : "int64 [classes]")
+            }
+            return (dataset, shape[0])
+        }
+        func floats(_ name: String) throws -> [Float] {
+            let (dataset, count) = try vector(name, float: true)
+            return try group.readDataset(dataset, name: name, count: count, memoryType: epicycle_H5T_NATIVE_FLOAT(),
+                                         as: Float.self)
+        }
+        let (classesDataset, classCount) = try vector("classes", float: false)
+        let input = InputPipeline(
+            dataset: try string("dataset", of: group),
+            height: Int(try integer("height", of: group)), width: Int(try integer("width", of: group)),
+            channels: Int(try integer("channels", of: group)),
+            mean: try floats("mean"), standardDeviation: try floats("std"),
+            classes: try group.readDataset(classesDataset, name: "classes", count: classCount,
+                                           memoryType: epicycle_H5T_NATIVE_INT64(), as: Int64.self).map { Int($0) },
+            classNames: try strings("class_names", of: group))
+        if let problem = input.problem(numClasses: numClasses) {
+            throw CheckpointError.invalidValue(file: file, object: "the input pipeline '/data'", reason: problem)
+        }
+        return input
     }
 
     private func readOptimizer(_ group: HDF5Location) throws -> OptimizerRecord {

@@ -87,6 +87,12 @@ private struct RecordWriter {
         try model.writeAttribute("architecture", string: checkpoint.architecture)
         try model.writeAttribute("num_classes", int64: Int64(checkpoint.numClasses))
         try write(checkpoint.model, into: model)
+        if let input = checkpoint.input {
+            if let problem = input.problem(numClasses: checkpoint.numClasses) {
+                throw CheckpointError.invalidRecord(file: file, reason: "the input pipeline (/data) \(problem)")
+            }
+            try write(input, into: try root.createGroup("data"))
+        }
 
         if let optimizer = checkpoint.optimizer {
             try write(optimizer, into: try root.createGroup("optimizer"))
@@ -112,6 +118,25 @@ private struct RecordWriter {
                 try buffers.writeDataset(name, shape: [], fileType: epicycle_H5T_STD_I64LE(),
                                          memoryType: epicycle_H5T_NATIVE_INT64(), data: &count)
             }
+        }
+    }
+
+    private func write(_ input: InputPipeline, into group: HDF5Location) throws {
+        try group.writeAttribute("dataset", string: input.dataset)
+        try group.writeAttribute("height", int64: Int64(input.height))
+        try group.writeAttribute("width", int64: Int64(input.width))
+        try group.writeAttribute("channels", int64: Int64(input.channels))
+        try group.writeAttribute("class_names", strings: input.classNames)
+        for (name, values) in [("mean", input.mean), ("std", input.standardDeviation)] {
+            _ = try values.withUnsafeBytes {
+                try group.writeDataset(name, shape: [values.count], fileType: epicycle_H5T_IEEE_F32LE(),
+                                       memoryType: epicycle_H5T_NATIVE_FLOAT(), data: $0.baseAddress)
+            }
+        }
+        let classes = input.classes.map(Int64.init)  // [K]
+        _ = try classes.withUnsafeBytes {
+            try group.writeDataset("classes", shape: [classes.count], fileType: epicycle_H5T_STD_I64LE(),
+                                   memoryType: epicycle_H5T_NATIVE_INT64(), data: $0.baseAddress)
         }
     }
 

@@ -95,7 +95,14 @@ func makeFullCheckpoint(seed: UInt64 = 1) -> Checkpoint {
         adapters: StateRecord(parameters: [("regressors.0.conv.weight", randomTensor([8, 4, 1, 1], seed: seed + 50))],
                               buffers: [("regressors.0.bn.running_mean", .float32(randomTensor([8], seed: seed + 51))),
                                         ("regressors.0.bn.num_batches_tracked", .int64(3))]),
+        input: makeInputPipeline(),
         created: "2026-05-14T09:30:12Z")
+}
+
+/// A two-class CIFAR-10 pipeline (cat and dog, the second without a name), as `makeFullCheckpoint` stores it.
+func makeInputPipeline() -> InputPipeline {
+    InputPipeline(dataset: "cifar10", height: 32, width: 32, channels: 3, mean: [0.4914, 0.4822, 0.4465],
+                  standardDeviation: [0.2470, 0.2435, 0.2616], classes: [3, 5], classNames: ["cat", ""])
 }
 
 /// The fields in which two checkpoints differ, comparing every tensor, number and text bit for bit
@@ -129,6 +136,7 @@ func differences(_ actual: Checkpoint, _ expected: Checkpoint) -> [String] {
     compare("softwareVersion", actual.softwareVersion, expected.softwareVersion)
     compare("model", actual.model, expected.model)
     compare("adapters", actual.adapters, expected.adapters)
+    compare("input", actual.input, expected.input)
     compare("optimizer kind", actual.optimizer?.kind, expected.optimizer?.kind)
     compare("optimizer hyperparameters", actual.optimizer?.hyperparameters.mapValues(\.bitPattern),
             expected.optimizer?.hyperparameters.mapValues(\.bitPattern))

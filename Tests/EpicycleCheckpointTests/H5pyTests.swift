@@ -41,8 +41,58 @@ with h5py.File(sys.argv[1], "r") as f:
     }))
 """#
 
+/// Reads `/data` with plain h5py and NumPy, as a user preparing inputs for the model would.
+private let h5pyDataReader = #"""
+import json, sys
+import h5py, numpy as np
+
+with h5py.File(sys.argv[1], "r") as f:
+    d = f["data"]
+    print(json.dumps({
+        "dataset": d.attrs["dataset"].decode(),
+        "shape": [int(d.attrs[key]) for key in ("height", "width", "channels")],
+        "mean": d["mean"][:].view(np.uint32).tolist(), "mean_dtype": str(d["mean"].dtype),
+        "std": d["std"][:].view(np.uint32).tolist(), "std_dtype": str(d["std"].dtype),
+        "classes": [int(x) for x in d["classes"][:]], "classes_dtype": str(d["classes"].dtype),
+        "class_names": [n.decode() for n in d.attrs["class_names"]],
+    }))
+"""#
+
+/// Runs `script` on `file` with the peer Python and decodes the JSON object it prints.
+private func runPython(_ script: String, _ file: String) throws -> [String: Any] {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: try #require(python))
+    process.arguments = ["-c", script, file]
+    let output = Pipe(), errors = Pipe()
+    process.standardOutput = output
+    process.standardError = errors
+    try process.run()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    try #require(process.terminationStatus == 0, "h5py failed: \(errorText)")
+    return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+}
+
 extension CheckpointTests {
     @Suite struct H5py {
+        @Test(.enabled(if: python != nil, "set EPICYCLE_PYTHON to a Python with h5py"))
+        func h5pyReadsTheInputPipeline() throws {
+            let folder = try makeTemporaryFolder()
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            try makeFullCheckpoint().write(to: folder + "/data.h5")
+            let seen = try runPython(h5pyDataReader, folder + "/data.h5")
+            let input = makeInputPipeline()
+            #expect(seen["dataset"] as? String == "cifar10")
+            #expect(seen["shape"] as? [Int] == [32, 32, 3])
+            // Bit patterns, so the comparison is exact.
+            #expect(seen["mean"] as? [Int] == input.mean.map { Int($0.bitPattern) })
+            #expect(seen["std"] as? [Int] == input.standardDeviation.map { Int($0.bitPattern) })
+            #expect(seen["classes"] as? [Int] == [3, 5])
+            #expect([seen["mean_dtype"], seen["std_dtype"], seen["classes_dtype"]] as? [String] == ["float32", "float32", "int64"])
+            #expect(seen["class_names"] as? [String] == ["cat", ""])
+        }
+
         @Test(.enabled(if: python != nil, "set EPICYCLE_PYTHON to a Python with h5py"))
         func h5pySeesStateDictNamesShapesAndExactValues() throws {
             let folder = try makeTemporaryFolder()
@@ -50,18 +100,7 @@ extension CheckpointTests {
             let checkpoint = makeFullCheckpoint()
             try checkpoint.write(to: folder + "/interop.h5")
 
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: try #require(python))
-            process.arguments = ["-c", h5pyReader, folder + "/interop.h5"]
-            let output = Pipe(), errors = Pipe()
-            process.standardOutput = output
-            process.standardError = errors
-            try process.run()
-            let data = output.fileHandleForReading.readDataToEndOfFile()
-            let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            try #require(process.terminationStatus == 0, "h5py failed: \(errorText)")
-            let seen = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+            let seen = try runPython(h5pyReader, folder + "/interop.h5")
 
             func tensorRows(_ tensors: [(name: String, tensor: Tensor)]) -> [[String]] {
                 tensors.map { [$0.name, describeShape($0.tensor.shape), "float32",
