@@ -182,6 +182,38 @@ import Testing
         #expect(report.scores == test && report.validation == "held-out")
     }
 
+    /// A ≤ 30-line h5py + PyTorch script that reads only what the checkpoint stores (its model, its
+    /// `/data` input pipeline) and the dataset's IDX test files reproduces `eval`'s test top-1.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["EPICYCLE_PYTHON"] != nil,
+                   "set EPICYCLE_PYTHON to a Python with torch and h5py (scripts/setup-python)"))
+    func aPyTorchReaderReproducesTheTestAccuracyFromTheCheckpointAlone() throws {
+        let output = Self.folder("pytorch-eval")
+        // Classes 3, 1, 4 in that order: the reader must follow the stored label mapping.
+        let recipe = Self.pretrainRecipe.replacingOccurrences(of: "classes: [0, 1, 2, 3, 4]", with: "classes: [3, 1, 4]")
+        let result = try pretrain(recipe: RecipeSource(text: recipe, origin: "pytorch.yaml", overrides: ["pretrain.epochs=1"]),
+                                  options: RunOptions(output: output, quiet: true))
+        let evaluation = try evaluate(checkpoint: result.checkpoint)
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../scripts/eval_checkpoint.py").standardized.path
+        #expect(try String(contentsOfFile: script, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).count <= 30)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: ProcessInfo.processInfo.environment["EPICYCLE_PYTHON"]!)
+        process.arguments = [script, result.checkpoint]
+        let out = Pipe(), errors = Pipe()
+        process.standardOutput = out
+        process.standardError = errors
+        try process.run()
+        let printed = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(message)")
+        // "3000 images, top-1 71.2333 %"
+        let words = printed.split(separator: " ")
+        #expect(words.first == "\(evaluation.score.images)")
+        let top1 = try #require(words.count > 3 ? Double(words[3]) : nil, "\(printed)")
+        #expect(abs(top1 - evaluation.score.top1) < 0.01, "PyTorch \(top1) vs eval \(evaluation.score.top1)")
+    }
+
     /// Without `validation:` a recipe holds out 10 % of the training split; `validation: test` must be
     /// asked for, and then every output says so.
     @Test func validationIsHeldOutUnlessTheRecipeAsksForTheTestSplit() throws {
