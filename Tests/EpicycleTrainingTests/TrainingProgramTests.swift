@@ -214,6 +214,25 @@ import Testing
         #expect(abs(top1 - evaluation.score.top1) < 0.01, "PyTorch \(top1) vs eval \(evaluation.score.top1)")
     }
 
+    /// A model whose outputs are NaN has no accuracy: `eval` refuses it (it used to report
+    /// "loss nan, top-1 100.00 %", since NaN compares as no larger than the label's logit).
+    @Test func evaluatingNonFiniteOutputsIsAnError() throws {
+        let output = Self.folder("nan-eval")
+        let result = try pretrain(recipe: RecipeSource(text: Self.pretrainRecipe, origin: "nan.yaml", overrides: ["pretrain.epochs=1"]),
+                                  options: RunOptions(output: output, quiet: true))
+        var checkpoint = try Checkpoint.read(from: result.checkpoint)
+        let index = try #require(checkpoint.model.parameters.firstIndex { $0.name == "fc.bias" })
+        let bias = checkpoint.model.parameters[index].tensor
+        checkpoint.model.parameters[index].tensor = Tensor(shape: bias.shape, scalars: bias.scalars.map { _ in .nan })
+        try checkpoint.write(to: output + "/nan.h5")
+        do {
+            let evaluation = try evaluate(checkpoint: output + "/nan.h5")
+            Issue.record("evaluated NaN outputs as top-1 \(evaluation.score.top1)")
+        } catch {
+            #expect("\(error)".contains("NaN"), "\(error)")
+        }
+    }
+
     /// Without `validation:` a recipe holds out 10 % of the training split; `validation: test` must be
     /// asked for, and then every output says so.
     @Test func validationIsHeldOutUnlessTheRecipeAsksForTheTestSplit() throws {
