@@ -19,7 +19,8 @@ public struct Batch: Sendable, Equatable {
     public var count: Int { labels.count }
 }
 
-/// Shuffled, augmented, normalised batches of a dataset, prepared ahead on background threads.
+/// Shuffled, augmented, normalised batches of a dataset, prepared on the caller's thread or ahead on
+/// background threads.
 ///
 /// Batch size and augmentation strength are chosen per epoch by the caller's schedule:
 ///
@@ -43,7 +44,11 @@ public final class DataLoader: Sendable {
     public let shuffle: Bool
     /// Whether each epoch drops its last batch when it would be smaller than the batch size.
     public let dropLast: Bool
-    /// Background threads preparing batches; 0 prepares each batch on the caller's thread when asked.
+    /// Background threads preparing batches; 0 (the default) prepares each batch on the caller's thread
+    /// when asked. A training run's threads (`setThreads`) all go to its kernels, so a worker would be
+    /// one busy thread more than it was given; and a batch costs little next to the step that consumes
+    /// it (Fashion-MNIST with crop, flip and cutout: 0.3 ms per 128 images on one core, ~1 % of a
+    /// ResNet-8 step at that batch).
     public let workerCount: Int
     /// How many batches the workers may prepare ahead of the one being consumed.
     public let prefetchCount: Int
@@ -54,7 +59,7 @@ public final class DataLoader: Sendable {
     ///   - policy: augmentations applied at the strength each epoch asks for.
     ///   - seed: the root of every random choice the loader makes.
     public init(dataset: ImageDataset, normalization: ChannelStatistics? = nil, policy: AugmentationPolicy = .none,
-                seed: UInt64, shuffle: Bool = true, dropLast: Bool = false, workerCount: Int = 1, prefetchCount: Int = 3) {
+                seed: UInt64, shuffle: Bool = true, dropLast: Bool = false, workerCount: Int = 0, prefetchCount: Int = 3) {
         let statistics = normalization ?? dataset.channelStatistics()
         precondition(statistics.mean.count == dataset.channels, "DataLoader: normalization has \(statistics.mean.count) channels, the images \(dataset.channels)")
         precondition(workerCount >= 0 && prefetchCount >= 1, "DataLoader: need workerCount ≥ 0 and prefetchCount ≥ 1")

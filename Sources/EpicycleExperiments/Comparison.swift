@@ -28,7 +28,9 @@ public struct ComparisonResult: Sendable {
 /// fail do not stop the others.
 ///
 /// - Parameters:
-///   - jobs: runs at a time. Above 1 each run is a child process with max(1, cores / jobs) BLAS threads.
+///   - jobs: runs at a time. With an executable each run is a child process given max(1, cores / jobs)
+///     threads for every pool (a recipe's own `threads:` may ask for fewer, not more), so up to
+///     `jobs` ≤ cores the comparison never has more busy threads than the machine has cores.
 ///   - executable: the `epicycle` tool. When given, every run is a child process
 ///     `<executable> compare-run <run folder> --threads <n> --parent-process <this process>` (a crash
 ///     stays in its run, and the runs end when this process does); when nil, runs
@@ -70,7 +72,8 @@ public func runComparison(experiment: Experiment, jobs: Int = 1, executable: Str
     if !skipped.isEmpty { log("\(skipped.count) of \(skipped.count + pending.count) runs already finished") }
 
     if let executable {
-        let threads = max(1, ProcessInfo.processInfo.activeProcessorCount / jobs)
+        let cores = ProcessInfo.processInfo.activeProcessorCount, threads = max(1, cores / jobs)
+        if jobs > cores { log("\(jobs) jobs on \(cores) cores: the runs will take turns on the cores, each slower") }
         try runChildren(pending, executable: executable, jobs: jobs, threads: threads, log: log)
     } else {
         for (index, run) in pending.enumerated() {
@@ -128,6 +131,9 @@ private func runChildren(_ pending: [(folder: String, label: String)], executabl
             process.executableURL = URL(fileURLWithPath: executable)
             process.arguments = ["compare-run", run.folder, "--threads", String(threads),
                                  "--parent-process", String(getpid())]
+            // OpenBLAS starts its threads as it loads, before the run can set their number, and they
+            // spin for a while (~0.15 s measured) waiting for work; told here, it starts only those.
+            process.environment = ProcessInfo.processInfo.environment.merging(["OPENBLAS_NUM_THREADS": String(threads)]) { $1 }
             process.standardOutput = output
             process.standardError = output
             process.terminationHandler = { _ in

@@ -91,7 +91,8 @@ private let jsonDecoder: JSONDecoder = {
 /// The folder holds the run's `recipe.yaml` and a `run.json` with status `running`, as
 /// `runComparison` leaves them; checkpoints and metrics go to the same folder, and a `last.h5` left
 /// by an interrupted attempt is continued. `epicycle compare-run` is this function in a child process.
-/// - Parameter threads: BLAS threads for the run's matrix products (nil: the library's default).
+/// - Parameter threads: at most this many threads for every pool of the run (kernels, OpenBLAS), whatever
+///   its recipe's `threads:` says (nil: the recipe's, else all cores).
 /// - Returns: the finished record. Throws the program's error after recording it as `failed`.
 @discardableResult
 public func executeRun(folder: String, threads: Int? = nil) throws -> RunRecord {
@@ -107,9 +108,8 @@ public func executeRun(folder: String, threads: Int? = nil) throws -> RunRecord 
         FileManager.default.fileExists(atPath: (name.isEmpty ? folder : "\(folder)/\(name)") + "/last.h5")
     }
     do {
-        if let threads { setBLASThreads(threads) }
         let recipe = try RecipeSource(contentsOf: folder + "/recipe.yaml")
-        let result = try program.run(recipe, options: RunOptions(output: folder, resume: true, quiet: true))
+        let result = try program.run(recipe, options: RunOptions(output: folder, resume: true, quiet: true, threadLimit: threads))
         record.phases = try program.phaseFolders.map { name in
             RunRecord.PhaseHistory(name: name, history: try readMetrics(folder: name.isEmpty ? folder : "\(folder)/\(name)"))
         }

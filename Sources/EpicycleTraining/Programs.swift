@@ -14,11 +14,14 @@ public struct RunOptions: Sendable {
     public var resume: Bool
     /// No progress output (metrics files and checkpoints are written all the same).
     public var quiet: Bool
+    /// At most this many threads, whatever the recipe's `threads:` says (a comparison's share of the cores).
+    public var threadLimit: Int?
 
-    public init(output: String? = nil, resume: Bool = false, quiet: Bool = false) {
+    public init(output: String? = nil, resume: Bool = false, quiet: Bool = false, threadLimit: Int? = nil) {
         self.output = output
         self.resume = resume
         self.quiet = quiet
+        self.threadLimit = threadLimit
     }
 }
 
@@ -82,7 +85,8 @@ package struct PreparedRecipe {
         output = options.output ?? recipe.output ?? "Checkpoints/\(name)"
         pretrainData = try recipe.pretrain.map { try PreparedData($0.data, path: "pretrain.data") }
         finetuneData = try recipe.finetune.map { try PreparedData($0.data, path: "finetune.data") }
-        if let threads = recipe.threads { setBLASThreads(threads) }
+        // Every run sets its threads, so one that follows another in the same process does not inherit them.
+        setThreads(min(recipe.threads ?? onlineProcessorCount, options.threadLimit ?? .max))
     }
 
     /// Optimizer steps in a phase's first epoch, the unit per-step schedules count in.

@@ -21,7 +21,8 @@ public struct Recipe: Decodable, Sendable {
     public var output: String?
     /// Also keep `epoch-N.h5` every this many epochs (0: only `last.h5` and `best.h5`).
     public var checkpointEvery: Int
-    /// Threads for matrix products; default: all cores.
+    /// Threads of every pool the run uses (kernels, OpenBLAS; batches are prepared on the training
+    /// thread); default: all cores. In a comparison, at most the run's share of the cores.
     public var threads: Int?
     /// When batch-norm running statistics are recomputed before validation and saving.
     public var preciseBN: PreciseBNRecipe

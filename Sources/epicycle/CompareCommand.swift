@@ -16,7 +16,7 @@ struct Compare: ParsableCommand {
     @Argument(help: ArgumentHelp("The experiment (YAML).", valueName: "experiment.yaml"))
     var experiment: String
 
-    @Option(help: "Runs at a time, each a process with cores / jobs BLAS threads.")
+    @Option(help: "Runs at a time, each a process with max(1, cores / jobs) threads (a recipe's threads: may ask for fewer).")
     var jobs = 1
 
     func run() throws {
@@ -45,7 +45,7 @@ struct CompareRun: ParsableCommand {
     @Argument(help: ArgumentHelp("The run's folder, holding recipe.yaml and run.json.", valueName: "folder"))
     var folder: String
 
-    @Option(help: "BLAS threads.")
+    @Option(help: "At most this many threads for the run (kernels and BLAS).")
     var threads: Int?
 
     @Option(help: "End the run when this process (the comparison) exits.")

@@ -16,7 +16,7 @@ struct DemoCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Where the recipes, checkpoints and results go.", valueName: "folder"))
     var output = "Checkpoints/demo"
 
-    @Option(help: "Distillation runs at a time, each a process with cores / jobs BLAS threads.")
+    @Option(help: "Distillation runs at a time, each a process with max(1, cores / jobs) threads.")
     var jobs = 2
 
     func run() throws {

@@ -50,30 +50,31 @@ private func forEachChannelVector(_ C: Int, _ body: (Int, Int) -> Void) {
 /// d = x − x₀, mean = x₀ + Σd/M and var = (Σd² − (Σd)²/M)/M. The shift is a sample of the same
 /// channel, so it lies within a few standard deviations of the mean and the subtraction loses no more
 /// than a few bits, where E[x²] − E[x]² fails once |mean| ≫ std.
-/// Above `parallelElementThreshold` elements the rows split over `threads`, whose Double totals are
-/// added in thread order (so the result does not depend on timing).
+/// Above `parallelElementThreshold` elements the rows split into parts (see `reductionParts`) spread
+/// over `threads`, whose Double totals are added in part order (so the result depends neither on
+/// timing nor on the thread count up to the cores).
 /// - Precondition: M ≥ 1.
 public func batchNormStatistics(
     _ input: UnsafePointer<Float>, rows M: Int, channels C: Int,
     mean: UnsafeMutablePointer<Float>, variance: UnsafeMutablePointer<Float>, threads: Int = kernelThreads
 ) {
     precondition(M >= 1, "batchNormStatistics: needs at least one row")
-    let T = rowThreads(M, C, threads)
-    withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * C * T) { totals in
+    let parts = rowParts(M, C, threads)
+    withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * C * parts) { totals in
         let totals = totals.baseAddress!
-        // Per thread: [Σd², Σd].
-        parallelFor(T) { t in
-            let base = totals + 2 * C * t
-            blockedSums(rows: partition(M, parts: T, index: t), channels: C, into: base, second: base + C) { r, c, lanes in
+        // Per part: [Σd², Σd].
+        parallelParts(parts, threads: threads) { _, part in
+            let base = totals + 2 * C * part
+            blockedSums(rows: partition(M, parts: parts, index: part), channels: C, into: base, second: base + C) { r, c, lanes in
                 let d = load(input + r * C + c, lanes) - load(input + c, lanes)
                 return (d * d, d)
             }
         }
         for c in 0..<C {
             var squares: Double = 0, deviations: Double = 0
-            for t in 0..<T {
-                squares += totals[2 * C * t + c]
-                deviations += totals[2 * C * t + C + c]
+            for part in 0..<parts {
+                squares += totals[2 * C * part + c]
+                deviations += totals[2 * C * part + C + c]
             }
             mean[c] = Float(Double(input[c]) + deviations / Double(M))
             let centered = squares - deviations * deviations / Double(M)
@@ -85,6 +86,11 @@ public func batchNormStatistics(
 // Threads for a pass over M rows of C floats: one below the threshold where a second core pays.
 private func rowThreads(_ M: Int, _ C: Int, _ threads: Int) -> Int {
     M * C >= parallelElementThreshold ? max(1, min(threads, M)) : 1
+}
+
+// Parts of a reduction over M rows of C floats: one below that threshold.
+private func rowParts(_ M: Int, _ C: Int, _ threads: Int) -> Int {
+    M * C >= parallelElementThreshold ? reductionParts(M, threads: threads) : 1
 }
 
 // totals[C] (and second[C]) = Double sums over `rows` of the two vectors `terms(r, c, lanes)` gives for
@@ -188,8 +194,8 @@ public func batchNormForwardReference(
 ///
 /// After a fused ReLU (`batchNormForward(relu: true)`), pass its output as `reluOutput`: g is then
 /// dOutput where that output is positive and 0 elsewhere (the ReLU's backward, as `reluBackward`), and
-/// `dPreActivation`, if given, receives g, the gradient a fused residual gets. Rows split over threads
-/// as in `batchNormStatistics`.
+/// `dPreActivation`, if given, receives g, the gradient a fused residual gets. The sums split into parts
+/// as in `batchNormStatistics`, the per-element pass over threads.
 public func batchNormBackward(
     _ dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>, rows M: Int, channels C: Int,
     mean: UnsafePointer<Float>, inverseStd: UnsafePointer<Float>, weight: UnsafePointer<Float>,
@@ -197,20 +203,20 @@ public func batchNormBackward(
     dInput: UnsafeMutablePointer<Float>, dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>,
     dPreActivation: UnsafeMutablePointer<Float>? = nil, threads: Int = kernelThreads
 ) {
-    let T = rowThreads(M, C, threads)
+    let T = rowThreads(M, C, threads), parts = rowParts(M, C, threads)
     // g at one offset: dOutput, masked by the fused ReLU's output when there was one.
     @inline(__always) func gradient(_ offset: Int, _ lanes: Int) -> Vector {
         let g = load(dOutput + offset, lanes)
         guard let reluOutput else { return g }
         return g.replacing(with: 0, where: .!(load(reluOutput + offset, lanes) .> 0))
     }
-    withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * C * T) { totals in
+    withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * C * parts) { totals in
         withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * C) { coefficients in
             let totals = totals.baseAddress!
-            // Per thread: Σg and Σg·(x − μ), both in one sweep over its rows.
-            parallelFor(T) { t in
-                let base = totals + 2 * C * t
-                blockedSums(rows: partition(M, parts: T, index: t), channels: C, into: base, second: base + C) { r, c, lanes in
+            // Per part: Σg and Σg·(x − μ), both in one sweep over its rows.
+            parallelParts(parts, threads: threads) { _, part in
+                let base = totals + 2 * C * part
+                blockedSums(rows: partition(M, parts: parts, index: part), channels: C, into: base, second: base + C) { r, c, lanes in
                     let g = gradient(r * C + c, lanes)
                     return (g, g * (load(input + r * C + c, lanes) - load(mean + c, lanes)))
                 }
@@ -219,9 +225,9 @@ public func batchNormBackward(
             let a = coefficients.baseAddress!, k = a + C, m = a + 2 * C
             for c in 0..<C {
                 var gradientSum: Double = 0, productSum: Double = 0
-                for t in 0..<T {
-                    gradientSum += totals[2 * C * t + c]
-                    productSum += totals[2 * C * t + C + c]
+                for part in 0..<parts {
+                    gradientSum += totals[2 * C * part + c]
+                    productSum += totals[2 * C * part + C + c]
                 }
                 let sigmaInverse = Double(inverseStd[c])
                 let normalizedProductSum = productSum * sigmaInverse  // Σ g·x̂

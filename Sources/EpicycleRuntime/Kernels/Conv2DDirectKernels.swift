@@ -669,41 +669,42 @@ private struct InputGradientPass {
     }
 }
 
-// The weight-gradient work of one call: each thread sums its images into its own partial [R, S, C, K]
-// (in the workspace), and `finish` adds the partials, in thread order, to dWeight.
+// The weight-gradient work of one call: each part of the batch (see `reductionParts`) sums its images
+// into its own partial [R, S, C, K] (in the workspace), and `finish` adds the partials, in part order,
+// to dWeight.
 private struct WeightGradientPass {
     let geometry: Conv2DGeometry
     let plan: DirectPlan
-    let partials: UnsafeMutablePointer<Float>  // [threads, R, S, C, K], or [threads, R, K, S, C] when run-major
-    let threads: Int
+    let partials: UnsafeMutablePointer<Float>  // [parts, R, S, C, K], or [parts, R, K, S, C] when run-major
+    let parts: Int
 
     init(_ geometry: Conv2DGeometry, dOutput: UnsafePointer<Float>, dBias: UnsafeMutablePointer<Float>?,
-         workspace: Conv2DWorkspace, threads: Int) {
+         workspace: Conv2DWorkspace, parts: Int) {
         precondition(geometry.usesDirectForward, "conv2DBackwardWeightDirect: needs groups = 1 and output channels divisible by 16")
         plan = geometry.forwardPlan
         if let dBias { addColumnSums(dOutput, rows: geometry.batch * plan.P * plan.Q, columns: plan.K, into: dBias) }
-        let count = threads * plan.R * plan.S * plan.C * plan.K
+        let count = parts * plan.R * plan.S * plan.C * plan.K
         partials = workspace.directWeightPartials(count: count)
         partials.update(repeating: 0, count: count)
         self.geometry = geometry
-        self.threads = threads
+        self.parts = parts
     }
 
     var weightCount: Int { plan.R * plan.S * plan.C * plan.K }
 
-    // Adds image n's contribution to thread t's partial.
-    func run(image n: Int, thread t: Int, input: UnsafePointer<Float>, dOutput: UnsafePointer<Float>,
+    // Adds image n's contribution to the partial of its part.
+    func run(image n: Int, part: Int, input: UnsafePointer<Float>, dOutput: UnsafePointer<Float>,
              padded: UnsafeMutablePointer<Float>) {
         padImage(input + n * geometry.floatsPerInputImage, height: geometry.inputHeight, width: geometry.inputWidth,
                  channels: plan.C, top: geometry.paddingHeight, left: geometry.paddingWidth, into: padded,
                  Hp: plan.Hp, Wp: plan.Wp)
         accumulateImageWeightGradient(plan, padded: padded, dOutput: dOutput + n * plan.P * plan.Q * plan.K,
-                                      dPacked: partials + t * weightCount)
+                                      dPacked: partials + part * weightCount)
     }
 
     func finish(into dWeight: UnsafeMutablePointer<Float>) {
         let (C, K, RS) = (plan.C, plan.K, plan.R * plan.S)
-        for t in 1..<max(1, threads) { accumulate(partials + t * weightCount, into: partials, count: weightCount) }
+        for part in 1..<max(1, parts) { accumulate(partials + part * weightCount, into: partials, count: weightCount) }
         // dWeight[K, C, R, S] += partial[R, S, C, K], or partial[R, K, S, C] when run-major
         if plan.weightGradientIsRunMajor {
             let (R, S) = (plan.R, plan.S)
@@ -739,12 +740,12 @@ public func conv2DBackwardWeightDirect(
     dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, workspace: Conv2DWorkspace,
     threads: Int = kernelThreads
 ) {
-    let threads = max(1, min(threads, geometry.batch))
-    let pass = WeightGradientPass(geometry, dOutput: dOutput, dBias: dBias, workspace: workspace, threads: threads)
+    let threads = max(1, min(threads, geometry.batch)), parts = reductionParts(geometry.batch, threads: threads)
+    let pass = WeightGradientPass(geometry, dOutput: dOutput, dBias: dBias, workspace: workspace, parts: parts)
     let scratch = workspace.directPadded(count: threads * pass.plan.paddedCount)
-    parallelFor(threads) { t in
-        for n in partition(geometry.batch, parts: threads, index: t) {
-            pass.run(image: n, thread: t, input: input, dOutput: dOutput, padded: scratch + t * pass.plan.paddedCount)
+    parallelParts(parts, threads: threads) { t, part in
+        for n in partition(geometry.batch, parts: parts, index: part) {
+            pass.run(image: n, part: part, input: input, dOutput: dOutput, padded: scratch + t * pass.plan.paddedCount)
         }
     }
     pass.finish(into: dWeight)
@@ -758,16 +759,16 @@ public func conv2DBackwardDirect(
     dInput: UnsafeMutablePointer<Float>, accumulate: Bool = false, dWeight: UnsafeMutablePointer<Float>,
     dBias: UnsafeMutablePointer<Float>?, workspace: Conv2DWorkspace, threads: Int = kernelThreads
 ) {
-    let threads = max(1, min(threads, geometry.batch))
+    let threads = max(1, min(threads, geometry.batch)), parts = reductionParts(geometry.batch, threads: threads)
     let inputPass = InputGradientPass(geometry, weight: weight, workspace: workspace, accumulate: accumulate)
-    let weightPass = WeightGradientPass(geometry, dOutput: dOutput, dBias: dBias, workspace: workspace, threads: threads)
+    let weightPass = WeightGradientPass(geometry, dOutput: dOutput, dBias: dBias, workspace: workspace, parts: parts)
     let perThread = inputPass.paddedCount + weightPass.plan.paddedCount
     let scratch = workspace.directPadded(count: threads * perThread)
-    parallelFor(threads) { t in
+    parallelParts(parts, threads: threads) { t, part in
         let paddedOutput = scratch + t * perThread, paddedInput = paddedOutput + inputPass.paddedCount
-        for n in partition(geometry.batch, parts: threads, index: t) {
+        for n in partition(geometry.batch, parts: parts, index: part) {
             inputPass.run(image: n, dOutput: dOutput, dInput: dInput, padded: paddedOutput)
-            weightPass.run(image: n, thread: t, input: input, dOutput: dOutput, padded: paddedInput)
+            weightPass.run(image: n, part: part, input: input, dOutput: dOutput, padded: paddedInput)
         }
     }
     weightPass.finish(into: dWeight)

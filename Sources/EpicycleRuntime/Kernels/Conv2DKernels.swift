@@ -156,7 +156,7 @@ public final class Conv2DWorkspace {
     private var padded = Scratch()          // [threads, Hp, Wp, C] for the direct kernels
     private var directWeights = Scratch()   // [R, S, C, K], or the flipped phase blocks [R', S', K, C]
     private var directBiases = Scratch()    // [K], the bias with an epilogue's scale and shift folded in
-    private var weightPartials = Scratch()  // [threads, R, S, C, K]
+    private var weightPartials = Scratch()  // [parts, R, S, C, K] (see `reductionParts`)
 
     /// - Parameter columnBudget: floats per chunk of the column matrix; the default, 2²⁰ (4 MB), keeps
     ///   chunks in the last-level cache while leaving gemm thousands of rows per call.

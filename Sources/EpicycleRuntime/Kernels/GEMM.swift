@@ -50,6 +50,9 @@ public var blasDescription: String {
     return "OpenBLAS \(config), kernels \(core), \(openblas_get_num_threads()) threads"
 }
 
+/// How many threads OpenBLAS uses for its products.
+public var blasThreads: Int { Int(openblas_get_num_threads()) }
+
 /// Sets how many threads OpenBLAS uses for the products that follow.
 public func setBLASThreads(_ count: Int) {
     openblas_set_num_threads(Int32(max(1, count)))

@@ -11,16 +11,43 @@ import Darwin
 // only above `parallelElementThreshold` elements, below which waking a second core costs more than
 // it saves.
 
-nonisolated(unsafe) private var threadCount = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+/// The online CPUs, read once when the runtime loads.
+public let onlineProcessorCount = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+
+nonisolated(unsafe) private var threadCount = onlineProcessorCount
 
 /// How many threads the runtime's own kernels split work across (default: the online CPUs). OpenBLAS
-/// has its own count (`setBLASThreads`).
+/// has its own count (`setBLASThreads`); `setThreads` sets both.
 public var kernelThreads: Int { threadCount }
 
 /// Sets how many threads the runtime's own kernels use from now on.
 /// - Precondition: not called while a kernel runs.
 public func setKernelThreads(_ count: Int) {
     threadCount = max(1, count)
+}
+
+/// Sets every thread pool of the runtime, the kernels' and OpenBLAS's, to `count` threads.
+/// - Precondition: not called while a kernel runs.
+public func setThreads(_ count: Int) {
+    setKernelThreads(count)
+    setBLASThreads(count)
+}
+
+// Reductions over a batch (weight gradients, batch-norm sums) add one partial sum per part, in part
+// order. The parts follow the core count, not the thread count, so the sums come out bit for bit the
+// same with any number of threads up to the cores (a comparison's run with `--jobs 2` gets the numbers
+// it gets alone); at the default thread count each thread has exactly one part, as before parts existed.
+func reductionParts(_ items: Int, threads: Int) -> Int {
+    max(1, min(max(onlineProcessorCount, threads), items))
+}
+
+// Runs body(thread, part) for every part in 0 ..< parts, each of min(threads, parts) threads taking a
+// contiguous run of parts in order.
+func parallelParts(_ parts: Int, threads: Int, _ body: (_ thread: Int, _ part: Int) -> Void) {
+    let threads = max(1, min(threads, parts))
+    parallelFor(threads) { t in
+        for part in partition(parts, parts: threads, index: t) { body(t, part) }
+    }
 }
 
 /// Elements below which memory-bound passes stay on one thread.
