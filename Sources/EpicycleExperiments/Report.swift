@@ -353,7 +353,7 @@ public struct ComparisonReport: Sendable {
         out += "<figure id=\"accuracy\">\n\(accuracy.svg)</figure>\n<figure id=\"loss\">\n\(loss.svg)</figure>\n"
 
         let knobs = knobSchedules
-        out += "<h2>Knob schedules</h2>\n"
+        out += "<h2>Knob and loss-term schedules</h2>\n"
         if !knobs.varying.isEmpty {
             let charts = knobs.varying.map {
                 LineChart(title: $0.knob, xLabel: "epoch", series: $0.series, markers: phaseMarkers, width: 500, height: 240)

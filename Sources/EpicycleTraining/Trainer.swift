@@ -98,6 +98,9 @@ package final class Trainer {
     package var customStep: StepFunction?
     /// Extra text for the progress line and the epoch line (distillation: the teacher's share of the time).
     package var progressNote: (() -> String)?
+    /// Scheduled values of the objective, by name, logged beside the knobs in every epoch's record
+    /// (distillation: each loss term's weight and temperature), at the epoch's first step as the knobs are.
+    package var loggedValues: ((Position) -> [String: Double])?
     /// Trainable extras beside the model (distillation regressors): clipped with the model's
     /// gradients and saved under `/adapters` in every checkpoint.
     let adapters: ModuleState?
@@ -191,7 +194,8 @@ package final class Trainer {
         var history = start.map { record in record.metrics.rows.map { EpochRecord(columns: record.metrics.columns, values: $0) } } ?? []
         var keeper = try CheckpointKeeper(directory: folder, everyEpochs: recipe.checkpointEvery > 0 ? recipe.checkpointEvery : nil,
                                           bestTop1: start?.bestTop1)
-        let knobNames = knobs.schedules.keys.map(\.rawValue)
+        // The objective's names are fixed for a run: those it logs at the first step.
+        let knobNames = knobs.schedules.keys.map(\.rawValue) + (loggedValues?(position(epoch: 0, batch: 0, batches: 1)).keys.sorted() ?? [])
         let log = try MetricsLog(folder: URL(fileURLWithPath: folder), knobNames: knobNames, history: history)
         var step = start?.step ?? 0
         let firstEpoch = start?.epoch ?? 0
@@ -204,7 +208,8 @@ package final class Trainer {
 
         for epoch in firstEpoch..<epochs {
             let epochStart = Date()
-            let first = knobValues(at: position(epoch: epoch, batch: 0, batches: 1))
+            let epochPosition = position(epoch: epoch, batch: 0, batches: 1)
+            let first = knobValues(at: epochPosition)
             let batchSize = Int(first[.batchSize]!)
             let strength = Float(first[.augmentationStrength]!)
             let batches = trainingLoader.batchCount(batchSize: batchSize)
@@ -247,7 +252,8 @@ package final class Trainer {
                 epoch: epoch + 1, step: step, trainLoss: metrics.loss, trainTop1: metrics.top1,
                 validationLoss: validation.loss, validationTop1: validation.top1, validationTop5: validation.top5,
                 seconds: Date().timeIntervalSince(epochStart), imagesPerSecond: Double(metrics.images) / max(trainSeconds, 1e-9),
-                knobs: Dictionary(uniqueKeysWithValues: first.map { ($0.key.rawValue, $0.value) }))
+                knobs: Dictionary(uniqueKeysWithValues: first.map { ($0.key.rawValue, $0.value) })
+                    .merging(loggedValues?(epochPosition) ?? [:]) { knob, _ in knob })
             history.append(record)
             try log.append(record)
             try keeper.save(checkpoint(epoch: epoch + 1, step: step, history: history, knobNames: knobNames),
