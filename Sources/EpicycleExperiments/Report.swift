@@ -29,6 +29,8 @@ public struct VariantSummary: Sendable {
     public var test: DifferenceTest?
     /// The seeds the paired test pairs (empty for Welch's test or none).
     public var pairedSeeds: [UInt64]
+    /// How many seeds `test` needs to resolve the observed difference at 80 % power, two-sided α = 0.05.
+    public var seedsFor80Power: SeedsForPower?
     /// Finished runs that recorded no test score (run.json written before test scoring).
     public var runsWithoutTestScore: Int
 }
@@ -58,7 +60,7 @@ public func summarize(runs: [RunRecord], variants: [Variant], baseline: String) 
             wallSeconds: summary(done.map(\.wallSeconds)),
             differenceToBaseline: isBaseline ? nil
                 : test?.difference ?? testTop1.flatMap { mean in baselineMean.map { mean.mean - $0 } },
-            test: test, pairedSeeds: pairedSeeds,
+            test: test, pairedSeeds: pairedSeeds, seedsFor80Power: test?.seedsForPower(),
             runsWithoutTestScore: done.filter { !($0.testTop1?.isFinite ?? false) }.count)
     }
 }
@@ -134,7 +136,7 @@ public struct ComparisonReport: Sendable {
                 name, String(summary.testTop1?.count ?? 0),
                 noScores ? "—" : meanAndDeviation(summary.testTop1),
                 testCell(difference), testCell(summary.test.map(testName)), testCell(summary.test.map { formatPValue($0.pValue) }),
-                testCell(summary.test.map { $0.seedsForPower().description }),
+                testCell(summary.seedsFor80Power?.description),
                 noScores ? "—" : meanAndDeviation(summary.testTop1Best),
                 meanAndDeviation(summary.finalTop1), meanAndDeviation(summary.bestTop1),
                 summary.wallSeconds.map { formatDuration($0.mean) } ?? "n/a",
@@ -197,7 +199,7 @@ public struct ComparisonReport: Sendable {
             fields += pair(summary.testTop1) + pair(summary.testTop1Best) + pair(summary.finalTop1) + pair(summary.bestTop1)
             fields += [number(summary.differenceToBaseline), number(interval?.lower), number(interval?.upper),
                        summary.test?.kind.rawValue ?? "", number(summary.test?.t), number(summary.test?.degreesOfFreedom),
-                       number(summary.test?.pValue), summary.test.map { $0.seedsForPower().description } ?? "",
+                       number(summary.test?.pValue), summary.seedsFor80Power?.description ?? "",
                        String(validatedOnTest), number(summary.wallSeconds?.mean)]
             out += fields.map(csvField).joined(separator: ",") + "\n"
         }
@@ -223,7 +225,7 @@ public struct ComparisonReport: Sendable {
     var statisticsNotes: [String] {
         summaries.filter { !$0.isBaseline }.map { summary in
             let head = "\(summary.name) vs \(baseline), test top-1 of the final model: "
-            guard let test = summary.test else {
+            guard let test = summary.test, let seedsFor80Power = summary.seedsFor80Power else {
                 return head + "no test (it needs two finished runs with a test score on each side)."
             }
             let interval = test.confidenceInterval()
@@ -236,7 +238,7 @@ public struct ComparisonReport: Sendable {
             let spread = test.kind == .paired
                 ? String(format: "sd of the per-seed differences %.2f", test.variances[0].squareRoot())
                 : String(format: "sample sd %.2f and %.2f", test.variances[0].squareRoot(), test.variances[1].squareRoot())
-            switch test.seedsForPower() {
+            switch seedsFor80Power {
             case let .seeds(n):
                 text += "\(n) seeds\(test.kind == .welch ? " per variant" : "") would resolve this Δ at 80 % power "
                     + "(two-sided α = 0.05, \(spread))."
