@@ -208,8 +208,7 @@ package final class Trainer {
 
         for epoch in firstEpoch..<epochs {
             let epochStart = Date()
-            let epochPosition = position(epoch: epoch, batch: 0, batches: 1)
-            let first = knobValues(at: epochPosition)
+            let first = knobValues(at: position(epoch: epoch, batch: 0, batches: 1))
             let batchSize = Int(first[.batchSize]!)
             let strength = Float(first[.augmentationStrength]!)
             let batches = trainingLoader.batchCount(batchSize: batchSize)
@@ -253,7 +252,7 @@ package final class Trainer {
                 validationLoss: validation.loss, validationTop1: validation.top1, validationTop5: validation.top5,
                 seconds: Date().timeIntervalSince(epochStart), imagesPerSecond: Double(metrics.images) / max(trainSeconds, 1e-9),
                 knobs: Dictionary(uniqueKeysWithValues: first.map { ($0.key.rawValue, $0.value) })
-                    .merging(loggedValues?(epochPosition) ?? [:]) { knob, _ in knob })
+                    .merging(loggedValues?(position(epoch: epoch, batch: 0, batches: 1)) ?? [:]) { knob, _ in knob })
             history.append(record)
             try log.append(record)
             try keeper.save(checkpoint(epoch: epoch + 1, step: step, history: history, knobNames: knobNames),
