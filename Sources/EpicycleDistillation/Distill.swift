@@ -117,6 +117,7 @@ public func distill(teacher teacherPath: String?, recipe source: RecipeSource, o
                            labelLoss: { try trainer.labelLoss(logits: $0, batch: batch, knobs: values) })
     }
     trainer.progressNote = { objective.progressNote }
+    trainer.loggedValues = { [unowned trainer] position in objective.scheduledValues { trainer.cycle.value(of: $0, at: position) } }
     logger.info("distilling \(recipe.model.architecture) from \(teacher.spec.architecture) (\(path))")
     let result = try trainer.run(resumingFrom: start)
     return ProgramResult(phases: [result], checkpoint: result.folder + "/last.h5")

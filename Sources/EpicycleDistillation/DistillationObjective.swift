@@ -41,6 +41,8 @@ public final class DistillationObjective {
     public let terms: [DistillationTerm]
     /// The hint regressors, named `hint.<k>.conv.weight`, `hint.<k>.bn.*` (k counts the hint terms).
     public let adapters: ModuleState
+    /// Each term's name in logged values (see `scheduledValues`), in `terms` order.
+    public let termNames: [String]
     /// Each term's unweighted value at the last step (NaN while its weight is 0).
     public private(set) var lastValues: [Float]
     /// Each term's temperature at the last step (nil for terms without one).
@@ -118,6 +120,9 @@ public final class DistillationObjective {
         }
         self.terms = terms
         self.adapters = adapters
+        let names = terms.map(\.logName)
+        // The same kind on the same pair twice would log under one name: the recipe index tells them apart.
+        termNames = names.enumerated().map { index, name in names.filter { $0 == name }.count > 1 ? "\(name)[\(index)]" : name }
         lastValues = [Float](repeating: .nan, count: terms.count)
         lastTemperatures = [Double?](repeating: nil, count: terms.count)
     }
@@ -196,6 +201,22 @@ public final class DistillationObjective {
         return result
     }
 
+    /// Every term's weight and, where it has one, temperature at a cycle position, as the metrics log
+    /// them each epoch: `<term>.weight` and `<term>.temperature`, the term named `labels`, `logits`,
+    /// `hint.<student>`, `attention.<student>` or `spatial_softmax.<student>` (feature terms add
+    /// `-<teacher>` when the teacher's feature has another name, and `[i]`, the index in
+    /// `distill.losses`, when two terms would share a name). The labels term's temperature is
+    /// `knobs.temperature`, logged as a knob.
+    /// - Parameter value: a schedule's value at the position.
+    public func scheduledValues(_ value: (Schedule) -> Double) -> [String: Double] {
+        var values: [String: Double] = [:]
+        for (name, term) in zip(termNames, terms) {
+            values[name + ".weight"] = value(term.weight)
+            if let temperature = term.temperature { values[name + ".temperature"] = value(temperature) }
+        }
+        return values
+    }
+
     /// What the progress line shows: the teacher's share of the step time and each term's value.
     public var progressNote: String {
         let share = stepSeconds > 0 ? 100 * teacherSeconds / stepSeconds : 0
@@ -215,6 +236,21 @@ extension DistillationTerm {
     var usesTeacher: Bool {
         if case .labels = method { return false }
         return true
+    }
+
+    /// The term's name in logged values, before disambiguation: `labels`, `logits`, `hint.layer2`,
+    /// `attention.layer3`, `spatial_softmax.layer3`, with `-<teacher feature>` when it differs.
+    var logName: String {
+        let kind: String
+        switch method {
+        case .labels: return "labels"
+        case .logits: return "logits"
+        case .hint: kind = "hint"
+        case .attention: kind = "attention"
+        case .spatialSoftmax: kind = "spatial_softmax"
+        }
+        let pair = studentFeature == teacherFeature ? studentFeature! : "\(studentFeature!)-\(teacherFeature!)"
+        return "\(kind).\(pair)"
     }
 
     /// A short name for progress lines: `labels`, `kd`, `hint(layer2)`, `at(layer3)`, `cwd(layer3)`.

@@ -14,12 +14,14 @@ public struct ComparisonResult: Sendable {
     /// Runs that ended in an error (their `run.json` and `log.txt` say why).
     public var failed: [RunRecord]
     public var tablePath: String
+    /// `table.csv`: the table's figures unrounded.
+    public var tableCSVPath: String
     public var csvPath: String
     public var reportPath: String
 }
 
 /// `epicycle compare`: trains every variant × seed of `experiment` that is not finished yet, then
-/// writes `table.md`, `runs.csv` and `report.html` to the experiment's results folder.
+/// writes `table.md`, `table.csv`, `runs.csv` and `report.html` to the experiment's results folder.
 ///
 /// Each run lives in `<results>/runs/<variant>/seed-<seed>/`: `recipe.yaml` (base recipe + the
 /// variant's overrides + seed), `run.json`, checkpoints and metrics, and `log.txt` for child runs.
@@ -99,17 +101,21 @@ public func runComparison(experiment: Experiment, jobs: Int = 1, executable: Str
     let report = ComparisonReport(experiment: experiment, runs: records, command: command)
     let result = ComparisonResult(
         report: report, executed: pending.map(\.label), skipped: skipped, failed: records.filter { $0.status != .finished },
-        tablePath: experiment.results + "/table.md", csvPath: experiment.results + "/runs.csv",
+        tablePath: experiment.results + "/table.md", tableCSVPath: experiment.results + "/table.csv",
+        csvPath: experiment.results + "/runs.csv",
         reportPath: experiment.results + "/report.html")
     try report.markdown.write(toFile: result.tablePath, atomically: true, encoding: .utf8)
+    try report.tableCSV.write(toFile: result.tableCSVPath, atomically: true, encoding: .utf8)
     try report.csv.write(toFile: result.csvPath, atomically: true, encoding: .utf8)
     try report.html.write(toFile: result.reportPath, atomically: true, encoding: .utf8)
     return result
 }
 
 private func outcome(_ record: RunRecord) -> String {
-    String(format: "%@ finished: final top-1 %.2f %%, best %.2f %% (%@)", record.label, record.finalTop1 ?? .nan,
-           record.bestTop1 ?? .nan, formatDuration(record.wallSeconds ?? 0))
+    let test = record.testTop1.map { String(format: "test top-1 %.2f %% (final model), ", $0) } ?? ""
+    return record.label + " finished: " + test
+        + String(format: "validation top-1 final %.2f %%, best %.2f %% (%@)", record.finalTop1 ?? .nan, record.bestTop1 ?? .nan,
+                 formatDuration(record.wallSeconds ?? 0))
 }
 
 /// Runs each pending run as a child process, `jobs` at a time; a child's output goes to its `log.txt`.

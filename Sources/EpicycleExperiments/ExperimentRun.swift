@@ -33,6 +33,14 @@ public struct RunRecord: Codable, Equatable, Sendable {
     public var finalTop1: Double?
     /// The best validation top-1 (%) over the last phase's epochs.
     public var bestTop1: Double?
+    /// Test top-1 (%) of the last phase's final weights, scored once at its end (`test_top1`); nil in
+    /// a run.json written before test scoring.
+    public var testTop1: Double?
+    /// Test top-1 (%) of the last phase's `best.h5`, the epoch chosen on validation (`test_top1_best`).
+    public var testTop1Best: Double?
+    /// Whether any phase validated on the test split, so that selection saw the test images
+    /// (`validates_on_test`); nil in a run.json written before it was recorded.
+    public var validatesOnTest: Bool?
     /// Wall time of the attempt that finished the run (data loading included).
     public var wallSeconds: Double?
     /// Whether that attempt continued from a checkpoint of an earlier, interrupted one.
@@ -41,14 +49,17 @@ public struct RunRecord: Codable, Equatable, Sendable {
     public var error: String?
 
     public init(variant: String, seed: UInt64, program: String, status: Status, finalTop1: Double? = nil,
-                bestTop1: Double? = nil, wallSeconds: Double? = nil, resumed: Bool = false, phases: [PhaseHistory] = [],
-                error: String? = nil) {
+                bestTop1: Double? = nil, testTop1: Double? = nil, testTop1Best: Double? = nil, validatesOnTest: Bool? = nil,
+                wallSeconds: Double? = nil, resumed: Bool = false, phases: [PhaseHistory] = [], error: String? = nil) {
         self.variant = variant
         self.seed = seed
         self.program = program
         self.status = status
         self.finalTop1 = finalTop1
         self.bestTop1 = bestTop1
+        self.testTop1 = testTop1
+        self.testTop1Best = testTop1Best
+        self.validatesOnTest = validatesOnTest
         self.wallSeconds = wallSeconds
         self.resumed = resumed
         self.phases = phases
@@ -57,6 +68,7 @@ public struct RunRecord: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case variant, seed, program, status, finalTop1 = "final_top1", bestTop1 = "best_top1", wallSeconds = "wall_seconds"
+        case testTop1 = "test_top1", testTop1Best = "test_top1_best", validatesOnTest = "validates_on_test"
         case resumed, phases, error
     }
 
@@ -115,6 +127,9 @@ public func executeRun(folder: String, threads: Int? = nil) throws -> RunRecord 
         }
         record.finalTop1 = result.phases.last?.finalTop1
         record.bestTop1 = result.phases.last?.bestTop1
+        record.testTop1 = result.phases.last?.test?.last.top1
+        record.testTop1Best = result.phases.last?.test?.best.top1
+        record.validatesOnTest = result.phases.contains(where: \.validatesOnTest)
         record.wallSeconds = Date().timeIntervalSince(began)
         record.status = .finished
         record.error = nil

@@ -10,40 +10,77 @@ public struct VariantSummary: Sendable {
     public var finishedRuns: Int
     /// Runs that failed or have not finished.
     public var unfinishedRuns: Int
+    /// Test top-1 (%) of the final model (the weights after the last epoch), over the finished runs
+    /// that recorded one: the headline figure.
+    public var testTop1: SampleSummary?
+    /// Test top-1 (%) of `best.h5`, the epoch chosen on validation.
+    public var testTop1Best: SampleSummary?
     /// Validation top-1 (%) after the last epoch, over the finished runs.
     public var finalTop1: SampleSummary?
     /// Best validation top-1 (%) over the epochs, over the finished runs.
     public var bestTop1: SampleSummary?
     public var wallSeconds: SampleSummary?
-    /// Mean final top-1 minus the baseline's; nil for the baseline itself or when a side has no finished run.
+    /// Test top-1 of the final model minus the baseline's: the test's difference when there is a test,
+    /// else the difference of the means; nil for the baseline itself or when a side has no test score.
     public var differenceToBaseline: Double?
-    /// Welch's t-test of final top-1 against the baseline; nil when a side has fewer than two finished runs.
-    public var welch: WelchTest?
+    /// The test of that difference: paired over `pairedSeeds` when the variant and the baseline both
+    /// finished two or more of the same seeds, Welch's otherwise; nil for the baseline or below two
+    /// scored runs a side.
+    public var test: DifferenceTest?
+    /// The seeds the paired test pairs (empty for Welch's test or none).
+    public var pairedSeeds: [UInt64]
+    /// How many seeds `test` needs to resolve the observed difference at 80 % power, two-sided α = 0.05.
+    public var seedsFor80Power: SeedsForPower?
+    /// Finished runs that recorded no test score (run.json written before test scoring).
+    public var runsWithoutTestScore: Int
 }
 
-/// Aggregates run records per variant, in `variants` order, comparing each with `baseline`.
+/// Aggregates run records per variant, in `variants` order, comparing each variant's test top-1 of
+/// the final model with `baseline`'s. Non-finite scores (a hand-edited or corrupt run.json) count as missing.
 public func summarize(runs: [RunRecord], variants: [Variant], baseline: String) -> [VariantSummary] {
     func finished(_ name: String) -> [RunRecord] {
-        runs.filter { $0.variant == name && $0.status == .finished && $0.finalTop1 != nil }
+        runs.filter { $0.variant == name && $0.status == .finished }
     }
-    let baselineFinal = finished(baseline).map { $0.finalTop1! }
+    func summary(_ values: [Double?]) -> SampleSummary? {
+        let finite = values.compactMap { $0 }.filter(\.isFinite)
+        return finite.isEmpty ? nil : SampleSummary(finite)
+    }
+    let baselineRuns = finished(baseline)
     return variants.map { variant in
         let done = finished(variant.name)
-        let final = done.map { $0.finalTop1! }
         let isBaseline = variant.name == baseline
-        let best = done.compactMap(\.bestTop1), wall = done.compactMap(\.wallSeconds)
+        let testTop1 = summary(done.map(\.testTop1))
+        let (test, pairedSeeds) = isBaseline ? (nil, []) : compareTestTop1(done, with: baselineRuns)
+        let baselineMean = summary(baselineRuns.map(\.testTop1))?.mean
         return VariantSummary(
             name: variant.name, overrides: variant.overrides, isBaseline: isBaseline, finishedRuns: done.count,
             unfinishedRuns: runs.filter { $0.variant == variant.name }.count - done.count,
-            finalTop1: final.isEmpty ? nil : SampleSummary(final), bestTop1: best.isEmpty ? nil : SampleSummary(best),
-            wallSeconds: wall.isEmpty ? nil : SampleSummary(wall),
-            differenceToBaseline: isBaseline || final.isEmpty || baselineFinal.isEmpty
-                ? nil : SampleSummary(final).mean - SampleSummary(baselineFinal).mean,
-            welch: isBaseline ? nil : WelchTest(final, baselineFinal))
+            testTop1: testTop1, testTop1Best: summary(done.map(\.testTop1Best)),
+            finalTop1: summary(done.map(\.finalTop1)), bestTop1: summary(done.map(\.bestTop1)),
+            wallSeconds: summary(done.map(\.wallSeconds)),
+            differenceToBaseline: isBaseline ? nil
+                : test?.difference ?? testTop1.flatMap { mean in baselineMean.map { mean.mean - $0 } },
+            test: test, pairedSeeds: pairedSeeds, seedsFor80Power: test?.seedsForPower(),
+            runsWithoutTestScore: done.filter { !($0.testTop1?.isFinite ?? false) }.count)
     }
 }
 
-/// The outputs of a comparison: the Markdown table, the CSV of every run and the HTML report.
+/// The test of `runs`' test top-1 (final model) against `baseline`'s: paired over the seeds both
+/// scored when there are two or more (same seed, same initialisation and data order), else Welch's.
+func compareTestTop1(_ runs: [RunRecord], with baseline: [RunRecord]) -> (DifferenceTest?, [UInt64]) {
+    func scores(_ runs: [RunRecord]) -> [UInt64: Double] {
+        Dictionary(runs.compactMap { run in run.testTop1.flatMap { $0.isFinite ? (run.seed, $0) : nil } },
+                   uniquingKeysWith: { first, _ in first })
+    }
+    let variant = scores(runs), reference = scores(baseline)
+    let shared = variant.keys.filter { reference[$0] != nil }.sorted()
+    if shared.count >= 2 {
+        return (DifferenceTest(paired: shared.map { variant[$0]! }, shared.map { reference[$0]! }), shared)
+    }
+    return (DifferenceTest(welch: variant.keys.sorted().map { variant[$0]! }, reference.keys.sorted().map { reference[$0]! }), [])
+}
+
+/// The outputs of a comparison: the Markdown and CSV tables, the CSV of every run and the HTML report.
 public struct ComparisonReport: Sendable {
     public var name: String
     public var program: String
@@ -75,50 +112,143 @@ public struct ComparisonReport: Sendable {
 
     // MARK: Table
 
-    static let columns = ["Variant", "Final top-1 (%)", "Best top-1 (%)", "Δ vs baseline", "p (Welch)", "Wall time / run"]
+    static let columns = ["Variant", "Seeds", "Test top-1, final model (%)", "Δ vs baseline [95 % CI]", "Test", "p",
+                          "Seeds for 80 % power", "Test top-1, best.h5 (%)", "Val. top-1, final (%)", "Val. top-1, best (%)",
+                          "Wall time / run"]
 
-    /// The table's cells, one row per variant, as text.
+    /// The table's cells, one row per variant, as text. "—" marks what a run did not record (test
+    /// scores of runs from before test scoring) and what does not apply to the baseline; "n/a" what
+    /// too few finished runs cannot give.
     public var rows: [[String]] {
         summaries.map { summary in
             var name = summary.name + (summary.isBaseline ? " (baseline)" : "")
             if summary.unfinishedRuns > 0 {
                 name += " [\(summary.finishedRuns) of \(summary.finishedRuns + summary.unfinishedRuns) runs]"
             }
+            let noScores = summary.finishedRuns > 0 && summary.testTop1 == nil
+            func testCell(_ text: String?) -> String { summary.isBaseline ? "—" : text ?? (noScores ? "—" : "n/a") }
+            var difference = summary.differenceToBaseline.map { String(format: "%+.2f", $0) }
+            if let test = summary.test, let text = difference {
+                let interval = test.confidenceInterval()
+                difference = text + String(format: " [%+.2f, %+.2f]", interval.lower, interval.upper)
+            }
             return [
-                name, meanAndDeviation(summary.finalTop1), meanAndDeviation(summary.bestTop1),
-                summary.isBaseline ? "—" : summary.differenceToBaseline.map { String(format: "%+.2f", $0) } ?? "n/a",
-                summary.isBaseline ? "—" : summary.welch.map { formatPValue($0.pValue) } ?? "n/a",
+                name, String(summary.testTop1?.count ?? 0),
+                noScores ? "—" : meanAndDeviation(summary.testTop1),
+                testCell(difference), testCell(summary.test.map(testName)), testCell(summary.test.map { formatPValue($0.pValue) }),
+                testCell(summary.seedsFor80Power?.description),
+                noScores ? "—" : meanAndDeviation(summary.testTop1Best),
+                meanAndDeviation(summary.finalTop1), meanAndDeviation(summary.bestTop1),
                 summary.wallSeconds.map { formatDuration($0.mean) } ?? "n/a",
             ]
         }
     }
 
+    /// Runs whose validation split was the test split, as "variant/seed-N".
+    public var runsValidatedOnTest: [String] {
+        runs.filter { $0.validatesOnTest == true }.map(\.label)
+    }
+
+    /// The plain warning every table and report carries when selection saw the test images; nil otherwise.
+    var validationOnTestWarning: String? {
+        let labels = runsValidatedOnTest
+        guard !labels.isEmpty else { return nil }
+        return "Validation was the test split in \(labels.count) of \(runs.count) runs (\(labels.joined(separator: ", "))): "
+            + "best.h5 and the validation columns were chosen and measured on the test images, so their test top-1 "
+            + "is optimistic and is not a held-out result."
+    }
+
     var caption: String {
-        "Mean ± sample standard deviation over seeds \(seeds.map(String.init).joined(separator: ", ")) of the validation "
-            + "top-1 after the last epoch (final) and at the best epoch (best). Δ and p compare final top-1 with the baseline, "
-            + "\(baseline): difference of means and Welch's two-sided t-test (n/a below two finished runs)."
+        var text = "Test top-1 of the final model (the weights after the last epoch), scored once on the test split at the end "
+            + "of each run: mean ± sample standard deviation over the finished runs of seeds \(seeds.map(String.init).joined(separator: ", ")) "
+            + "(Seeds: how many). Δ is the difference to the baseline, \(baseline), with its 95 % confidence interval and "
+            + "two-sided p: a paired t-test over the seeds both finished (the same seed gives both the same initialisation "
+            + "and data order), or Welch's t-test when fewer than two seeds are shared (n/a below two finished runs a side). "
+            + "Seeds for 80 % power: the smallest number of seeds at which that test would resolve the observed Δ at "
+            + "two-sided α = 0.05, taking the observed spread as the truth (paired: exact, noncentral t; Welch: seeds per "
+            + "variant, noncentral-t approximation). Secondary: test top-1 of best.h5 (the epoch chosen on validation) "
+            + "and validation top-1 after the last epoch (final) and at the best epoch (best)."
+        if summaries.contains(where: { $0.runsWithoutTestScore > 0 }) {
+            text += " — in a test column: the runs were recorded before test scoring and have no test top-1."
+        }
+        return text
     }
 
     /// `table.md`: the paper-style table, mean ± std per variant.
     public var markdown: String {
         var out = "## \(name)\n\nProgram `\(program)`, base recipe `\(recipeOrigin)`, \(seeds.count) seed\(seeds.count == 1 ? "" : "s") per variant.\n\n"
+        if let warning = validationOnTestWarning { out += "**Warning:** \(warning)\n\n" }
         out += "| " + Self.columns.joined(separator: " | ") + " |\n"
         out += "|:--" + String(repeating: "|--:", count: Self.columns.count - 1) + "|\n"
         for row in rows { out += "| " + row.map { $0.replacingOccurrences(of: "|", with: "\\|") }.joined(separator: " | ") + " |\n" }
         return out + "\n" + caption + "\n"
     }
 
-    /// `runs.csv`: one row per run.
-    public var csv: String {
-        var out = "variant,seed,status,final_top1,best_top1,epochs,wall_seconds,resumed,error\n"
-        for run in runs {
-            let epochs = run.phases.reduce(0) { $0 + $1.history.count }
-            let fields = [run.variant, String(run.seed), run.status.rawValue, run.finalTop1.map { String(format: "%.4f", $0) } ?? "",
-                          run.bestTop1.map { String(format: "%.4f", $0) } ?? "", String(epochs),
-                          run.wallSeconds.map { String(format: "%.2f", $0) } ?? "", String(run.resumed), run.error ?? ""]
+    /// `table.csv`: the table's figures unrounded, one row per variant.
+    public var tableCSV: String {
+        var out = "variant,baseline,finished_runs,unfinished_runs,seeds,test_top1_mean,test_top1_std,test_top1_best_mean,"
+            + "test_top1_best_std,val_top1_final_mean,val_top1_final_std,val_top1_best_mean,val_top1_best_std,delta,"
+            + "ci95_low,ci95_high,test,t,df,p,seeds_for_80_power,validated_on_test,wall_seconds_mean\n"
+        func number(_ value: Double?) -> String { value.map { String(format: "%.10g", $0) } ?? "" }
+        func pair(_ summary: SampleSummary?) -> [String] { [number(summary?.mean), number(summary?.standardDeviation)] }
+        for summary in summaries {
+            let interval = summary.test?.confidenceInterval()
+            let validatedOnTest = runs.contains { $0.variant == summary.name && $0.validatesOnTest == true }
+            var fields = [summary.name, String(summary.isBaseline), String(summary.finishedRuns), String(summary.unfinishedRuns),
+                          String(summary.testTop1?.count ?? 0)]
+            fields += pair(summary.testTop1) + pair(summary.testTop1Best) + pair(summary.finalTop1) + pair(summary.bestTop1)
+            fields += [number(summary.differenceToBaseline), number(interval?.lower), number(interval?.upper),
+                       summary.test?.kind.rawValue ?? "", number(summary.test?.t), number(summary.test?.degreesOfFreedom),
+                       number(summary.test?.pValue), summary.seedsFor80Power?.description ?? "",
+                       String(validatedOnTest), number(summary.wallSeconds?.mean)]
             out += fields.map(csvField).joined(separator: ",") + "\n"
         }
         return out
+    }
+
+    /// `runs.csv`: one row per run. Test and validation figures are empty where a run did not record them.
+    public var csv: String {
+        var out = "variant,seed,status,test_top1,test_top1_best,final_top1,best_top1,epochs,wall_seconds,resumed,validates_on_test,error\n"
+        func percent(_ value: Double?) -> String { value.map { String(format: "%.4f", $0) } ?? "" }
+        for run in runs {
+            let epochs = run.phases.reduce(0) { $0 + $1.history.count }
+            let fields = [run.variant, String(run.seed), run.status.rawValue, percent(run.testTop1), percent(run.testTop1Best),
+                          percent(run.finalTop1), percent(run.bestTop1), String(epochs),
+                          run.wallSeconds.map { String(format: "%.2f", $0) } ?? "", String(run.resumed),
+                          run.validatesOnTest.map(String.init) ?? "", run.error ?? ""]
+            out += fields.map(csvField).joined(separator: ",") + "\n"
+        }
+        return out
+    }
+
+    /// One sentence per variant on its test against the baseline and the seeds 80 % power needs.
+    var statisticsNotes: [String] {
+        summaries.filter { !$0.isBaseline }.map { summary in
+            let head = "\(summary.name) vs \(baseline), test top-1 of the final model: "
+            guard let test = summary.test, let seedsFor80Power = summary.seedsFor80Power else {
+                return head + "no test (it needs two finished runs with a test score on each side)."
+            }
+            let interval = test.confidenceInterval()
+            let sample = test.kind == .paired
+                ? "paired t-test over seeds \(summary.pairedSeeds.map(String.init).joined(separator: ", ")) (n = \(test.counts[0]))"
+                : "Welch's t-test (\(test.counts[0]) and \(test.counts[1]) seeds)"
+            var text = head + sample + String(format: ": Δ = %+.2f points, 95 %% CI [%+.2f, %+.2f], t = %.3g, ν = %.3g, p = %@. ",
+                                              test.difference, interval.lower, interval.upper, test.t, test.degreesOfFreedom,
+                                              formatPValue(test.pValue))
+            let spread = test.kind == .paired
+                ? String(format: "sd of the per-seed differences %.2f", test.variances[0].squareRoot())
+                : String(format: "sample sd %.2f and %.2f", test.variances[0].squareRoot(), test.variances[1].squareRoot())
+            switch seedsFor80Power {
+            case let .seeds(n):
+                text += "\(n) seeds\(test.kind == .welch ? " per variant" : "") would resolve this Δ at 80 % power "
+                    + "(two-sided α = 0.05, \(spread))."
+            case let .moreThan(limit):
+                text += "More than \(limit) seeds would be needed to resolve this Δ at 80 % power (\(spread))."
+            case let .notApplicable(reason):
+                text += "Seeds for 80 % power: n/a (\(reason))."
+            }
+            return text
+        }
     }
 
     // MARK: Curves
@@ -173,9 +303,10 @@ public struct ComparisonReport: Sendable {
 
     // MARK: HTML
 
-    /// `report.html`: one self-contained page (inline SVG and CSS, nothing fetched) with the table,
-    /// validation curves per variant (mean and ± std band over seeds), the knob schedules, the
-    /// variants' overrides, every run, and how to reproduce it. Well-formed XML, so it also parses as XHTML.
+    /// `report.html`: one self-contained page (inline SVG and CSS, nothing fetched) with the table, each
+    /// variant's test against the baseline and the seeds 80 % power needs, validation curves per variant
+    /// (mean and ± std band over seeds), the knob and loss-term schedules, the variants' overrides,
+    /// every run, and how to reproduce it. Well-formed XML, so it also parses as XHTML.
     public var html: String {
         var out = """
             <!DOCTYPE html>
@@ -192,6 +323,7 @@ public struct ComparisonReport: Sendable {
             th.text { text-align: left; }
             figure { margin: 1em 0; }
             .meta, .caption { color: #555; font-size: 0.9em; }
+            .warning { background: #fff3cd; border-left: 4px solid #D55E00; padding: 0.5em 0.8em; }
             pre { background: #f4f4f4; padding: 0.6em; overflow-x: auto; }
             </style>
             </head>
@@ -201,9 +333,17 @@ public struct ComparisonReport: Sendable {
             seeds \(seeds.map(String.init).joined(separator: ", ")) · baseline <code>\(escapeHTML(baseline))</code></p>
 
             """
-        out += "<h2>Results</h2>\n<table id=\"results\">\n<tr>" + Self.columns.map { "<th>\(escapeHTML($0))</th>" }.joined() + "</tr>\n"
+        if let warning = validationOnTestWarning {
+            out += "<p class=\"warning\" id=\"validation-on-test\"><strong>Warning:</strong> \(escapeHTML(warning))</p>\n"
+        }
+        out += "<h2>Results: test top-1 of the final model</h2>\n<table id=\"results\">\n<tr>"
+            + Self.columns.map { "<th>\(escapeHTML($0))</th>" }.joined() + "</tr>\n"
         for row in rows { out += "<tr>" + row.map { "<td>\(escapeHTML($0))</td>" }.joined() + "</tr>\n" }
         out += "</table>\n<p class=\"caption\">\(escapeHTML(caption))</p>\n"
+        let notes = statisticsNotes
+        if !notes.isEmpty {
+            out += "<h2>Statistics</h2>\n<ul id=\"statistics\">\n" + notes.map { "<li>\(escapeHTML($0))</li>\n" }.joined() + "</ul>\n"
+        }
 
         out += "<h2>Validation curves</h2>\n"
         let accuracy = LineChart(title: "Validation top-1 (%), mean ± std over seeds", xLabel: "epoch",
@@ -215,7 +355,7 @@ public struct ComparisonReport: Sendable {
         out += "<figure id=\"accuracy\">\n\(accuracy.svg)</figure>\n<figure id=\"loss\">\n\(loss.svg)</figure>\n"
 
         let knobs = knobSchedules
-        out += "<h2>Knob schedules</h2>\n"
+        out += "<h2>Knob and loss-term schedules</h2>\n"
         if !knobs.varying.isEmpty {
             let charts = knobs.varying.map {
                 LineChart(title: $0.knob, xLabel: "epoch", series: $0.series, markers: phaseMarkers, width: 500, height: 240)
@@ -234,14 +374,19 @@ public struct ComparisonReport: Sendable {
         }
         out += "</table>\n"
 
-        out += "<h2>Runs</h2>\n<table id=\"runs\">\n<tr><th>Run</th><th>Status</th><th>Final top-1 (%)</th><th>Best top-1 (%)</th><th>Epochs</th><th>Wall time</th></tr>\n"
+        out += "<h2>Runs</h2>\n<table id=\"runs\">\n<tr><th>Run</th><th>Status</th><th>Test top-1, final model (%)</th>"
+            + "<th>Test top-1, best.h5 (%)</th><th>Val. top-1, final (%)</th><th>Val. top-1, best (%)</th><th>Epochs</th><th>Wall time</th></tr>\n"
         for run in runs {
-            let cells = [run.label, run.status.rawValue + (run.resumed ? " (resumed)" : ""),
-                         run.finalTop1.map { String(format: "%.2f", $0) } ?? "", run.bestTop1.map { String(format: "%.2f", $0) } ?? "",
+            func percent(_ value: Double?, missing: String) -> String { value.map { String(format: "%.2f", $0) } ?? missing }
+            // A finished run without test scores was recorded before test scoring.
+            let noTest = run.status == .finished ? "—" : ""
+            let status = run.status.rawValue + (run.resumed ? " (resumed)" : "") + (run.validatesOnTest == true ? " (validated on test)" : "")
+            let cells = [run.label, status, percent(run.testTop1, missing: noTest), percent(run.testTop1Best, missing: noTest),
+                         percent(run.finalTop1, missing: ""), percent(run.bestTop1, missing: ""),
                          String(run.phases.reduce(0) { $0 + $1.history.count }), run.wallSeconds.map(formatDuration) ?? ""]
             out += "<tr>" + cells.map { "<td>\(escapeHTML($0))</td>" }.joined() + "</tr>\n"
             if let error = run.error, run.status != .finished {
-                out += "<tr><td></td><td class=\"text\" colspan=\"5\">\(escapeHTML(error))</td></tr>\n"
+                out += "<tr><td></td><td class=\"text\" colspan=\"7\">\(escapeHTML(error))</td></tr>\n"
             }
         }
         out += "</table>\n"
@@ -251,6 +396,11 @@ public struct ComparisonReport: Sendable {
         out += "<p class=\"meta\">Epicycle \(escapeHTML(epicycleSoftwareVersion)) · written \(stamp)</p>\n</body>\n</html>\n"
         return out
     }
+}
+
+/// "paired" or "Welch", as the table names the test.
+private func testName(_ test: DifferenceTest) -> String {
+    test.kind == .paired ? "paired" : "Welch"
 }
 
 private func meanAndDeviation(_ summary: SampleSummary?) -> String {

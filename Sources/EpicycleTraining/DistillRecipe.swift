@@ -7,6 +7,9 @@ import EpicycleSchedules
 /// weighted sum of `losses`. There is no other place for the student's data or epochs. Every weight
 /// and temperature is a constant or a schedule, evaluated at the same cycle position as the knobs;
 /// a weight defaults to 1, a temperature to 4. Feature names are those `Model.featureNames` lists.
+/// Every epoch's metrics (`metrics.csv`, `metrics.jsonl`) log each term's weight and temperature beside
+/// the knobs: `labels.weight`, `logits.weight`, `logits.temperature`, `hint.layer2.weight`,
+/// `attention.layer3.weight`, `spatial_softmax.layer3.temperature`… (`DistillationObjective.scheduledValues`).
 ///
 ///     distill:
 ///       teacher: Checkpoints/teacher/best.h5      # --teacher overrides it

@@ -55,7 +55,8 @@ public struct EpochRecord: Codable, Equatable, Sendable {
     public var validationTop5: Double
     public var seconds: Double
     public var imagesPerSecond: Double
-    /// Knob name → value during this epoch (per-step knobs: the value at the epoch's first step).
+    /// Knob name → value during this epoch (per-step knobs: the value at the epoch's first step), and
+    /// the objective's scheduled values the same way (distillation: `logits.temperature`, `hint.layer2.weight`…).
     public var knobs: [String: Double]
 
     public init(epoch: Int, step: Int, trainLoss: Double, trainTop1: Double, validationLoss: Double,

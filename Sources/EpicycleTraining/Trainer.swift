@@ -70,6 +70,9 @@ package final class Trainer {
     package var customStep: StepFunction?
     /// Extra text for the progress line and the epoch line (distillation: the teacher's share of the time).
     package var progressNote: (() -> String)?
+    /// Scheduled values of the objective, by name, logged beside the knobs in every epoch's record
+    /// (distillation: each loss term's weight and temperature), at the epoch's first step as the knobs are.
+    package var loggedValues: ((Position) -> [String: Double])?
     /// Trainable extras beside the model (distillation regressors): clipped with the model's
     /// gradients and saved under `/adapters` in every checkpoint.
     let adapters: ModuleState?
@@ -185,7 +188,8 @@ package final class Trainer {
         var history = start.map { record in record.metrics.rows.map { EpochRecord(columns: record.metrics.columns, values: $0) } } ?? []
         var keeper = try CheckpointKeeper(directory: folder, everyEpochs: recipe.checkpointEvery > 0 ? recipe.checkpointEvery : nil,
                                           bestTop1: start?.bestTop1)
-        let knobNames = knobs.schedules.keys.map(\.rawValue)
+        // The objective's names are fixed for a run: those it logs at the first step.
+        let knobNames = knobs.schedules.keys.map(\.rawValue) + (loggedValues?(position(epoch: 0, batch: 0, batches: 1)).keys.sorted() ?? [])
         let log = try MetricsLog(folder: URL(fileURLWithPath: folder), knobNames: knobNames, history: history)
         var step = start?.step ?? 0
         let firstEpoch = start?.epoch ?? 0
@@ -242,7 +246,8 @@ package final class Trainer {
                 epoch: epoch + 1, step: step, trainLoss: metrics.loss, trainTop1: metrics.top1,
                 validationLoss: validation.loss, validationTop1: validation.top1, validationTop5: validation.top5,
                 seconds: Date().timeIntervalSince(epochStart), imagesPerSecond: Double(metrics.images) / max(trainSeconds, 1e-9),
-                knobs: Dictionary(uniqueKeysWithValues: first.map { ($0.key.rawValue, $0.value) }))
+                knobs: Dictionary(uniqueKeysWithValues: first.map { ($0.key.rawValue, $0.value) })
+                    .merging(loggedValues?(position(epoch: epoch, batch: 0, batches: 1)) ?? [:]) { knob, _ in knob })
             history.append(record)
             try log.append(record)
             try keeper.save(checkpoint(epoch: epoch + 1, step: step, history: history, knobNames: knobNames),

@@ -9,7 +9,8 @@ struct Compare: ParsableCommand {
             An experiment (YAML) is a base recipe, named variants that override parts of it (key.path: value, \
             as --set) and a list of seeds. Each run gets its own folder under <results>/runs; finished runs are \
             skipped, so an interrupted comparison continues where it stopped. The results folder then holds \
-            table.md (mean ± std per variant, Δ and Welch's p against the baseline), runs.csv and report.html.
+            table.md and table.csv (test top-1 of the final model, mean ± std per variant; Δ against the baseline with \
+            its 95 % confidence interval and p, paired by seed or Welch's; seeds for 80 % power), runs.csv and report.html.
             Example: epicycle compare Experiments/cyclical-wd-fmnist.yaml --jobs 2
             """)
 
@@ -27,7 +28,7 @@ struct Compare: ParsableCommand {
                               command: command) { print($0) }
         }
         print("\n" + result.report.markdown)
-        print("wrote \(result.tablePath), \(result.csvPath) and \(result.reportPath)")
+        print("wrote \(result.tablePath), \(result.tableCSVPath), \(result.csvPath) and \(result.reportPath)")
         if !result.failed.isEmpty {
             throw ValidationError("\(result.failed.count) run(s) did not finish: "
                 + result.failed.map(\.label).joined(separator: ", ") + ". Run the same command again to retry them.")

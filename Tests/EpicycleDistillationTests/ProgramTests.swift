@@ -32,6 +32,14 @@ func studentRecipe(distill: String) -> String {
     """
 }
 
+/// A freshly initialised ResNet-8 for one-channel images and 10 classes, saved as `<folder>/teacher.h5`.
+func untrainedTeacher(in folder: String) throws -> String {
+    let teacher = try Model(ModelSpec(architecture: "resnet8", inputChannels: 1, numClasses: 10), seed: 0)
+    let path = folder + "/teacher.h5"
+    try Checkpoint(model: teacher.state, architecture: try teacher.spec.yaml, numClasses: 10).write(to: path)
+    return path
+}
+
 @Suite(.serialized) struct DistillProgramTests {
     /// Distillation should transfer what the teacher learnt from 30× more images. Everything is seeded
     /// and single-order, so the outcome is fixed; the margin guards against that outcome being luck.
@@ -71,6 +79,45 @@ func studentRecipe(distill: String) -> String {
         #expect(reloaded.spec.architecture == "resnet8")
     }
 
+    /// Every term's weight and temperature is logged per epoch at the schedule's value: with 3 epochs and
+    /// factor 2, t = e/(E − 1) = 0, ½, 1 gives hardness 0, 1, 0 (Smith 2022), so easy, hard, easy.
+    @Test func metricsLogEveryTermsScheduledWeightAndTemperature() throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let teacherPath = try untrainedTeacher(in: folder)
+        let recipe = """
+            seed: 0
+            model: {architecture: resnet8}
+            knobs: {batch_size: 50, learning_rate: 0.05}
+            pretrain: {data: {first: 100, validation: 100}, epochs: 3}
+            distill:
+              losses:
+                - {kind: labels, weight: 1}
+                - {kind: logits, weight: {cyclical: {easy: 0.5, hard: 2, factor: 2}}, temperature: {cyclical: {easy: 1, hard: 4, factor: 2}}}
+                - {kind: hint, student: layer2, teacher: layer2, weight: 0.25}
+                - {kind: attention, student: layer2, teacher: layer3, weight: 100}
+            """
+        let result = try distill(teacher: teacherPath, recipe: RecipeSource(text: recipe, origin: "r"),
+                                 options: RunOptions(output: folder + "/student", quiet: true))
+        let expected: [String: [Double]] = [
+            "labels.weight": [1, 1, 1], "logits.weight": [0.5, 2, 0.5], "logits.temperature": [1, 4, 1],
+            "hint.layer2.weight": [0.25, 0.25, 0.25], "attention.layer2-layer3.weight": [100, 100, 100],
+        ]
+        let history = result.phases[0].history
+        for (name, values) in expected { #expect(history.map { $0.knobs[name] } == values, "\(name) in the epoch records") }
+
+        let csv = try String(contentsOfFile: folder + "/student/metrics.csv", encoding: .utf8).split(separator: "\n")
+        let header = csv[0].split(separator: ",").map(String.init)
+        #expect(csv.count == 1 + 3)
+        for (name, values) in expected {
+            let column = try #require(header.firstIndex(of: name), "metrics.csv has a \(name) column: \(header)")
+            #expect(csv.dropFirst().map { Double($0.split(separator: ",")[column]) } == values, "\(name) in metrics.csv")
+        }
+        #expect(!header.contains("labels.temperature"), "the labels term's temperature is knobs.temperature")
+        let jsonl = try String(contentsOfFile: folder + "/student/metrics.jsonl", encoding: .utf8)
+        #expect(jsonl.split(separator: "\n").count == 3 && jsonl.contains("\"logits.temperature\":4"))
+    }
+
     @Test func teacherThatIsNotAModelIsNamed() throws {
         let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
@@ -87,9 +134,7 @@ func studentRecipe(distill: String) -> String {
     @Test func classCountsMustAgreeForLogitDistillation() throws {
         let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        let teacher = try Model(ModelSpec(architecture: "resnet8", inputChannels: 1, numClasses: 10), seed: 0)
-        let path = folder + "/teacher.h5"
-        try Checkpoint(model: teacher.state, architecture: try teacher.spec.yaml, numClasses: 10).write(to: path)
+        let path = try untrainedTeacher(in: folder)
         let recipe = """
             model: {architecture: resnet8}
             pretrain: {data: {classes: [0, 1, 2], first: 30}, epochs: 1}

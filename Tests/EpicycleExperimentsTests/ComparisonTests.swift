@@ -95,9 +95,55 @@ let epicycleExecutable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlink
         #expect(result.failed.map(\.label) == ["exploding/seed-0"])
         #expect(result.failed.first?.error?.contains("diverged") == true)
         #expect(result.report.summaries.map(\.finishedRuns) == [1, 0])
-        #expect(result.report.rows[1] == ["exploding [0 of 1 runs]", "n/a", "n/a", "n/a", "n/a", "n/a"])
+        #expect(result.report.rows[1] == ["exploding [0 of 1 runs]", "0"] + Array(repeating: "n/a", count: 9))
         // A failed run is retried by the next call.
         #expect(try runComparison(experiment: experiment).executed == ["exploding/seed-0"])
+    }
+
+    /// Issue 12, item 9: two distillation variants that differ only in the KD temperature. The report
+    /// must chart that temperature, not call the variants' knobs the same.
+    @Test func reportChartsALossTermTemperatureThatDiffersBetweenVariants() throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let teacher = try pretrain(recipe: RecipeSource(text: """
+            model: {architecture: plain-cnn}
+            knobs: {batch_size: 50, learning_rate: 0.05}
+            pretrain: {epochs: 1, data: {first: 100, validation: 100}}
+            """, origin: "teacher"), options: RunOptions(output: folder.path + "/teacher", quiet: true))
+        let experiment = try Experiment(text: """
+            name: kd-temperature
+            program: distill
+            base:
+              model: {architecture: plain-cnn}
+              knobs: {batch_size: 50, learning_rate: 0.05}
+              pretrain: {epochs: 2, data: {first: 100, validation: 100}}
+              distill:
+                teacher: \(teacher.checkpoint)
+                losses: [{kind: labels, weight: 1}, {kind: logits, weight: 1, temperature: 4}]
+            seeds: [0]
+            baseline: constant
+            variants:
+              constant: {}
+              cyclical:
+                distill.losses[1].temperature: {cyclical: {easy: 1, hard: 4}}
+            results: \(folder.path)/results
+            """, origin: folder.appendingPathComponent("kd.yaml").path)
+        let result = try runComparison(experiment: experiment)
+        #expect(result.failed.isEmpty)
+        let html = result.report.html
+        let figure = try #require(html.range(of: "<figure id=\"knobs\">").flatMap { start in
+            html.range(of: "</figure>", range: start.upperBound..<html.endIndex).map { String(html[start.upperBound..<$0.lowerBound]) }
+        }, "the report has knob charts")
+        // One chart per varying value, titled by its name; the KD temperature's holds both variants.
+        let charts = figure.components(separatedBy: "<svg ").filter { $0.contains("font-weight=\"bold\">") }
+        let temperature = try #require(charts.first { $0.contains(">logits.temperature</text>") }, "logits.temperature is charted")
+        #expect(temperature.components(separatedBy: "class=\"curve\"").count - 1 == 2)
+        // Constant 4 against the rise from 1 at the first epoch to 4 at the last (f = 1).
+        let runs = result.report.runs.map { ($0.variant, $0.phases[0].history.map { $0.knobs["logits.temperature"] }) }
+        #expect(runs.map(\.0) == ["constant", "cyclical"] && runs.map(\.1) == [[4, 4], [1, 4]])
+        let same = try #require(html.range(of: "The same in every variant and epoch: ").map { String(html[$0.upperBound...].prefix { $0 != "\n" }) })
+        #expect(same.contains("<code>logits.weight</code> 1") && same.contains("<code>labels.weight</code> 1"))
+        #expect(!same.contains("logits.temperature"))
     }
 
     @Test func severalJobsNeedChildProcesses() throws {
