@@ -160,10 +160,12 @@ package final class Trainer {
         case .crossEntropy:
             return try mixed(CrossEntropyLoss(temperature: temperature, labelSmoothing: lossRecipe.labelSmoothing), logits, batch)
         case .focal:
-            return try mixed(FocalLoss(gamma: lossRecipe.gamma, temperature: temperature), logits, batch)
+            return try mixed(FocalLoss(gamma: lossRecipe.gamma, temperature: temperature, labelSmoothing: lossRecipe.labelSmoothing),
+                             logits, batch)
         case .cyclicalFocal:
             return try mixed(CyclicalFocalLoss(gammaHighConfidence: lossRecipe.gammaHighConfidence, gammaFocal: lossRecipe.gamma,
-                                               xi: Float(values[.focalMix]!), temperature: temperature), logits, batch)
+                                               xi: Float(values[.focalMix]!), temperature: temperature,
+                                               labelSmoothing: lossRecipe.labelSmoothing), logits, batch)
         }
     }
 
