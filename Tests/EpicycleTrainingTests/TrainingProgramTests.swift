@@ -4,6 +4,7 @@ import EpicycleSchedules
 @testable import EpicycleTraining
 import Foundation
 import Testing
+import TestSupport
 
 /// Real runs on small Fashion-MNIST subsets (installed by scripts/setup): a few hundred images,
 /// validated on a held-out slice of the training images so an epoch takes well under a second.
@@ -136,10 +137,27 @@ import Testing
         _ = try finetune(from: pretrained.checkpoint, recipe: source, options: RunOptions(output: output + "/finetune", quiet: true))
         let before = try Checkpoint.read(from: pretrained.checkpoint).model.parameters
         let after = try Checkpoint.read(from: output + "/finetune/last.h5").model.parameters
+        let isFrozen = { (name: String) in ["conv1.", "bn1.", "layer1."].contains { name.hasPrefix($0) } }
         for (x, y) in zip(before, after) where x.name != "fc.weight" && x.name != "fc.bias" {
-            let frozen = ["conv1.", "bn1.", "layer1."].contains { x.name.hasPrefix($0) }
+            let frozen = isFrozen(x.name)
             #expect((x.tensor == y.tensor) == frozen, "\(x.name) should \(frozen ? "" : "not ")be unchanged")
         }
+        // A frozen batch norm keeps the pretrained running statistics (timm's FrozenBatchNorm2d); the others move on.
+        let buffersBefore = try Checkpoint.read(from: pretrained.checkpoint).model.buffers
+        let finetuned = try Checkpoint.read(from: output + "/finetune/last.h5")
+        for (x, y) in zip(buffersBefore, finetuned.model.buffers) {
+            #expect(x.name == y.name)
+            let frozen = isFrozen(x.name)
+            #expect((x.value == y.value) == frozen, "\(x.name) should \(frozen ? "" : "not ")be unchanged")
+        }
+        // The frozen part computes in training mode what it computes in inference mode.
+        let model = try Model(ModelSpec(yaml: finetuned.architecture, file: "last.h5"), seed: 0)
+        try finetuned.loadModel(into: model.state)
+        for (name, parameter) in model.state.parameters where isFrozen(name) { parameter.trainable = false }
+        let images = randomTensor([4, 28, 28, 1], seed: 5)
+        let training = try #require(model.forward(images, mode: .training, capture: ["layer1"]).features["layer1"])
+        let inference = try #require(model.forward(images, mode: .inference, capture: ["layer1"]).features["layer1"])
+        expectClose(training, inference, rtol: 1e-4, atol: 1e-5, "layer1 in training vs inference mode")
         #expect(throws: RecipeError.self) {
             _ = try finetune(from: pretrained.checkpoint, recipe: RecipeSource(text: text, origin: "freeze.yaml", overrides: ["finetune.freeze=[layer9]"]),
                              options: RunOptions(output: output + "/bad", quiet: true))
