@@ -128,17 +128,14 @@ package final class Trainer {
         trainableParameters = (model.state.parameters + (adapters?.parameters ?? [])).map(\.parameter).filter(\.trainable)
     }
 
-    /// The position of a step in the whole cycle. Batch size may change between epochs, so steps
-    /// are counted in units of the cycle's nominal steps per epoch.
-    func position(epoch: Int, batch: Int, batches: Int) -> Position {
-        let nominal = cyclePhase == .pretrain ? cycle.pretrainingStepsPerEpoch : cycle.finetuningStepsPerEpoch
-        let step = batches == 0 ? 0 : batch * nominal / batches
-        return cyclePhase == .pretrain ? cycle.pretrainingPosition(epoch: epoch, stepInEpoch: step)
-            : cycle.finetuningPosition(epoch: epoch, stepInEpoch: step)
+    /// The position of batch `batch` of this phase's epoch `epoch` in the whole cycle (see `JointCycle`).
+    func position(epoch: Int, batch: Int) -> Position {
+        cyclePhase == .pretrain ? cycle.pretrainingPosition(epoch: epoch, stepInEpoch: batch)
+            : cycle.finetuningPosition(epoch: epoch, stepInEpoch: batch)
     }
 
     func knobValues(at position: Position) -> [Knob: Double] {
-        knobs.schedules.mapValues { cycle.value(of: $0, at: position) }
+        knobs.values(at: position, in: cycle)
     }
 
     /// Epochs from the cycle's start at the end of `epoch` (what the checkpoint records).
@@ -206,7 +203,7 @@ package final class Trainer {
 
         for epoch in firstEpoch..<epochs {
             let epochStart = Date()
-            let first = knobValues(at: position(epoch: epoch, batch: 0, batches: 1))
+            let first = knobValues(at: position(epoch: epoch, batch: 0))
             let batchSize = Int(first[.batchSize]!)
             let strength = Float(first[.augmentationStrength]!)
             let batches = trainingLoader.batchCount(batchSize: batchSize)
@@ -218,7 +215,7 @@ package final class Trainer {
                     batchIndex += 1
                     continue
                 }
-                let stepPosition = position(epoch: epoch, batch: batchIndex, batches: batches)
+                let stepPosition = position(epoch: epoch, batch: batchIndex)
                 let values = knobValues(at: stepPosition)
                 apply(values)
                 optimizer.zeroGradients()

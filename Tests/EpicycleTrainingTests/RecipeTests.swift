@@ -100,8 +100,10 @@ import Testing
             #expect(error.path == "knobs.augmentation_strength")
             #expect(error.problem.hasPrefix("must be in [0, 1], got 1.5"))
         }
+        // A scheduled batch size is rounded where it is used; below 1 it is out of range.
+        try KnobSchedules([.batchSize: .cyclical(easy: 256, hard: 100.5)]).validate(over: cycle, pathPrefix: "knobs.")
         #expect(throws: RecipeError.self) {
-            try KnobSchedules([.batchSize: .cyclical(easy: 256, hard: 100.5)]).validate(over: cycle, pathPrefix: "knobs.")
+            try KnobSchedules([.batchSize: .cyclical(easy: 256, hard: 0.5)]).validate(over: cycle, pathPrefix: "knobs.")
         }
     }
 }

@@ -175,6 +175,60 @@ import TestSupport
         #expect(abs(evaluation.top1 - result.phases[0].finalTop1) < 1e-9)
     }
 
+    /// Smith's easy end is the large batch: a cyclical 256 → 100 with f = 3 over 5 epochs (t = e/4) has
+    /// δ = 0, 0.75, 0.75, 0.375, 0, so epoch 3 asks for 197.5, which trains at 198.
+    @Test func scheduledBatchSizesAreRounded() throws {
+        let text = Self.pretrainRecipe.replacingOccurrences(of: "batch_size: 64", with: "batch_size: {cyclical: {easy: 256, hard: 100, factor: 3}}")
+            .replacingOccurrences(of: "epochs: 3", with: "epochs: 5")
+        let table = try scheduleTable(recipe: RecipeSource(text: text, origin: "rounding.yaml"))
+        let batchSize = try #require(table.values.first { $0.knob == .batchSize }).values
+        #expect(batchSize == [256, 139, 139, 198, 256])
+        #expect(table.steps == [2, 3, 3, 2, 2], "320 images per epoch")
+        #expect(table.text.contains("rounded half away from zero"))
+        #expect(throws: RecipeError.self) {
+            try RecipeSource(text: text, origin: "r.yaml", overrides: ["knobs.batch_size=100.5"]).decode(Recipe.self)
+        }
+        let perStep = #expect(throws: RecipeError.self) {
+            try RecipeSource(text: text, origin: "r.yaml", overrides: ["knobs.batch_size={cyclical: {easy: 256, hard: 100, per: step}}"])
+                .decode(Recipe.self)
+        }
+        #expect(perStep?.description.contains("knobs.batch_size") == true)
+    }
+
+    /// A cyclical batch size makes epochs of different lengths. A per-step knob must then follow the same
+    /// steps in pretraining, in the cycle's fine-tune, in a separate fine-tune from the pretraining
+    /// checkpoint, and in `epicycle schedule` (which predicted T = 0.7308 where a fine-tune used 0.607).
+    @Test func perStepKnobsCountTheSameStepsInEveryProgram() throws {
+        let output = Self.folder("steps")
+        let text = Self.pretrainRecipe
+            .replacingOccurrences(of: "batch_size: 64", with: "batch_size: {cyclical: {easy: 160, hard: 45}}")
+            .replacingOccurrences(of: "temperature: {cyclical: {easy: 0.5, hard: 2, factor: 1}}",
+                                  with: "temperature: {cyclical: {easy: 0.5, hard: 2, factor: 1, per: step}}") + """
+
+            finetune:
+              data: {classes: [5, 6, 7, 8, 9], validation: 200, per_class: 40}
+              epochs: 2
+            """
+        let source = try RecipeSource(text: text, origin: "steps.yaml")
+        let table = try scheduleTable(recipe: source)
+        let result = try cycle(recipe: source, options: RunOptions(output: output + "/cycle", quiet: true))
+        let history = result.phases.flatMap(\.history)
+        // Joint cycle of 5 epochs, f = 5/3: batch sizes 160, 112, 64, 88, 160 (δ = 0, 5/12, 5/6, 5/8, 0).
+        #expect(history.map { $0.knobs["batch_size"]! } == [160, 112, 64, 88, 160])
+        #expect(table.steps == [2, 3, 5, 3, 2])
+        let logged = result.phases.map { $0.history.map(\.step) }
+        #expect(logged == [[2, 5, 10], [3, 5]], "each phase's optimizer steps, as the table predicts")
+        let predicted = try #require(table.values.first { $0.knob == .temperature }).values
+        #expect(history.map { $0.knobs["temperature"]! } == predicted)
+        // Fine-tune epoch 1 starts at step 10 of 15: T = 0.5 + 1.5·10/14.
+        #expect(abs(predicted[3] - (0.5 + 1.5 * 10 / 14)) < 1e-12)
+
+        let separate = try finetune(from: output + "/cycle/pretrain/last.h5", recipe: source,
+                                    options: RunOptions(output: output + "/finetune", quiet: true))
+        #expect(separate.phases[0].history.map { $0.knobs["temperature"]! } == Array(predicted.suffix(2)))
+        #expect(separate.phases[0].history.map(\.validationTop1) == result.phases[1].history.map(\.validationTop1))
+    }
+
     @Test func scheduleTableFollowsTheJointCycle() throws {
         let text = Self.pretrainRecipe + "\nfinetune:\n  data: {classes: [5, 6]}\n  epochs: 1\n"
         let table = try scheduleTable(recipe: RecipeSource(text: text, origin: "table.yaml"))
