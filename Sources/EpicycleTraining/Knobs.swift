@@ -21,7 +21,7 @@ public enum Knob: String, CaseIterable, CodingKey, Sendable, Comparable {
     case focalMix = "focal_mix"
 
     /// The value a recipe gets when it does not mention the knob; nil for knobs that are off unless set
-    /// (clipping) or that only one loss reads (`focal_mix`, whose default the loss recipe supplies).
+    /// (clipping) or that only one loss reads (`focal_mix`: `defaultFocalMix`).
     public var defaultValue: Double? {
         switch self {
         case .learningRate: return 0.1
@@ -52,6 +52,13 @@ public enum Knob: String, CaseIterable, CodingKey, Sendable, Comparable {
     }
 
     public static func < (lhs: Knob, rhs: Knob) -> Bool { lhs.rawValue < rhs.rawValue }
+
+    /// ξ of `cyclical_focal` when the recipe does not set it: cyclical over the run's cycle from 1 (the
+    /// high-confidence term alone, the easy end) to 0 (the focal term alone) and, with a factor > 1, back
+    /// to 1 — ξ = 1 − δ(t), as the reference code (lnsmith54/CFL, `Cyclical_FocalLoss`) moves its η once
+    /// per epoch (Smith 2022, "Cyclical Focal Loss", arXiv 2202.08978). The factor is the run's: 1 for a
+    /// run on its own (the reference's factor-1 variant), peaking at the end of pretraining in a cycle.
+    static let defaultFocalMix = Schedule.cyclical(easy: 1, hard: 0)
 }
 
 /// The batch size a scheduled value trains with: rounded half away from zero (a cyclical 256 → 100

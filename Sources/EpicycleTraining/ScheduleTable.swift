@@ -70,8 +70,13 @@ public func scheduleTable(recipe source: RecipeSource) throws -> ScheduleTable {
         if case .constant = recipe.knobs(for: phase.0).schedules[.batchSize]! { return false }
         return true
     }
-    let notes = batchSizeScheduled
+    var notes = batchSizeScheduled
         ? ["batch_size: the schedule's value rounded half away from zero (at least 1), as training uses it"] : []
+    let focalMixSet = ([recipe.knobs] + [recipe.pretrain?.knobs, recipe.finetune?.knobs].compactMap { $0 })
+        .contains { $0.schedules[.focalMix] != nil }
+    if recipe.loss.kind == .cyclicalFocal && !focalMixSet {
+        notes.append("focal_mix: default \(Knob.defaultFocalMix), ξ = 1 − δ(t) as in Smith's cyclical focal loss")
+    }
     return ScheduleTable(epochs: labels, values: knobs.map { ($0, columns[$0]!) }, steps: cycle.epochSteps,
                          finetuneStart: phases.count == 2 ? phases[0].1 : nil, notes: notes)
 }
