@@ -11,6 +11,9 @@ public enum TrainingError: Error, CustomStringConvertible {
     case diverged(epoch: Int, step: Int, loss: Float, lastGood: String?)
     /// Ctrl-C: the step in progress finished and the state was saved.
     case interrupted(savedTo: String)
+    /// The model's outputs on validation images were NaN/∞ (weights or batch-norm statistics overflowed
+    /// while the training loss still looked finite): a divergence too, with no accuracy to report.
+    case nonFiniteValidation(epoch: Int, step: Int, lastGood: String?)
 
     public var description: String {
         switch self {
@@ -20,6 +23,11 @@ public enum TrainingError: Error, CustomStringConvertible {
                 + "Lower the learning rate or clip gradients (knobs.clip_norm)."
         case let .interrupted(path):
             return "interrupted: saved \(path); continue with --resume"
+        case let .nonFiniteValidation(epoch, step, lastGood):
+            let kept = lastGood.map { "the last good checkpoint, \($0), is unchanged" } ?? "no checkpoint was written yet"
+            return "training diverged at epoch \(epoch + 1), step \(step): the model's outputs on the validation images are "
+                + "not finite (NaN or ∞), so the epoch has no accuracy. Stopped; \(kept). "
+                + "Lower the learning rate or clip gradients (knobs.clip_norm)."
         }
     }
 }
@@ -173,11 +181,13 @@ package final class Trainer {
         return try loss(logits: logits, labels: batch.labels)
     }
 
-    /// Validation loss (plain cross-entropy, T = 1), top-1 and top-5 in inference mode.
-    func evaluate() throws -> RunningMetrics {
+    /// Validation loss (plain cross-entropy, T = 1), top-1 and top-5 in inference mode; nil when some
+    /// output is NaN/∞, of which no accuracy can be reported.
+    func evaluate() throws -> RunningMetrics? {
         var metrics = RunningMetrics()
         for batch in validationLoader.epoch(0, batchSize: 256) {
             let logits = try model.forward(batch.images, mode: .inference).logits
+            guard logits.scalars.allSatisfy(\.isFinite) else { return nil }
             let loss = try CrossEntropyLoss()(logits: logits, labels: batch.labels)
             metrics.add(loss: loss.value, logits: logits, labels: batch.labels)
         }
@@ -220,7 +230,8 @@ package final class Trainer {
                 apply(values)
                 optimizer.zeroGradients()
                 let (loss, logits) = try trainingStep(batch, values, stepPosition)
-                guard loss.isFinite, loss < 1e4 else {
+                // A −∞ logit leaves the loss finite, but not the backward pass that follows.
+                guard loss.isFinite, loss < 1e4, logits.scalars.allSatisfy(\.isFinite) else {
                     throw TrainingError.diverged(epoch: epoch, step: step, loss: loss,
                                                  lastGood: FileManager.default.fileExists(atPath: keeper.lastPath) ? keeper.lastPath : nil)
                 }
@@ -241,7 +252,10 @@ package final class Trainer {
                 }
             }
             let trainSeconds = Date().timeIntervalSince(epochStart)
-            let validation = try evaluate()
+            guard let validation = try evaluate() else {
+                throw TrainingError.nonFiniteValidation(
+                    epoch: epoch, step: step, lastGood: FileManager.default.fileExists(atPath: keeper.lastPath) ? keeper.lastPath : nil)
+            }
             let record = EpochRecord(
                 epoch: epoch + 1, step: step, trainLoss: metrics.loss, trainTop1: metrics.top1,
                 validationLoss: validation.loss, validationTop1: validation.top1, validationTop5: validation.top5,

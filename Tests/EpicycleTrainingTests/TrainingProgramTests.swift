@@ -175,6 +175,63 @@ import TestSupport
         #expect(abs(evaluation.top1 - result.phases[0].finalTop1) < 1e-9)
     }
 
+    /// An IDX folder (28×28) with the given training and test labels.
+    static func idxFolder(_ name: String, training: [UInt8], test: [UInt8]) throws -> String {
+        let folder = Self.folder(name)
+        func header(_ values: [Int]) -> [UInt8] { values.flatMap { v in [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: v >> $0) } } }
+        for (prefix, labels) in [("train", training), ("t10k", test)] {
+            let images = header([0x803, labels.count, 28, 28]) + (0..<labels.count * 784).map { UInt8($0 % 251) }
+            try Data(images).write(to: URL(fileURLWithPath: folder + "/\(prefix)-images-idx3-ubyte"))
+            try Data(header([0x801, labels.count]) + labels).write(to: URL(fileURLWithPath: folder + "/\(prefix)-labels-idx1-ubyte"))
+        }
+        return folder
+    }
+
+    /// A split without images is an error naming the data section, not a run that reports a top-1.
+    @Test func emptySplitsAreErrors() throws {
+        let recipe = { (data: String) in "model: {architecture: resnet8}\npretrain: {epochs: 1, data: \(data)}\n" }
+        let noTest = try Self.idxFolder("no-test", training: [0, 1, 0, 1, 0, 1], test: [])
+        let error = #expect(throws: RecipeError.self) {
+            try pretrain(recipe: RecipeSource(text: recipe("{folder: \(noTest), format: idx}"), origin: "e.yaml"),
+                         options: RunOptions(output: noTest + "/run", quiet: true))
+        }
+        #expect(error?.description.hasPrefix("pretrain.data: has no test (validation: 0 validates on it) images") == true, "\(String(describing: error))")
+        let noTraining = try Self.idxFolder("no-training", training: [], test: [0, 1])
+        let second = #expect(throws: RecipeError.self) {
+            try pretrain(recipe: RecipeSource(text: recipe("{folder: \(noTraining), format: idx}"), origin: "e.yaml"),
+                         options: RunOptions(output: noTraining + "/run", quiet: true))
+        }
+        #expect(second?.description.hasPrefix("pretrain.data: has no training images") == true, "\(String(describing: second))")
+        // Holding out every image of the chosen class leaves none to train on.
+        let third = #expect(throws: RecipeError.self) {
+            try pretrain(recipe: RecipeSource(text: recipe("{folder: \(noTest), format: idx, classes: [1], validation: 3}"), origin: "e.yaml"),
+                         options: RunOptions(output: noTest + "/run", quiet: true))
+        }
+        #expect(third?.description.hasPrefix("pretrain.data: has no training images after classes [1], validation: 3") == true,
+                "\(String(describing: third))")
+        #expect(!FileManager.default.fileExists(atPath: noTest + "/run/last.h5"))
+    }
+
+    /// Running variances of −100 leave training (batch statistics) finite but make every inference-mode
+    /// output NaN: validation must stop the run as a divergence, not report a top-1.
+    @Test func nonFiniteValidationOutputsAreADivergence() throws {
+        let output = Self.folder("nan-validation")
+        let prepared = try PreparedRecipe(RecipeSource(text: Self.pretrainRecipe, origin: "nan.yaml", overrides: ["pretrain.epochs=1"]),
+                                          options: RunOptions(output: output, quiet: true))
+        let data = try #require(prepared.pretrainData)
+        let model = try Model(prepared.recipe.model.spec(inputChannels: data.channels, numClasses: data.classCount), seed: 0)
+        let variance = try #require(model.state.buffers.first { $0.name == "bn1.running_var" }).buffer
+        variance.value = .float32(Tensor(repeating: -100, shape: [16]))
+        let trainer = Trainer(model: model, optimizer: prepared.makeOptimizer(for: model, phase: .pretrain), program: .pretrain,
+                              phase: .pretrain, cyclePhase: .pretrain, cycle: prepared.jointCycle, recipe: prepared.recipe,
+                              recipeText: prepared.text, data: data, folder: output, progress: ProgressReporter(quiet: true))
+        let error = #expect(throws: TrainingError.self) { try trainer.run(resumingFrom: nil) }
+        guard case let .nonFiniteValidation(epoch, step, lastGood)? = error else { Issue.record("\(String(describing: error))"); return }
+        #expect(epoch == 0 && step == 5 && lastGood == nil)
+        #expect(error?.description.contains("diverged") == true)
+        #expect(!FileManager.default.fileExists(atPath: output + "/last.h5"), "no checkpoint of the diverged epoch")
+    }
+
     /// Smith's easy end is the large batch: a cyclical 256 → 100 with f = 3 over 5 epochs (t = e/4) has
     /// δ = 0, 0.75, 0.75, 0.375, 0, so epoch 3 asks for 197.5, which trains at 198.
     @Test func scheduledBatchSizesAreRounded() throws {
