@@ -75,7 +75,7 @@ public func distill(teacher teacherPath: String?, recipe source: RecipeSource, o
     guard let distillRecipe = recipe.distill else {
         throw RecipeError(path: "distill", problem: "is required for distillation (the teacher and the loss terms)")
     }
-    guard let phase = recipe.pretrain, var data = prepared.pretrainData else {
+    guard recipe.pretrain != nil, var data = prepared.pretrainData else {
         throw RecipeError(path: "pretrain", problem: "is required: the student trains on the pretrain phase")
     }
     guard let path = distillRecipe.teacher else { throw DistillationError.noTeacher }
@@ -95,9 +95,7 @@ public func distill(teacher teacherPath: String?, recipe source: RecipeSource, o
         }
     }
 
-    let cycle = JointCycle(pretrainingEpochs: phase.epochs, pretrainingStepsPerEpoch: prepared.stepsPerEpoch(.pretrain),
-                           finetuningEpochs: recipe.finetune?.epochs ?? 0,
-                           finetuningStepsPerEpoch: prepared.finetuneData == nil ? 1 : prepared.stepsPerEpoch(.finetune))
+    let cycle = prepared.jointCycle
     try prepared.validateKnobs(.pretrain, cycle: cycle)
     try distillRecipe.validate(over: cycle)
 

@@ -81,30 +81,43 @@ public struct Position: Hashable, Sendable {
 /// With `t = e / (E − 1)` the peak `t = 1/f` lies at `e = E_pre · (E − 1) / E`, between the last
 /// pretraining epoch and the first fine-tuning epoch, so at per-epoch granularity those two epochs are
 /// the hardest ones (equally hard when both phases have the same length).
+///
+/// Steps are optimizer steps, the checkpoint's `step`: the position of batch `b` of epoch `e` is the
+/// steps of all earlier epochs of the cycle plus `b`. Epochs may differ in length (a scheduled batch
+/// size, two datasets), so the cycle keeps every epoch's step count.
 public struct JointCycle: Hashable, Sendable {
-    public var pretrainingEpochs: Int
-    public var pretrainingStepsPerEpoch: Int
-    public var finetuningEpochs: Int
-    public var finetuningStepsPerEpoch: Int
+    public let pretrainingEpochs: Int
+    public let finetuningEpochs: Int
+    /// The optimizer steps of each epoch, pretraining's then fine-tuning's (`totalEpochs` entries, each ≥ 1).
+    public let epochSteps: [Int]
+    // The step at which each epoch starts; one more entry, the total.
+    private let epochStarts: [Int]
 
+    /// A cycle whose epochs have the given numbers of optimizer steps.
+    public init(pretrainingEpochSteps: [Int], finetuningEpochSteps: [Int]) {
+        precondition(!pretrainingEpochSteps.isEmpty, "JointCycle: needs ≥ 1 pretraining epoch")
+        precondition((pretrainingEpochSteps + finetuningEpochSteps).allSatisfy { $0 >= 1 }, "JointCycle: an epoch has at least one step")
+        pretrainingEpochs = pretrainingEpochSteps.count
+        finetuningEpochs = finetuningEpochSteps.count
+        epochSteps = pretrainingEpochSteps + finetuningEpochSteps
+        var starts = [0]
+        for steps in epochSteps { starts.append(starts.last! + steps) }
+        epochStarts = starts
+    }
+
+    /// A cycle whose epochs have the same number of steps within each phase.
     public init(pretrainingEpochs: Int, pretrainingStepsPerEpoch: Int = 1,
                 finetuningEpochs: Int, finetuningStepsPerEpoch: Int = 1) {
         precondition(pretrainingEpochs >= 1 && finetuningEpochs >= 0,
                      "JointCycle: needs ≥ 1 pretraining epoch and ≥ 0 fine-tuning epochs")
-        precondition(pretrainingStepsPerEpoch >= 1 && finetuningStepsPerEpoch >= 1,
-                     "JointCycle: an epoch has at least one step")
-        self.pretrainingEpochs = pretrainingEpochs
-        self.pretrainingStepsPerEpoch = pretrainingStepsPerEpoch
-        self.finetuningEpochs = finetuningEpochs
-        self.finetuningStepsPerEpoch = finetuningStepsPerEpoch
+        self.init(pretrainingEpochSteps: Array(repeating: pretrainingStepsPerEpoch, count: pretrainingEpochs),
+                  finetuningEpochSteps: Array(repeating: finetuningStepsPerEpoch, count: finetuningEpochs))
     }
 
     /// E = E_pre + E_fine.
     public var totalEpochs: Int { pretrainingEpochs + finetuningEpochs }
 
-    public var totalSteps: Int {
-        pretrainingEpochs * pretrainingStepsPerEpoch + finetuningEpochs * finetuningStepsPerEpoch
-    }
+    public var totalSteps: Int { epochStarts.last! }
 
     /// The factor that puts the peak at the end of pretraining: `f = (E_pre + E_fine) / E_pre`
     /// (1 when nothing follows pretraining).
@@ -118,21 +131,31 @@ public struct JointCycle: Hashable, Sendable {
         return Double(pretrainingEpochs + finetuningEpochs) / Double(pretrainingEpochs)
     }
 
+    /// The position of step `stepInEpoch` of epoch `epoch` of the whole cycle (both from 0).
+    public func position(epoch: Int, stepInEpoch: Int = 0) -> Position {
+        precondition((0..<totalEpochs).contains(epoch), "JointCycle: epoch \(epoch) of \(totalEpochs)")
+        precondition((0..<epochSteps[epoch]).contains(stepInEpoch),
+                     "JointCycle: step \(stepInEpoch) of an epoch of \(epochSteps[epoch]) steps")
+        return Position(epoch: epoch, totalEpochs: totalEpochs, step: epochStarts[epoch] + stepInEpoch, totalSteps: totalSteps)
+    }
+
     /// The joint-cycle position of step `stepInEpoch` of pretraining epoch `epoch` (both from 0).
     public func pretrainingPosition(epoch: Int, stepInEpoch: Int = 0) -> Position {
-        precondition((0..<pretrainingStepsPerEpoch).contains(stepInEpoch), "JointCycle: step \(stepInEpoch) out of range")
-        return Position(epoch: epoch, totalEpochs: totalEpochs,
-                        step: epoch * pretrainingStepsPerEpoch + stepInEpoch, totalSteps: totalSteps)
+        precondition(epoch < pretrainingEpochs, "JointCycle: pretraining epoch \(epoch) of \(pretrainingEpochs)")
+        return position(epoch: epoch, stepInEpoch: stepInEpoch)
     }
 
     /// The joint-cycle position of step `stepInEpoch` of fine-tuning epoch `epoch` (both from 0): the
     /// cycle continues after the last pretraining epoch.
     public func finetuningPosition(epoch: Int, stepInEpoch: Int = 0) -> Position {
-        precondition((0..<finetuningStepsPerEpoch).contains(stepInEpoch), "JointCycle: step \(stepInEpoch) out of range")
-        return Position(epoch: pretrainingEpochs + epoch, totalEpochs: totalEpochs,
-                        step: pretrainingEpochs * pretrainingStepsPerEpoch + epoch * finetuningStepsPerEpoch
-                            + stepInEpoch,
-                        totalSteps: totalSteps)
+        position(epoch: pretrainingEpochs + epoch, stepInEpoch: stepInEpoch)
+    }
+
+    /// The first and the last step of every epoch, in order: where a check of a schedule's range looks.
+    public var epochBoundaries: [Position] {
+        (0..<totalEpochs).flatMap { epoch in
+            [position(epoch: epoch), position(epoch: epoch, stepInEpoch: epochSteps[epoch] - 1)]
+        }
     }
 
     /// The value of `schedule` at a joint-cycle position, with a cyclical factor left unset taken to

@@ -113,6 +113,17 @@ public enum Schedule: Hashable, Sendable {
         }
     }
 
+    /// How often the value changes: `constant` and `step` (whose milestones are epochs) per epoch.
+    public var granularity: Granularity {
+        switch self {
+        case .constant, .step: .epoch
+        case let .cyclical(_, _, _, granularity), let .cosine(_, _, _, _, granularity),
+             let .warmRestarts(_, _, _, _, granularity), let .oneCycle(_, _, _, _, granularity),
+             let .triangular(_, _, _, granularity):
+            granularity
+        }
+    }
+
     /// Values over a run of `totalEpochs` epochs of `stepsPerEpoch` steps: one per epoch (at its first
     /// step) or one per step, for tables and plots.
     public func samples(totalEpochs: Int, stepsPerEpoch: Int = 1, per granularity: Granularity = .epoch) -> [Double] {

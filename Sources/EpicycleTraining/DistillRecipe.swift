@@ -37,7 +37,7 @@ public struct DistillRecipe: Decodable, Sendable {
         }
     }
 
-    /// Checks every weight (≥ 0) and temperature (> 0) at every epoch of the cycle, naming the key.
+    /// Checks every weight (≥ 0) and temperature (> 0) at the first and last step of every epoch of the cycle, naming the key.
     package func validate(over cycle: JointCycle) throws {
         for (index, term) in losses.enumerated() {
             let path = "distill.losses[\(index)]."
@@ -50,12 +50,10 @@ public struct DistillRecipe: Decodable, Sendable {
 
     private func check(_ schedule: Schedule, over cycle: JointCycle, path: String, requirement: String,
                        _ valid: (Double) -> Bool) throws {
-        for epoch in 0..<cycle.totalEpochs {
-            let position = Position(epoch: epoch, totalEpochs: cycle.totalEpochs,
-                                    step: epoch * max(cycle.totalSteps / max(cycle.totalEpochs, 1), 1), totalSteps: cycle.totalSteps)
+        for position in cycle.epochBoundaries {
             let value = cycle.value(of: schedule, at: position)
             guard valid(value), value.isFinite else {
-                throw RecipeError(path: path, problem: "must be \(requirement), got \(formatNumber(value)) (\(schedule) at epoch \(epoch))")
+                throw RecipeError(path: path, problem: "must be \(requirement), got \(formatNumber(value)) (\(schedule) at epoch \(position.epoch))")
             }
         }
     }

@@ -21,7 +21,7 @@ public enum Knob: String, CaseIterable, CodingKey, Sendable, Comparable {
     case focalMix = "focal_mix"
 
     /// The value a recipe gets when it does not mention the knob; nil for knobs that are off unless set
-    /// (clipping) or that only one loss reads (`focal_mix`, whose default the loss recipe supplies).
+    /// (clipping) or that only one loss reads (`focal_mix`: `defaultFocalMix`).
     public var defaultValue: Double? {
         switch self {
         case .learningRate: return 0.1
@@ -43,7 +43,7 @@ public enum Knob: String, CaseIterable, CodingKey, Sendable, Comparable {
         case .momentum:
             return (0..<1).contains(value) ? nil : "must be in [0, 1), got \(shown)"
         case .batchSize:
-            return value >= 1 && value == value.rounded() ? nil : "must be a whole number ≥ 1, got \(shown)"
+            return value >= 1 && value.isFinite ? nil : "must be ≥ 1, got \(shown)"
         case .temperature, .clipValue, .clipNorm:
             return value > 0 && value.isFinite ? nil : "must be > 0, got \(shown)"
         case .augmentationStrength, .focalMix:
@@ -52,6 +52,19 @@ public enum Knob: String, CaseIterable, CodingKey, Sendable, Comparable {
     }
 
     public static func < (lhs: Knob, rhs: Knob) -> Bool { lhs.rawValue < rhs.rawValue }
+
+    /// ξ of `cyclical_focal` when the recipe does not set it: cyclical over the run's cycle from 1 (the
+    /// high-confidence term alone, the easy end) to 0 (the focal term alone) and, with a factor > 1, back
+    /// to 1 — ξ = 1 − δ(t), as the reference code (lnsmith54/CFL, `Cyclical_FocalLoss`) moves its η once
+    /// per epoch (Smith 2022, "Cyclical Focal Loss", arXiv 2202.08978). The factor is the run's: 1 for a
+    /// run on its own (the reference's factor-1 variant), peaking at the end of pretraining in a cycle.
+    static let defaultFocalMix = Schedule.cyclical(easy: 1, hard: 0)
+}
+
+/// The batch size a scheduled value trains with: rounded half away from zero (a cyclical 256 → 100
+/// passes 197.5, which trains at 198), at least 1, and at most 2³¹ − 1 so that it converts.
+func wholeBatchSize(_ value: Double) -> Int {
+    Int(max(1, min(value.rounded(.toNearestOrAwayFromZero), Double(Int32.max))))
 }
 
 func formatNumber(_ value: Double) -> String {
@@ -76,6 +89,16 @@ public struct KnobSchedules: Decodable, Equatable, Sendable {
         if schedules[.clipValue] != nil && schedules[.clipNorm] != nil {
             throw RecipeError(path: decoder.path, problem: "set clip_value or clip_norm, not both")
         }
+        switch schedules[.batchSize] {
+        case let .constant(value)? where value != value.rounded():
+            throw RecipeError(path: decoder.path + ".batch_size", problem: "must be a whole number, got \(formatNumber(value))")
+        case let schedule? where schedule.granularity == .step:
+            // Each epoch's length must be known before training, for the per-step position of every knob.
+            throw RecipeError(path: decoder.path + ".batch_size",
+                              problem: "changes once per epoch, at its first batch; give the schedule per: epoch")
+        default:
+            break
+        }
     }
 
     /// These schedules with `overrides` replacing any knob they set (a phase's own knobs).
@@ -93,19 +116,24 @@ public struct KnobSchedules: Decodable, Equatable, Sendable {
         return KnobSchedules(all)
     }
 
-    /// Checks every knob's value at every epoch (and its first and last step) of the cycle, so a
+    /// Every knob's value at a position of `cycle`, the batch size made whole (`wholeBatchSize`): what
+    /// training applies and logs, and what `epicycle schedule` prints.
+    func values(at position: Position, in cycle: JointCycle) -> [Knob: Double] {
+        var values = schedules.mapValues { cycle.value(of: $0, at: position) }
+        if let batchSize = values[.batchSize] { values[.batchSize] = Double(wholeBatchSize(batchSize)) }
+        return values
+    }
+
+    /// Checks every knob's value at the first and last step of every epoch of the cycle, so a
     /// schedule that leaves a knob's range anywhere is caught before any work starts.
     func validate(over cycle: JointCycle, pathPrefix: String) throws {
         for knob in schedules.keys.sorted() {
             let schedule = schedules[knob]!
-            for epoch in 0..<cycle.totalEpochs {
-                let position = Position(epoch: epoch, totalEpochs: cycle.totalEpochs,
-                                        step: epoch * max(cycle.totalSteps / max(cycle.totalEpochs, 1), 1),
-                                        totalSteps: cycle.totalSteps)
+            for position in cycle.epochBoundaries {
                 let value = cycle.value(of: schedule, at: position)
                 if let problem = knob.problem(with: value) {
                     throw RecipeError(path: pathPrefix + knob.rawValue,
-                                      problem: "\(problem) (\(schedule) at epoch \(epoch))")
+                                      problem: "\(problem) (\(schedule) at epoch \(position.epoch))")
                 }
             }
         }

@@ -89,13 +89,34 @@ package struct PreparedRecipe {
         setThreads(min(recipe.threads ?? onlineProcessorCount, options.threadLimit ?? .max))
     }
 
-    /// Optimizer steps in a phase's first epoch, the unit per-step schedules count in.
-    package func stepsPerEpoch(_ phase: Phase) -> Int {
-        let data = (phase == .pretrain ? pretrainData : finetuneData)!
-        let batchSize = recipe.knobs(for: phase).schedules[.batchSize].map {
-            Int($0.value(at: Position(epoch: 0, totalEpochs: 1, step: 0, totalSteps: 1)))
-        } ?? 128
-        return max(1, (data.training.count + batchSize - 1) / max(batchSize, 1))
+    /// The optimizer steps of each of `epochs` epochs of `phase`, which are epochs `firstEpoch`… of a
+    /// cycle of `cycleEpochs` epochs with default factor `factor`. The batch size changes only per
+    /// epoch (`KnobSchedules` refuses a per-step one), so every epoch's length is known before training
+    /// and reads no step count.
+    package func epochSteps(_ phase: Phase, epochs: Int, firstEpoch: Int, cycleEpochs: Int, factor: Double) -> [Int] {
+        guard epochs > 0 else { return [] }
+        let loader = (phase == .pretrain ? pretrainData : finetuneData)!.trainingLoader(seed: 0)
+        let batchSize = recipe.knobs(for: phase).schedules[.batchSize]!.withDefaultFactor(factor)
+        return (firstEpoch..<firstEpoch + epochs).map { epoch in
+            let value = batchSize.value(at: Position(epoch: epoch, totalEpochs: cycleEpochs, step: 0, totalSteps: 1))
+            return loader.batchCount(batchSize: wholeBatchSize(value))
+        }
+    }
+
+    /// The cycle of the recipe's phases as `pretrain`, `cycle` and `schedule` run it: pretraining then
+    /// fine-tuning, or a recipe's only phase as a cycle of its own.
+    package var jointCycle: JointCycle {
+        guard let pretraining = recipe.pretrain?.epochs else {
+            let epochs = recipe.finetune!.epochs
+            return JointCycle(pretrainingEpochSteps: epochSteps(.finetune, epochs: epochs, firstEpoch: 0, cycleEpochs: epochs, factor: 1),
+                              finetuningEpochSteps: [])
+        }
+        let finetuning = recipe.finetune?.epochs ?? 0
+        let factor = JointCycle.defaultFactor(pretrainingEpochs: pretraining, finetuningEpochs: finetuning)
+        let epochs = pretraining + finetuning
+        return JointCycle(
+            pretrainingEpochSteps: epochSteps(.pretrain, epochs: pretraining, firstEpoch: 0, cycleEpochs: epochs, factor: factor),
+            finetuningEpochSteps: epochSteps(.finetune, epochs: finetuning, firstEpoch: pretraining, cycleEpochs: epochs, factor: factor))
     }
 
     /// Checks every knob of `phase` over the whole cycle; the message names the recipe key that set it.
@@ -154,12 +175,10 @@ package func resumeState(folder: String, program: TrainingRecord.Program, recipe
 /// also has a `finetune` phase, the knobs follow the joint cycle, so a later `finetune` continues it.
 public func pretrain(recipe source: RecipeSource, options: RunOptions = RunOptions()) throws -> ProgramResult {
     let prepared = try PreparedRecipe(source, options: options)
-    guard let phase = prepared.recipe.pretrain, let data = prepared.pretrainData else {
+    guard prepared.recipe.pretrain != nil, let data = prepared.pretrainData else {
         throw RecipeError(path: "pretrain", problem: "is required for pretraining")
     }
-    let cycle = JointCycle(pretrainingEpochs: phase.epochs, pretrainingStepsPerEpoch: prepared.stepsPerEpoch(.pretrain),
-                           finetuningEpochs: prepared.recipe.finetune?.epochs ?? 0,
-                           finetuningStepsPerEpoch: prepared.finetuneData == nil ? 1 : prepared.stepsPerEpoch(.finetune))
+    let cycle = prepared.jointCycle
     try prepared.validateKnobs(.pretrain, cycle: cycle)
     let result = try runPretraining(prepared, data: data, cycle: cycle, folder: prepared.output, options: options)
     return ProgramResult(phases: [result], checkpoint: result.folder + "/last.h5")
@@ -201,16 +220,20 @@ private func runFinetuning(_ prepared: PreparedRecipe, from checkpointPath: Stri
     if let input = source.input { data = try data.adopting(input, from: checkpointPath, path: "finetune.data") }
     spec.numClasses = data.classCount
 
-    // Where the pretraining left the cycle: epochs and steps per epoch from its training record.
+    // Where the pretraining left the cycle: its epochs and their steps, from its training record.
     let cycle: JointCycle, cyclePhase: Phase
     if let record = source.training, record.program == .pretrain, record.epoch >= 1 {
-        cycle = JointCycle(pretrainingEpochs: record.epoch, pretrainingStepsPerEpoch: max(1, record.step / record.epoch),
-                           finetuningEpochs: phase.epochs, finetuningStepsPerEpoch: prepared.stepsPerEpoch(.finetune))
+        let epochs = record.epoch + phase.epochs
+        let factor = JointCycle.defaultFactor(pretrainingEpochs: record.epoch, finetuningEpochs: phase.epochs)
+        cycle = JointCycle(pretrainingEpochSteps: try completedEpochSteps(of: record, file: checkpointPath),
+                           finetuningEpochSteps: prepared.epochSteps(.finetune, epochs: phase.epochs, firstEpoch: record.epoch,
+                                                                     cycleEpochs: epochs, factor: factor))
         cyclePhase = .finetune
     } else {
         logger.notice("\(checkpointPath) records no pretraining: the fine-tune is a cycle of its own")
-        cycle = JointCycle(pretrainingEpochs: phase.epochs, pretrainingStepsPerEpoch: prepared.stepsPerEpoch(.finetune),
-                           finetuningEpochs: 0)
+        cycle = JointCycle(pretrainingEpochSteps: prepared.epochSteps(.finetune, epochs: phase.epochs, firstEpoch: 0,
+                                                                      cycleEpochs: phase.epochs, factor: 1),
+                           finetuningEpochSteps: [])
         cyclePhase = .pretrain
     }
     try prepared.validateKnobs(.finetune, cycle: cycle)
@@ -235,17 +258,35 @@ private func runFinetuning(_ prepared: PreparedRecipe, from checkpointPath: Stri
     return try trainer.run(resumingFrom: start)
 }
 
+/// The optimizer steps of each of a training record's `epoch` completed epochs, from the `step` column
+/// of its metrics (the steps completed at the end of each epoch).
+private func completedEpochSteps(of record: TrainingRecord, file: String) throws -> [Int] {
+    let table = record.metrics
+    guard let column = table.columns.firstIndex(of: "step"), table.rows.count >= record.epoch else {
+        throw RecipeError(path: "", problem: "\(file): its training metrics do not list the steps of its \(record.epoch) epochs, which the fine-tune needs to continue the cycle")
+    }
+    var steps: [Int] = [], previous = 0
+    for (index, row) in table.rows.prefix(record.epoch).enumerated() {
+        let end = row[column]
+        guard end.isFinite, end == end.rounded(), end > Double(previous), end <= Double(record.step) else {
+            throw RecipeError(path: "", problem: "\(file): metrics row \(index + 1) says \(end) steps after epoch \(index + 1); expected a whole number above \(previous) and at most the recorded \(record.step)")
+        }
+        steps.append(Int(end) - previous)
+        previous = Int(end)
+    }
+    return steps
+}
+
 /// `epicycle cycle`: pretraining then fine-tuning as one cycle that peaks at the end of pretraining.
 /// Checkpoints go to `<output>/pretrain` and `<output>/finetune`; `--resume` continues whichever
 /// phase was running.
 public func cycle(recipe source: RecipeSource, options: RunOptions = RunOptions()) throws -> ProgramResult {
     let prepared = try PreparedRecipe(source, options: options)
-    guard let pretrainPhase = prepared.recipe.pretrain, let finetunePhase = prepared.recipe.finetune,
+    guard prepared.recipe.pretrain != nil, prepared.recipe.finetune != nil,
           let pretrainData = prepared.pretrainData else {
         throw RecipeError(path: "", problem: "a cycle recipe needs both a 'pretrain' and a 'finetune' phase")
     }
-    let cycle = JointCycle(pretrainingEpochs: pretrainPhase.epochs, pretrainingStepsPerEpoch: prepared.stepsPerEpoch(.pretrain),
-                           finetuningEpochs: finetunePhase.epochs, finetuningStepsPerEpoch: prepared.stepsPerEpoch(.finetune))
+    let cycle = prepared.jointCycle
     try prepared.validateKnobs(.pretrain, cycle: cycle)
     try prepared.validateKnobs(.finetune, cycle: cycle)
     let pretrainFolder = prepared.output + "/pretrain", finetuneFolder = prepared.output + "/finetune"

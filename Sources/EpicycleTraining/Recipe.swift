@@ -58,8 +58,30 @@ public struct Recipe: Decodable, Sendable {
         if pretrain == nil && finetune == nil {
             throw RecipeError(path: "", problem: "a recipe needs a 'pretrain' or a 'finetune' phase (or both, for 'cycle')")
         }
-        if loss.kind != .cyclicalFocal && knobs.schedules[.focalMix] != nil {
-            throw RecipeError(path: "knobs.focal_mix", problem: "only applies with loss.kind: cyclical_focal")
+        try refuseIgnoredKnobs()
+    }
+
+    /// Knobs this configuration would not use are errors, not silently dropped settings.
+    private func refuseIgnoredKnobs() throws {
+        let sections: [(prefix: String, knobs: KnobSchedules)] = [("knobs.", knobs)]
+            + [("pretrain.knobs.", pretrain?.knobs), ("finetune.knobs.", finetune?.knobs)].compactMap { prefix, knobs in
+                knobs.map { (prefix, $0) }
+            }
+        for (prefix, own) in sections {
+            if loss.kind != .cyclicalFocal && own.schedules[.focalMix] != nil {
+                throw RecipeError(path: prefix + "focal_mix", problem: "only applies with loss.kind: cyclical_focal")
+            }
+            if optimizer.kind == .adamw && own.schedules[.momentum] != nil {
+                throw RecipeError(path: prefix + "momentum", problem: "applies only to optimizer.kind: sgd; AdamW's β1 is optimizer.beta1")
+            }
+        }
+        // A phase's clip_value beside the shared clip_norm (or the reverse) would leave one of them unused.
+        for (prefix, own) in sections.dropFirst() {
+            for (knob, other) in [(Knob.clipValue, Knob.clipNorm), (.clipNorm, .clipValue)]
+            where own.schedules[knob] != nil && knobs.schedules[other] != nil {
+                throw RecipeError(path: prefix + knob.rawValue,
+                                  problem: "knobs.\(other.rawValue) is set too; clip by value or by norm, not both")
+            }
         }
     }
 
@@ -68,8 +90,10 @@ public struct Recipe: Decodable, Sendable {
         let own = (phase == .pretrain ? pretrain : finetune)?.knobs ?? KnobSchedules()
         var all = knobs.merging(own).withDefaults
         if loss.kind == .cyclicalFocal && all.schedules[.focalMix] == nil {
-            all.schedules[.focalMix] = .constant(0.5)
+            all.schedules[.focalMix] = Knob.defaultFocalMix
         }
+        // Only SGD has a momentum knob (AdamW's β1 is fixed by `optimizer.beta1`).
+        if optimizer.kind == .adamw { all.schedules[.momentum] = nil }
         return all
     }
 }
@@ -142,6 +166,11 @@ public struct OptimizerRecipe: Decodable, Sendable, Equatable {
         beta2 = try container.decodeIfPresent(Float.self, forKey: .beta2) ?? 0.999
         epsilon = try container.decodeIfPresent(Float.self, forKey: .epsilon) ?? 1e-8
         noDecayOnNormAndBias = try container.decodeIfPresent(Bool.self, forKey: .noDecayOnNormAndBias) ?? true
+        let ignored: [CodingKeys] = kind == .sgd ? [.beta1, .beta2, .epsilon] : [.nesterov, .decoupledWeightDecay]
+        for key in ignored where container.contains(key) {
+            throw RecipeError(path: decoder.path + "." + key.rawValue,
+                              problem: kind == .sgd ? "applies only to kind: adamw" : "applies only to kind: sgd (AdamW always decouples weight decay)")
+        }
         for (key, value) in [("beta1", beta1), ("beta2", beta2)] where !(0..<1).contains(value) {
             throw RecipeError(path: decoder.path + "." + key, problem: "must be in [0, 1), got \(value)")
         }

@@ -13,6 +13,9 @@ public enum TrainingError: Error, CustomStringConvertible {
     case interrupted(savedTo: String)
     /// The model's outputs on a split were NaN or infinite.
     case nonFiniteOutputs(split: String, folder: String)
+    /// The model's outputs on validation images were NaN/∞ (weights or batch-norm statistics overflowed
+    /// while the training loss still looked finite): a divergence too, with no accuracy to report.
+    case nonFiniteValidation(epoch: Int, step: Int, lastGood: String?)
 
     public var description: String {
         switch self {
@@ -25,6 +28,11 @@ public enum TrainingError: Error, CustomStringConvertible {
         case let .nonFiniteOutputs(split, folder):
             return "the model's outputs on the \(split) images are not finite (NaN or ∞), so no accuracy is reported: "
                 + "the weights of \(folder) are damaged or have diverged (in training: lower the learning rate or clip gradients, knobs.clip_norm)"
+        case let .nonFiniteValidation(epoch, step, lastGood):
+            let kept = lastGood.map { "the last good checkpoint, \($0), is unchanged" } ?? "no checkpoint was written yet"
+            return "training diverged at epoch \(epoch + 1), step \(step): the model's outputs on the validation images are "
+                + "not finite (NaN or ∞), so the epoch has no accuracy. Stopped; \(kept). "
+                + "Lower the learning rate or clip gradients (knobs.clip_norm)."
         }
     }
 }
@@ -117,9 +125,8 @@ package final class Trainer {
 
     /// The last step of the phase that occupies `cyclePhase` of the cycle.
     static func lastPosition(of cyclePhase: Phase, in cycle: JointCycle) -> Position {
-        cyclePhase == .pretrain
-            ? cycle.pretrainingPosition(epoch: cycle.pretrainingEpochs - 1, stepInEpoch: cycle.pretrainingStepsPerEpoch - 1)
-            : cycle.finetuningPosition(epoch: cycle.finetuningEpochs - 1, stepInEpoch: cycle.finetuningStepsPerEpoch - 1)
+        let epoch = cyclePhase == .pretrain ? cycle.pretrainingEpochs - 1 : cycle.totalEpochs - 1
+        return cycle.position(epoch: epoch, stepInEpoch: cycle.epochSteps[epoch] - 1)
     }
 
     /// How the epoch line names the validation figures: the split, and "BN recal." when batch norm was
@@ -128,17 +135,14 @@ package final class Trainer {
         (data.validatesOnTest ? "val (= test)" : "val") + (recalibrationLoader != nil ? " (BN recal.)" : "")
     }
 
-    /// The position of a step in the whole cycle. Batch size may change between epochs, so steps
-    /// are counted in units of the cycle's nominal steps per epoch.
-    func position(epoch: Int, batch: Int, batches: Int) -> Position {
-        let nominal = cyclePhase == .pretrain ? cycle.pretrainingStepsPerEpoch : cycle.finetuningStepsPerEpoch
-        let step = batches == 0 ? 0 : batch * nominal / batches
-        return cyclePhase == .pretrain ? cycle.pretrainingPosition(epoch: epoch, stepInEpoch: step)
-            : cycle.finetuningPosition(epoch: epoch, stepInEpoch: step)
+    /// The position of batch `batch` of this phase's epoch `epoch` in the whole cycle (see `JointCycle`).
+    func position(epoch: Int, batch: Int) -> Position {
+        cyclePhase == .pretrain ? cycle.pretrainingPosition(epoch: epoch, stepInEpoch: batch)
+            : cycle.finetuningPosition(epoch: epoch, stepInEpoch: batch)
     }
 
     func knobValues(at position: Position) -> [Knob: Double] {
-        knobs.schedules.mapValues { cycle.value(of: $0, at: position) }
+        knobs.values(at: position, in: cycle)
     }
 
     /// Epochs from the cycle's start at the end of `epoch` (what the checkpoint records).
@@ -160,10 +164,12 @@ package final class Trainer {
         case .crossEntropy:
             return try mixed(CrossEntropyLoss(temperature: temperature, labelSmoothing: lossRecipe.labelSmoothing), logits, batch)
         case .focal:
-            return try mixed(FocalLoss(gamma: lossRecipe.gamma, temperature: temperature), logits, batch)
+            return try mixed(FocalLoss(gamma: lossRecipe.gamma, temperature: temperature, labelSmoothing: lossRecipe.labelSmoothing),
+                             logits, batch)
         case .cyclicalFocal:
             return try mixed(CyclicalFocalLoss(gammaHighConfidence: lossRecipe.gammaHighConfidence, gammaFocal: lossRecipe.gamma,
-                                               xi: Float(values[.focalMix]!), temperature: temperature), logits, batch)
+                                               xi: Float(values[.focalMix]!), temperature: temperature,
+                                               labelSmoothing: lossRecipe.labelSmoothing), logits, batch)
         }
     }
 
@@ -189,7 +195,7 @@ package final class Trainer {
         var keeper = try CheckpointKeeper(directory: folder, everyEpochs: recipe.checkpointEvery > 0 ? recipe.checkpointEvery : nil,
                                           bestTop1: start?.bestTop1)
         // The objective's names are fixed for a run: those it logs at the first step.
-        let knobNames = knobs.schedules.keys.map(\.rawValue) + (loggedValues?(position(epoch: 0, batch: 0, batches: 1)).keys.sorted() ?? [])
+        let knobNames = knobs.schedules.keys.map(\.rawValue) + (loggedValues?(position(epoch: 0, batch: 0)).keys.sorted() ?? [])
         let log = try MetricsLog(folder: URL(fileURLWithPath: folder), knobNames: knobNames, history: history)
         var step = start?.step ?? 0
         let firstEpoch = start?.epoch ?? 0
@@ -202,7 +208,7 @@ package final class Trainer {
 
         for epoch in firstEpoch..<epochs {
             let epochStart = Date()
-            let first = knobValues(at: position(epoch: epoch, batch: 0, batches: 1))
+            let first = knobValues(at: position(epoch: epoch, batch: 0))
             let batchSize = Int(first[.batchSize]!)
             let strength = Float(first[.augmentationStrength]!)
             let batches = trainingLoader.batchCount(batchSize: batchSize)
@@ -214,12 +220,13 @@ package final class Trainer {
                     batchIndex += 1
                     continue
                 }
-                let stepPosition = position(epoch: epoch, batch: batchIndex, batches: batches)
+                let stepPosition = position(epoch: epoch, batch: batchIndex)
                 let values = knobValues(at: stepPosition)
                 apply(values)
                 optimizer.zeroGradients()
                 let (loss, logits) = try trainingStep(batch, values, stepPosition)
-                guard loss.isFinite, loss < 1e4 else {
+                // A −∞ logit leaves the loss finite, but not the backward pass that follows.
+                guard loss.isFinite, loss < 1e4, logits.scalars.allSatisfy(\.isFinite) else {
                     throw TrainingError.diverged(epoch: epoch, step: step, loss: loss,
                                                  lastGood: FileManager.default.fileExists(atPath: keeper.lastPath) ? keeper.lastPath : nil)
                 }
@@ -241,13 +248,19 @@ package final class Trainer {
             }
             let trainSeconds = Date().timeIntervalSince(epochStart)
             try recalibrateIfAsked()
-            let validation = try score(model, on: validationLoader, split: data.validatesOnTest ? "test (as validation)" : "validation")
+            let validation: SplitScore
+            do {
+                validation = try score(model, on: validationLoader, split: data.validatesOnTest ? "test (as validation)" : "validation")
+            } catch TrainingError.nonFiniteOutputs {
+                throw TrainingError.nonFiniteValidation(
+                    epoch: epoch, step: step, lastGood: FileManager.default.fileExists(atPath: keeper.lastPath) ? keeper.lastPath : nil)
+            }
             let record = EpochRecord(
                 epoch: epoch + 1, step: step, trainLoss: metrics.loss, trainTop1: metrics.top1,
                 validationLoss: validation.loss, validationTop1: validation.top1, validationTop5: validation.top5,
                 seconds: Date().timeIntervalSince(epochStart), imagesPerSecond: Double(metrics.images) / max(trainSeconds, 1e-9),
                 knobs: Dictionary(uniqueKeysWithValues: first.map { ($0.key.rawValue, $0.value) })
-                    .merging(loggedValues?(position(epoch: epoch, batch: 0, batches: 1)) ?? [:]) { knob, _ in knob })
+                    .merging(loggedValues?(position(epoch: epoch, batch: 0)) ?? [:]) { knob, _ in knob })
             history.append(record)
             try log.append(record)
             try keeper.save(checkpoint(epoch: epoch + 1, step: step, history: history, knobNames: knobNames),

@@ -64,6 +64,22 @@ public struct PreparedData: Sendable {
         } catch let error as DataError {
             throw RecipeError(path: path, problem: error.description)
         }
+        try checkNotEmpty(recipe, path: path)
+    }
+
+    /// An empty split would report nonsense as a result (an epoch over no images, a top-1 over none),
+    /// so it is an error before any training.
+    private func checkNotEmpty(_ recipe: DataRecipe, path: String) throws {
+        let selection = [recipe.classes.map { "classes \($0)" }, recipe.validation == .test ? nil : "validation: \(recipe.validation)",
+                         recipe.first.map { "first: \($0)" }, recipe.perClass.map { "per_class: \($0)" }].compactMap { $0 }
+        let after = selection.isEmpty ? "" : " after " + selection.joined(separator: ", ")
+        if training.count == 0 {
+            throw RecipeError(path: path, problem: "has no training images\(after) (\(source))")
+        }
+        if validation.count == 0 {
+            let split = recipe.validation == .test ? "test (validation: test validates on it)" : "held-out validation"
+            throw RecipeError(path: path, problem: "has no \(split) images\(after) (\(source))")
+        }
     }
 
     public func trainingLoader(seed: UInt64) -> DataLoader {

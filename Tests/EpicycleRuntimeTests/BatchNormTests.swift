@@ -212,6 +212,56 @@ private func count(_ buffer: Buffer) -> Int64? {
         try expectGradientsMatchFiniteDifferences(of: layer, input: randomTensor(shape, seed: 73))
     }
 
+    /// A batch norm with running statistics unlike any batch's, γ and β frozen as `finetune.freeze` leaves them.
+    static func frozenLayer(channels: Int) throws -> BatchNorm2D {
+        let layer = BatchNorm2D(channels: channels, momentum: 0.5)
+        layer.weight.value = randomTensor([channels], seed: 81, low: 0.5, high: 2)
+        layer.bias.value = randomTensor([channels], seed: 82)
+        _ = try layer.forward(randomTensor([3, 2, 2, channels], seed: 83, low: 1, high: 5), mode: .training)
+        layer.weight.trainable = false
+        layer.bias.trainable = false
+        return layer
+    }
+
+    @Test func frozenLayerTrainsLikeInferenceAndKeepsItsStatistics() throws {
+        let layer = try Self.frozenLayer(channels: 4)
+        #expect(layer.isFrozen)
+        let runningMean = floats(layer.runningMean), runningVariance = floats(layer.runningVariance)
+        let input = randomTensor([2, 3, 3, 4], seed: 84), residual = randomTensor([2, 3, 3, 4], seed: 85)
+        let inference = try layer.forward(input, mode: .inference)
+        let training = try layer.forward(input, mode: .training)
+        #expect(training.scalars == inference.scalars)
+        let fusedInference = try layer.forwardReLU(input, adding: residual, mode: .inference)
+        let fusedTraining = try layer.forwardReLU(input, adding: residual, mode: .training)
+        #expect(fusedTraining.scalars == fusedInference.scalars)
+        #expect(floats(layer.runningMean) == runningMean && floats(layer.runningVariance) == runningVariance)
+        #expect(count(layer.batchesTracked) == 1, "only the batch before freezing is counted")
+
+        // The fused backward of a fixed affine map: g = dOutput where the output is positive, the
+        // residual gets g, the input g·γ/√(running_var + ε).
+        let dOutput = randomTensor(input.shape, seed: 86)
+        let (dInput, dResidual) = layer.backwardThroughReLU(dOutput)
+        let gamma = layer.weight.value.scalars
+        let masked = (0..<input.count).map { fusedTraining.scalars[$0] > 0 ? dOutput.scalars[$0] : 0 }
+        let expected = (0..<input.count).map { masked[$0] * gamma[$0 % 4] / (runningVariance[$0 % 4] + 1e-5).squareRoot() }
+        #expect(dResidual?.scalars == masked)
+        expectClose(dInput.scalars, expected, rtol: 1e-5, atol: 1e-7, "dInput")
+        // One image of one pixel has no batch variance, but a frozen layer needs none.
+        #expect(try layer.forward(Tensor(zeros: [1, 1, 1, 4]), mode: .training).shape == [1, 1, 1, 4])
+    }
+
+    @Test(arguments: [[2, 3, 3, 4], [8, 3]])
+    func frozenGradientsMatchFiniteDifferences(shape: [Int]) throws {
+        try expectGradientsMatchFiniteDifferences(of: Self.frozenLayer(channels: shape.last!), input: randomTensor(shape, seed: 87))
+    }
+
+    @Test func freezingOnlyOneParameterKeepsBatchStatistics() throws {
+        let layer = BatchNorm2D(channels: 2)
+        layer.weight.trainable = false
+        _ = try layer.forward(randomTensor([4, 2], seed: 88, low: 1, high: 3), mode: .training)
+        #expect(!layer.isFrozen && count(layer.batchesTracked) == 1)
+    }
+
     @Test func shapeErrorsNameTheExpectedShape() throws {
         let layer = BatchNorm2D(channels: 16)
         let wrongChannels = #expect(throws: RuntimeError.self) {

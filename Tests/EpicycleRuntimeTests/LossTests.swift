@@ -163,6 +163,37 @@ func logSumExp(_ row: [Double]) -> Double { log(row.map { exp($0) }.reduce(0, +)
         }
     }
 
+    @Test func labelSmoothingValueByHand() throws {
+        // ε = 0.2, K = 2: label 1 has q = [0.1, 0.9]. At p = [1/4, 3/4]:
+        // L = −0.1·(3/4)²·ln(1/4) − 0.9·(1/4)²·ln(3/4).
+        let result = try FocalLoss(gamma: 2, labelSmoothing: 0.2)(logits: Self.quarterThreeQuarters, labels: [1, 1])
+        let expected = 0.1 * 9 / 16 * log(4.0) + 0.9 / 16 * log(4.0 / 3)
+        #expect(abs(Double(result.value) - expected) < 1e-6)
+        let unsmoothed = try FocalLoss(gamma: 2)(logits: Self.quarterThreeQuarters, labels: [1, 1])
+        #expect(abs(Double(unsmoothed.value) - log(4.0 / 3) / 16) < 1e-6, "ε = 0 keeps the true-class term only")
+    }
+
+    @Test(arguments: [Float(0.1), 0.3])
+    func smoothedGammaZeroIsSmoothedCrossEntropy(labelSmoothing: Float) throws {
+        let logits = randomTensor([4, 6], seed: 53, low: -3, high: 3)
+        let labels: [Int32] = [5, 0, 2, 2]
+        let focal = try FocalLoss(gamma: 0, temperature: 0.8, labelSmoothing: labelSmoothing)(logits: logits, labels: labels)
+        let crossEntropy = try CrossEntropyLoss(temperature: 0.8, labelSmoothing: labelSmoothing)(logits: logits, labels: labels)
+        #expect(abs(focal.value - crossEntropy.value) < 1e-6)
+        expectClose(focal.gradient.scalars, crossEntropy.gradient.scalars, rtol: 1e-5, atol: 1e-7, "γ = 0, ε = \(labelSmoothing)")
+    }
+
+    @Test(arguments: [(Float(2), Float(0.1)), (0.5, 0.3), (3, 0.25)])
+    func smoothedGradientMatchesFiniteDifferences(gamma: Float, labelSmoothing: Float) throws {
+        let loss = FocalLoss(gamma: gamma, temperature: 0.9, labelSmoothing: labelSmoothing)
+        let logits = randomTensor([4, 5], seed: 54, low: -2, high: 2)
+        let labels: [Int32] = [1, 4, 0, 3]
+        let result = try loss(logits: logits, labels: labels)
+        try expectGradientMatchesFiniteDifferences(result.gradient, at: logits, "focal γ=\(gamma) ε=\(labelSmoothing)") {
+            try loss(logits: $0, labels: labels).value
+        }
+    }
+
     @Test func confidentSamplesStayFinite() throws {
         // p_t = 1 in float32: (1 − p)^(γ−1) with γ < 1 would be ∞·0 if not handled.
         let logits = Tensor(shape: [1, 3], scalars: [0, 60, -5])
@@ -208,6 +239,22 @@ func logSumExp(_ row: [Double]) -> Double { log(row.map { exp($0) }.reduce(0, +)
         // L_hc's weight reaches 2³ = 8: allow a proportionally larger truncation error.
         try expectGradientMatchesFiniteDifferences(result.gradient, at: logits, atol: 1e-3, "cyclical focal ξ=\(xi)") {
             try loss(logits: $0, labels: labels).value
+        }
+    }
+
+    @Test(arguments: [Float(0), 0.35, 1])
+    func smoothedGradientMatchesFiniteDifferences(xi: Float) throws {
+        let loss = CyclicalFocalLoss(gammaHighConfidence: 3, gammaFocal: 2, xi: xi, temperature: 0.8, labelSmoothing: 0.2)
+        let logits = randomTensor([4, 5], seed: 64, low: -2, high: 2)
+        let labels: [Int32] = [0, 1, 4, 4]
+        let result = try loss(logits: logits, labels: labels)
+        try expectGradientMatchesFiniteDifferences(result.gradient, at: logits, atol: 1e-3, "cyclical focal ξ=\(xi) ε=0.2") {
+            try loss(logits: $0, labels: labels).value
+        }
+        // ξ = 0 is the smoothed focal loss.
+        if xi == 0 {
+            let focal = try FocalLoss(gamma: 2, temperature: 0.8, labelSmoothing: 0.2)(logits: logits, labels: labels)
+            #expect(abs(result.value - focal.value) < 1e-7)
         }
     }
 

@@ -47,11 +47,49 @@ import Testing
         ("checkpoint_every: -1\n", "checkpoint_every: must be ≥ 0, got -1"),
         ("knobs:\n  clip_value: 4\n  clip_norm: 5\n", "knobs: set clip_value or clip_norm, not both"),
         ("knobs:\n  focal_mix: 0.3\n", "knobs.focal_mix: only applies with loss.kind: cyclical_focal"),
+        // Settings the configuration would ignore.
+        ("optimizer: {kind: adamw}\nknobs:\n  momentum: 0.8\n",
+         "knobs.momentum: applies only to optimizer.kind: sgd; AdamW's β1 is optimizer.beta1"),
+        ("optimizer: {kind: adamw, nesterov: true}\n", "optimizer.nesterov: applies only to kind: sgd"),
+        ("optimizer: {kind: sgd, beta2: 0.99}\n", "optimizer.beta2: applies only to kind: adamw"),
+        ("knobs:\n  batch_size: 100.5\n", "knobs.batch_size: must be a whole number, got 100.5"),
+        ("knobs:\n  batch_size: {one_cycle: {peak: 256}}\n", "knobs.batch_size: changes once per epoch"),
     ])
     func mistakesNameTheirKeyPath(change: String, expected: String) throws {
         let base = "model: {architecture: resnet8}\npretrain: {epochs: 2, data: {first: 100}}\n"
         let message = try #require(problem(base + change), "recipe with \(change) should be rejected")
         #expect(message.hasPrefix(expected), "got: \(message)")
+    }
+
+    @Test func phaseKnobsAConfigurationIgnoresAreRefused() {
+        let recipe = { (top: String, phaseKnobs: String) in
+            "model: {architecture: resnet8}\n\(top)pretrain: {epochs: 2, data: {first: 100}, knobs: \(phaseKnobs)}\n"
+        }
+        #expect(problem(recipe("loss: {kind: focal}\n", "{focal_mix: 0.3}"))?
+            .hasPrefix("pretrain.knobs.focal_mix: only applies with loss.kind: cyclical_focal") == true)
+        #expect(problem(recipe("optimizer: {kind: adamw}\n", "{momentum: 0.5}"))?
+            .hasPrefix("pretrain.knobs.momentum: applies only to optimizer.kind: sgd") == true)
+        #expect(problem(recipe("knobs: {clip_value: 4}\n", "{clip_norm: 5}"))?
+            .hasPrefix("pretrain.knobs.clip_norm: knobs.clip_value is set too") == true)
+    }
+
+    /// AdamW has no momentum knob, so none is applied or logged; SGD keeps its default 0.9.
+    @Test func momentumIsAKnobOfSGDOnly() throws {
+        let adamw = try RecipeSource(text: Self.valid + "\noptimizer: {kind: adamw}\n", origin: "a.yaml").decode(Recipe.self)
+        #expect(adamw.knobs(for: .pretrain).schedules[.momentum] == nil)
+        let sgd = try RecipeSource(text: Self.valid, origin: "s.yaml").decode(Recipe.self)
+        #expect(sgd.knobs(for: .pretrain).schedules[.momentum] == .constant(0.9))
+    }
+
+    /// ξ follows the cycle unless scheduled: 1 (confident samples, the easy end) falling to 0 over a run
+    /// on its own, as the reference code's factor-1 variant.
+    @Test func focalMixFollowsTheCycleByDefault() throws {
+        let text = Self.valid + "\nloss: {kind: cyclical_focal}\n"
+        let table = try scheduleTable(recipe: RecipeSource(text: text, origin: "cfl.yaml"))
+        let xi = try #require(table.values.first { $0.knob == .focalMix }).values
+        #expect(zip(xi, [1, 2.0 / 3, 1.0 / 3, 0]).allSatisfy { abs($0 - $1) < 1e-12 }, "ξ per epoch: \(xi)")
+        let set = try RecipeSource(text: text, origin: "cfl.yaml", overrides: ["knobs.focal_mix=0.5"]).decode(Recipe.self)
+        #expect(set.knobs(for: .pretrain).schedules[.focalMix] == .constant(0.5))
     }
 
     @Test func phaseAndDataMistakesNameTheirKeyPath() {
@@ -100,8 +138,10 @@ import Testing
             #expect(error.path == "knobs.augmentation_strength")
             #expect(error.problem.hasPrefix("must be in [0, 1], got 1.5"))
         }
+        // A scheduled batch size is rounded where it is used; below 1 it is out of range.
+        try KnobSchedules([.batchSize: .cyclical(easy: 256, hard: 100.5)]).validate(over: cycle, pathPrefix: "knobs.")
         #expect(throws: RecipeError.self) {
-            try KnobSchedules([.batchSize: .cyclical(easy: 256, hard: 100.5)]).validate(over: cycle, pathPrefix: "knobs.")
+            try KnobSchedules([.batchSize: .cyclical(easy: 256, hard: 0.5)]).validate(over: cycle, pathPrefix: "knobs.")
         }
     }
 }

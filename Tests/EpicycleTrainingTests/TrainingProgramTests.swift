@@ -5,6 +5,7 @@ import EpicycleSchedules
 @testable import EpicycleTraining
 import Foundation
 import Testing
+import TestSupport
 
 /// Real runs on small Fashion-MNIST subsets (installed by scripts/setup): a few hundred images,
 /// validated on a held-out slice of the training images so an epoch takes well under a second.
@@ -146,10 +147,27 @@ import Testing
         _ = try finetune(from: pretrained.checkpoint, recipe: source, options: RunOptions(output: output + "/finetune", quiet: true))
         let before = try Checkpoint.read(from: pretrained.checkpoint).model.parameters
         let after = try Checkpoint.read(from: output + "/finetune/last.h5").model.parameters
+        let isFrozen = { (name: String) in ["conv1.", "bn1.", "layer1."].contains { name.hasPrefix($0) } }
         for (x, y) in zip(before, after) where x.name != "fc.weight" && x.name != "fc.bias" {
-            let frozen = ["conv1.", "bn1.", "layer1."].contains { x.name.hasPrefix($0) }
+            let frozen = isFrozen(x.name)
             #expect((x.tensor == y.tensor) == frozen, "\(x.name) should \(frozen ? "" : "not ")be unchanged")
         }
+        // A frozen batch norm keeps the pretrained running statistics (timm's FrozenBatchNorm2d); the others move on.
+        let buffersBefore = try Checkpoint.read(from: pretrained.checkpoint).model.buffers
+        let finetuned = try Checkpoint.read(from: output + "/finetune/last.h5")
+        for (x, y) in zip(buffersBefore, finetuned.model.buffers) {
+            #expect(x.name == y.name)
+            let frozen = isFrozen(x.name)
+            #expect((x.value == y.value) == frozen, "\(x.name) should \(frozen ? "" : "not ")be unchanged")
+        }
+        // The frozen part computes in training mode what it computes in inference mode.
+        let model = try Model(ModelSpec(yaml: finetuned.architecture, file: "last.h5"), seed: 0)
+        try finetuned.loadModel(into: model.state)
+        for (name, parameter) in model.state.parameters where isFrozen(name) { parameter.trainable = false }
+        let images = randomTensor([4, 28, 28, 1], seed: 5)
+        let training = try #require(model.forward(images, mode: .training, capture: ["layer1"]).features["layer1"])
+        let inference = try #require(model.forward(images, mode: .inference, capture: ["layer1"]).features["layer1"])
+        expectClose(training, inference, rtol: 1e-4, atol: 1e-5, "layer1 in training vs inference mode")
         #expect(throws: RecipeError.self) {
             _ = try finetune(from: pretrained.checkpoint, recipe: RecipeSource(text: text, origin: "freeze.yaml", overrides: ["finetune.freeze=[layer9]"]),
                              options: RunOptions(output: output + "/bad", quiet: true))
@@ -337,6 +355,117 @@ import Testing
         }
         #expect(model.batchNorms[0].batchesTracked.value == tracked, "recalibration batches are not training batches")
         #expect(model.batchNorms.count == 7, "stem + 3 blocks × 2 (ResNet-8, option A)")
+    }
+
+    /// An IDX folder (28×28) with the given training and test labels.
+    static func idxFolder(_ name: String, training: [UInt8], test: [UInt8]) throws -> String {
+        let folder = Self.folder(name)
+        func header(_ values: [Int]) -> [UInt8] { values.flatMap { v in [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: v >> $0) } } }
+        for (prefix, labels) in [("train", training), ("t10k", test)] {
+            let images = header([0x803, labels.count, 28, 28]) + (0..<labels.count * 784).map { UInt8($0 % 251) }
+            try Data(images).write(to: URL(fileURLWithPath: folder + "/\(prefix)-images-idx3-ubyte"))
+            try Data(header([0x801, labels.count]) + labels).write(to: URL(fileURLWithPath: folder + "/\(prefix)-labels-idx1-ubyte"))
+        }
+        return folder
+    }
+
+    /// A split without images is an error naming the data section, not a run that reports a top-1.
+    @Test func emptySplitsAreErrors() throws {
+        let recipe = { (data: String) in "model: {architecture: resnet8}\npretrain: {epochs: 1, data: \(data)}\n" }
+        let noTest = try Self.idxFolder("no-test", training: [0, 1, 0, 1, 0, 1], test: [])
+        let error = #expect(throws: RecipeError.self) {
+            try pretrain(recipe: RecipeSource(text: recipe("{folder: \(noTest), format: idx}"), origin: "e.yaml"),
+                         options: RunOptions(output: noTest + "/run", quiet: true))
+        }
+        #expect(error?.description.hasPrefix("pretrain.data: has no test (validation: 0 validates on it) images") == true, "\(String(describing: error))")
+        let noTraining = try Self.idxFolder("no-training", training: [], test: [0, 1])
+        let second = #expect(throws: RecipeError.self) {
+            try pretrain(recipe: RecipeSource(text: recipe("{folder: \(noTraining), format: idx}"), origin: "e.yaml"),
+                         options: RunOptions(output: noTraining + "/run", quiet: true))
+        }
+        #expect(second?.description.hasPrefix("pretrain.data: has no training images") == true, "\(String(describing: second))")
+        // Holding out every image of the chosen class leaves none to train on.
+        let third = #expect(throws: RecipeError.self) {
+            try pretrain(recipe: RecipeSource(text: recipe("{folder: \(noTest), format: idx, classes: [1], validation: 3}"), origin: "e.yaml"),
+                         options: RunOptions(output: noTest + "/run", quiet: true))
+        }
+        #expect(third?.description.hasPrefix("pretrain.data: has no training images after classes [1], validation: 3") == true,
+                "\(String(describing: third))")
+        #expect(!FileManager.default.fileExists(atPath: noTest + "/run/last.h5"))
+    }
+
+    /// Running variances of −100 leave training (batch statistics) finite but make every inference-mode
+    /// output NaN: validation must stop the run as a divergence, not report a top-1.
+    @Test func nonFiniteValidationOutputsAreADivergence() throws {
+        let output = Self.folder("nan-validation")
+        let prepared = try PreparedRecipe(RecipeSource(text: Self.pretrainRecipe, origin: "nan.yaml", overrides: ["pretrain.epochs=1"]),
+                                          options: RunOptions(output: output, quiet: true))
+        let data = try #require(prepared.pretrainData)
+        let model = try Model(prepared.recipe.model.spec(inputChannels: data.channels, numClasses: data.classCount), seed: 0)
+        let variance = try #require(model.state.buffers.first { $0.name == "bn1.running_var" }).buffer
+        variance.value = .float32(Tensor(repeating: -100, shape: [16]))
+        let trainer = Trainer(model: model, optimizer: prepared.makeOptimizer(for: model, phase: .pretrain), program: .pretrain,
+                              phase: .pretrain, cyclePhase: .pretrain, cycle: prepared.jointCycle, recipe: prepared.recipe,
+                              recipeText: prepared.text, data: data, folder: output, progress: ProgressReporter(quiet: true))
+        let error = #expect(throws: TrainingError.self) { try trainer.run(resumingFrom: nil) }
+        guard case let .nonFiniteValidation(epoch, step, lastGood)? = error else { Issue.record("\(String(describing: error))"); return }
+        #expect(epoch == 0 && step == 5 && lastGood == nil)
+        #expect(error?.description.contains("diverged") == true)
+        #expect(!FileManager.default.fileExists(atPath: output + "/last.h5"), "no checkpoint of the diverged epoch")
+    }
+
+    /// Smith's easy end is the large batch: a cyclical 256 → 100 with f = 3 over 5 epochs (t = e/4) has
+    /// δ = 0, 0.75, 0.75, 0.375, 0, so epoch 3 asks for 197.5, which trains at 198.
+    @Test func scheduledBatchSizesAreRounded() throws {
+        let text = Self.pretrainRecipe.replacingOccurrences(of: "batch_size: 64", with: "batch_size: {cyclical: {easy: 256, hard: 100, factor: 3}}")
+            .replacingOccurrences(of: "epochs: 3", with: "epochs: 5")
+        let table = try scheduleTable(recipe: RecipeSource(text: text, origin: "rounding.yaml"))
+        let batchSize = try #require(table.values.first { $0.knob == .batchSize }).values
+        #expect(batchSize == [256, 139, 139, 198, 256])
+        #expect(table.steps == [2, 3, 3, 2, 2], "320 images per epoch")
+        #expect(table.text.contains("rounded half away from zero"))
+        #expect(throws: RecipeError.self) {
+            try RecipeSource(text: text, origin: "r.yaml", overrides: ["knobs.batch_size=100.5"]).decode(Recipe.self)
+        }
+        let perStep = #expect(throws: RecipeError.self) {
+            try RecipeSource(text: text, origin: "r.yaml", overrides: ["knobs.batch_size={cyclical: {easy: 256, hard: 100, per: step}}"])
+                .decode(Recipe.self)
+        }
+        #expect(perStep?.description.contains("knobs.batch_size") == true)
+    }
+
+    /// A cyclical batch size makes epochs of different lengths. A per-step knob must then follow the same
+    /// steps in pretraining, in the cycle's fine-tune, in a separate fine-tune from the pretraining
+    /// checkpoint, and in `epicycle schedule` (which predicted T = 0.7308 where a fine-tune used 0.607).
+    @Test func perStepKnobsCountTheSameStepsInEveryProgram() throws {
+        let output = Self.folder("steps")
+        let text = Self.pretrainRecipe
+            .replacingOccurrences(of: "batch_size: 64", with: "batch_size: {cyclical: {easy: 160, hard: 45}}")
+            .replacingOccurrences(of: "temperature: {cyclical: {easy: 0.5, hard: 2, factor: 1}}",
+                                  with: "temperature: {cyclical: {easy: 0.5, hard: 2, factor: 1, per: step}}") + """
+
+            finetune:
+              data: {classes: [5, 6, 7, 8, 9], validation: 200, per_class: 40}
+              epochs: 2
+            """
+        let source = try RecipeSource(text: text, origin: "steps.yaml")
+        let table = try scheduleTable(recipe: source)
+        let result = try cycle(recipe: source, options: RunOptions(output: output + "/cycle", quiet: true))
+        let history = result.phases.flatMap(\.history)
+        // Joint cycle of 5 epochs, f = 5/3: batch sizes 160, 112, 64, 88, 160 (δ = 0, 5/12, 5/6, 5/8, 0).
+        #expect(history.map { $0.knobs["batch_size"]! } == [160, 112, 64, 88, 160])
+        #expect(table.steps == [2, 3, 5, 3, 2])
+        let logged = result.phases.map { $0.history.map(\.step) }
+        #expect(logged == [[2, 5, 10], [3, 5]], "each phase's optimizer steps, as the table predicts")
+        let predicted = try #require(table.values.first { $0.knob == .temperature }).values
+        #expect(history.map { $0.knobs["temperature"]! } == predicted)
+        // Fine-tune epoch 1 starts at step 10 of 15: T = 0.5 + 1.5·10/14.
+        #expect(abs(predicted[3] - (0.5 + 1.5 * 10 / 14)) < 1e-12)
+
+        let separate = try finetune(from: output + "/cycle/pretrain/last.h5", recipe: source,
+                                    options: RunOptions(output: output + "/finetune", quiet: true))
+        #expect(separate.phases[0].history.map { $0.knobs["temperature"]! } == Array(predicted.suffix(2)))
+        #expect(separate.phases[0].history.map(\.validationTop1) == result.phases[1].history.map(\.validationTop1))
     }
 
     @Test func scheduleTableFollowsTheJointCycle() throws {

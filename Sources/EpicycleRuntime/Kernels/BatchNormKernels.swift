@@ -196,10 +196,13 @@ public func batchNormForwardReference(
 /// dOutput where that output is positive and 0 elsewhere (the ReLU's backward, as `reluBackward`), and
 /// `dPreActivation`, if given, receives g, the gradient a fused residual gets. The sums split into parts
 /// as in `batchNormStatistics`, the per-element pass over threads.
+///
+/// With `fixedStatistics` the mean and σ were constants (a frozen batch norm's running statistics), so
+/// no gradient flows through them: dInput = (γ/σ)·g, the same formula with m = k = 0.
 public func batchNormBackward(
     _ dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>, rows M: Int, channels C: Int,
     mean: UnsafePointer<Float>, inverseStd: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-    reluOutput: UnsafePointer<Float>? = nil,
+    reluOutput: UnsafePointer<Float>? = nil, fixedStatistics: Bool = false,
     dInput: UnsafeMutablePointer<Float>, dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>,
     dPreActivation: UnsafeMutablePointer<Float>? = nil, threads: Int = kernelThreads
 ) {
@@ -234,8 +237,8 @@ public func batchNormBackward(
                 dBias[c] += Float(gradientSum)
                 dWeight[c] += Float(normalizedProductSum)
                 a[c] = Float(Double(weight[c]) * sigmaInverse)
-                k[c] = Float(sigmaInverse * normalizedProductSum / Double(M))
-                m[c] = Float(gradientSum / Double(M))
+                k[c] = fixedStatistics ? 0 : Float(sigmaInverse * normalizedProductSum / Double(M))
+                m[c] = fixedStatistics ? 0 : Float(gradientSum / Double(M))
             }
             parallelFor(T) { t in
                 for r in partition(M, parts: T, index: t) {

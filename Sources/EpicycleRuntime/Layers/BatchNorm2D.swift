@@ -7,6 +7,11 @@
 /// and counts the batch in `num_batches_tracked`. Inference mode normalises with the running
 /// statistics and caches nothing.
 ///
+/// A batch norm whose γ and β are both frozen (`trainable == false`, as `finetune.freeze` leaves them)
+/// is frozen as a whole, as timm's `freeze` makes it a `FrozenBatchNorm2d`: training mode too then
+/// normalises with the running statistics and leaves them and `num_batches_tracked` unchanged, and its
+/// backward is that fixed affine map's.
+///
 /// Input `[N, H, W, C]`, or `[N, C]` for heads (treated as H = W = 1, like `nn.BatchNorm1d`).
 public final class BatchNorm2D: Layer {
     public let channels: Int
@@ -24,9 +29,11 @@ public final class BatchNorm2D: Layer {
     public let batchesTracked: Buffer  // .int64
 
     // What backward needs from the last training-mode forward: its input ([N, H, W, C] or [N, C]), the
-    // output of a fused ReLU (same shape; nil without one), and whether a residual was added.
-    private typealias Cache = (input: Tensor, reluOutput: Tensor?, hasResidual: Bool)
+    // output of a fused ReLU (same shape; nil without one), whether a residual was added, and whether it
+    // normalised with the (frozen) running statistics instead of the batch's.
+    private typealias Cache = (input: Tensor, reluOutput: Tensor?, hasResidual: Bool, fixedStatistics: Bool)
     private var cache: Cache?
+    // The statistics the last training forward normalised with: the batch's, or the running ones when frozen.
     private var batchMean: [Float]  // [C]
     private var batchInverseStd: [Float]  // [C]
     private var batchVariance: [Float]  // [C], biased; scratch for the running-variance update
@@ -86,11 +93,16 @@ public final class BatchNorm2D: Layer {
         }
         let rows = input.count / channels
         guard rows > 0 else {
-            cache = mode == .training ? (input, relu ? input : nil, residual != nil) : nil
+            cache = mode == .training ? (input, relu ? input : nil, residual != nil, isFrozen) : nil
             return input
         }
         let output: Tensor
         switch mode {
+        case .training where isFrozen:
+            batchMean = floats(of: runningMean, "running_mean")
+            batchInverseStd = floats(of: runningVariance, "running_var").map { 1 / ($0 + epsilon).squareRoot() }
+            output = normalize(input, rows: rows, mean: batchMean, inverseStd: batchInverseStd, residual: residual, relu: relu)
+            cache = (input, relu ? output : nil, residual != nil, true)
         case .training:
             // As PyTorch: one value per channel has no variance to normalise by.
             guard rows > 1 else {
@@ -107,7 +119,7 @@ public final class BatchNorm2D: Layer {
             output = normalize(input, rows: rows, mean: batchMean, inverseStd: batchInverseStd, residual: residual, relu: relu)
             updateRunningStatistics(rows: rows)
             // A fused ReLU's backward needs its output for the mask.
-            cache = (input, relu ? output : nil, residual != nil)
+            cache = (input, relu ? output : nil, residual != nil, false)
         case .inference:
             cache = nil
             let mean = floats(of: runningMean, "running_mean")
@@ -116,6 +128,9 @@ public final class BatchNorm2D: Layer {
         }
         return output
     }
+
+    /// Both affine parameters frozen: the layer keeps its running statistics (see the type's comment).
+    public var isFrozen: Bool { !weight.trainable && !bias.trainable }
 
     /// Inference-mode batch norm as a per-channel affine map y = x·scale + shift, for folding into the
     /// convolution before it: scale = γ/√(running_var + ε), shift = β − running_mean·scale. Like an
@@ -162,8 +177,8 @@ public final class BatchNorm2D: Layer {
                                         batchNormBackward(
                                             g.baseAddress!, input: x.baseAddress!, rows: rows, channels: channels,
                                             mean: batchMean, inverseStd: batchInverseStd, weight: gamma.baseAddress!,
-                                            reluOutput: y, dInput: dx, dWeight: dGamma.baseAddress!,
-                                            dBias: dBeta.baseAddress!, dPreActivation: dz)
+                                            reluOutput: y, fixedStatistics: cache.fixedStatistics, dInput: dx,
+                                            dWeight: dGamma.baseAddress!, dBias: dBeta.baseAddress!, dPreActivation: dz)
                                     }
                                 }
                             }

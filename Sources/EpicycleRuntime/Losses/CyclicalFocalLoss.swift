@@ -10,8 +10,10 @@
 /// rises again, i.e. ξ = 1 − δ(t) with the hardness δ of DESIGN.md. Its command lines use
 /// γ_hc = 3 and γ_focal = 2, the defaults here.
 ///
-/// ξ = 0 gives `FocalLoss(gamma: gammaFocal)`; ξ = 1 gives L_hc alone. Unlike the reference code,
-/// no label smoothing is folded in.
+/// ξ = 0 gives `FocalLoss(gamma: gammaFocal)`; ξ = 1 gives L_hc alone. Label smoothing ε takes the
+/// loss against q = (1 − ε)·onehot(y) + ε/K, each class k weighted by its own ξ·(1 + p_k)^γ_hc +
+/// (1 − ξ)·(1 − p_k)^γ_focal (as `FocalLoss` does); the reference code smooths its targets the same
+/// way but weights the other classes by its asymmetric-loss factors instead.
 public struct CyclicalFocalLoss: ClassificationLoss, Sendable {
     /// γ_hc ≥ 0, the exponent of the high-confidence term.
     public var gammaHighConfidence: Float
@@ -21,12 +23,16 @@ public struct CyclicalFocalLoss: ClassificationLoss, Sendable {
     public var xi: Float
     /// T > 0: the logits are divided by it before the softmax.
     public var temperature: Float
+    /// ε in [0, 1]: the share of the target spread uniformly over all K classes.
+    public var labelSmoothing: Float
 
-    public init(gammaHighConfidence: Float = 3, gammaFocal: Float = 2, xi: Float, temperature: Float = 1) {
+    public init(gammaHighConfidence: Float = 3, gammaFocal: Float = 2, xi: Float, temperature: Float = 1,
+                labelSmoothing: Float = 0) {
         self.gammaHighConfidence = gammaHighConfidence
         self.gammaFocal = gammaFocal
         self.xi = xi
         self.temperature = temperature
+        self.labelSmoothing = labelSmoothing
     }
 
     public func callAsFunction(logits: Tensor, labels: [Int32]) throws -> LossResult {
@@ -38,7 +44,8 @@ public struct CyclicalFocalLoss: ClassificationLoss, Sendable {
                                 valid: gammaFocal >= 0 && gammaFocal.isFinite)
         try checkHyperParameter(xi, loss: name, name: "xi", requirement: "in [0, 1]", valid: (0...1).contains(xi))
         let (gammaHC, gammaF, xi) = (Double(gammaHighConfidence), Double(gammaFocal), Double(xi))
-        return try modulatedCrossEntropy(loss: name, logits: logits, labels: labels, temperature: temperature) { x in
+        return try modulatedCrossEntropy(loss: name, logits: logits, labels: labels, temperature: temperature,
+                                         labelSmoothing: labelSmoothing) { x in
             let highConfidence = highConfidenceModulation(gamma: gammaHC, x)
             let focal = focalModulation(gamma: gammaF, x)
             return Modulation(weight: xi * highConfidence.weight + (1 - xi) * focal.weight,

@@ -12,15 +12,22 @@ import Darwin
 /// γ = 0 is cross-entropy; larger γ shrinks the loss of well-classified samples so training
 /// concentrates on hard ones. The modulating factor is differentiated too (as autograd does for
 /// the usual PyTorch implementations), so the gradient is exact.
+///
+/// With label smoothing ε the loss is taken against the smoothed target q = (1 − ε)·onehot(y) + ε/K
+/// (PyTorch's `label_smoothing`), each class modulated by its own probability:
+/// L = −(1/N) Σ_n Σ_k q_k·(1 − p_k)^γ·log p_k. With γ = 0 it is `CrossEntropyLoss(labelSmoothing: ε)`.
 public struct FocalLoss: ClassificationLoss, Sendable {
     /// γ ≥ 0, the focusing parameter; the paper's best setting is 2.
     public var gamma: Float
     /// T > 0: the logits are divided by it before the softmax.
     public var temperature: Float
+    /// ε in [0, 1]: the share of the target spread uniformly over all K classes.
+    public var labelSmoothing: Float
 
-    public init(gamma: Float = 2, temperature: Float = 1) {
+    public init(gamma: Float = 2, temperature: Float = 1, labelSmoothing: Float = 0) {
         self.gamma = gamma
         self.temperature = temperature
+        self.labelSmoothing = labelSmoothing
     }
 
     public func callAsFunction(logits: Tensor, labels: [Int32]) throws -> LossResult {
@@ -28,24 +35,24 @@ public struct FocalLoss: ClassificationLoss, Sendable {
         try checkHyperParameter(gamma, loss: name, name: "gamma", requirement: "finite and ≥ 0",
                                 valid: gamma >= 0 && gamma.isFinite)
         let gamma = Double(gamma)
-        return try modulatedCrossEntropy(loss: name, logits: logits, labels: labels, temperature: temperature) {
+        return try modulatedCrossEntropy(loss: name, logits: logits, labels: labels, temperature: temperature,
+                                         labelSmoothing: labelSmoothing) {
             focalModulation(gamma: gamma, $0)
         }
     }
 }
 
-/// What a modulated cross-entropy −w(p)·log p needs of its weight w at one sample's true-class
-/// probability p.
+/// What a modulated cross-entropy −w(p)·log p needs of its weight w at one class probability p.
 struct Modulation {
     /// w(p).
     var weight: Double
-    /// −w′(p)·p·log p: the weight's own contribution to ∂L/∂u_y, where u = z / T.
+    /// −w′(p)·p·log p: the weight's own contribution to ∂L/∂u_k, where u = z / T.
     var slope: Double
 }
 
-/// The true-class probability p, 1 − p and log p of one sample, with 1 − p computed accurately
-/// for confident samples (as −expm1(log p), not 1 − p).
-struct TrueClassProbability {
+/// One class probability p of one sample, 1 − p and log p, with 1 − p computed accurately for
+/// confident samples (as −expm1(log p), not 1 − p).
+struct ClassProbability {
     var p: Double
     var oneMinusP: Double
     var logP: Double
@@ -53,45 +60,57 @@ struct TrueClassProbability {
 
 /// Focal weight w = (1 − p)^γ. The slope γ·(1 − p)^(γ−1)·p·log p tends to 0 as p → 1 for γ > 0 and is
 /// 0 for γ = 0; both cases are taken exactly rather than through 0·∞.
-func focalModulation(gamma: Double, _ x: TrueClassProbability) -> Modulation {
+func focalModulation(gamma: Double, _ x: ClassProbability) -> Modulation {
     let weight = pow(x.oneMinusP, gamma)
     let slope = gamma == 0 || x.oneMinusP == 0 ? 0 : gamma * pow(x.oneMinusP, gamma - 1) * x.p * x.logP
     return Modulation(weight: weight, slope: slope)
 }
 
 /// High-confidence weight w = (1 + p)^γ of the cyclical focal loss; slope −γ·(1 + p)^(γ−1)·p·log p.
-func highConfidenceModulation(gamma: Double, _ x: TrueClassProbability) -> Modulation {
+func highConfidenceModulation(gamma: Double, _ x: ClassProbability) -> Modulation {
     let weight = pow(1 + x.p, gamma)
     let slope = gamma == 0 ? 0 : -gamma * pow(1 + x.p, gamma - 1) * x.p * x.logP
     return Modulation(weight: weight, slope: slope)
 }
 
-/// The mean of −w(p_t)·log p_t over the batch and its gradient. With u = z / T and p = softmax(u):
+/// The mean over the batch of −Σ_k q_k·w(p_k)·log p_k, with q = (1 − ε)·onehot(y) + ε/K the
+/// label-smoothed target (ε = 0 leaves the single term −w(p_y)·log p_y), and its gradient. With
+/// u = z / T and p = softmax(u), from ∂p_k/∂u_j = p_k·(δ[j, k] − p_j):
 ///
-///     ∂L_n/∂u_j = g · (δ[j, y] − p_j),   g = −w′(p_t)·p_t·log p_t − w(p_t)
+///     ∂L_n/∂u_j = q_j·g_j − p_j·Σ_k q_k·g_k,   g_k = −w′(p_k)·p_k·log p_k − w(p_k)
 ///
-/// (from ∂p_t/∂u_j = p_t·(δ[j, y] − p_j)); ∂/∂z carries a further 1/T and the mean 1/N.
+/// ∂/∂z carries a further 1/T and the mean 1/N. Classes with q_k = 0 add nothing and are skipped.
 func modulatedCrossEntropy(
-    loss: String, logits: Tensor, labels: [Int32], temperature: Float,
-    modulation: (TrueClassProbability) -> Modulation
+    loss: String, logits: Tensor, labels: [Int32], temperature: Float, labelSmoothing: Float,
+    modulation: (ClassProbability) -> Modulation
 ) throws -> LossResult {
+    try checkHyperParameter(labelSmoothing, loss: loss, name: "labelSmoothing", requirement: "in [0, 1]",
+                            valid: (0...1).contains(labelSmoothing))
     let rows = try LogSoftmaxRows(loss: loss, logits: logits, temperature: temperature)
     try rows.checkLabels(labels, loss: loss)
     let (N, K) = (rows.rows, rows.classes)
+    let epsilon = Double(labelSmoothing), uniform = Double(labelSmoothing) / Double(K)
     let gradientScale = 1 / (Double(temperature) * Double(N))
     var gradient = Tensor(zeros: [N, K])  // [N, K]
+    var weighted = [Double](repeating: 0, count: K)  // [K]: q_k·g_k of the current sample
     var total: Double = 0
     rows.logProbabilities.withUnsafeBufferPointer { l in
         gradient.scalars.withUnsafeMutableBufferPointer { dz in
             for n in 0..<N {
                 let y = Int(labels[n])
-                let logP = Double(l[n * K + y])
-                let m = modulation(TrueClassProbability(p: exp(logP), oneMinusP: -expm1(logP), logP: logP))
-                total -= m.weight * logP
-                let g = (m.slope - m.weight) * gradientScale
+                var weightedSum: Double = 0
+                for k in 0..<K {
+                    let q = (k == y ? 1 - epsilon : 0) + uniform
+                    guard q > 0 else { weighted[k] = 0; continue }
+                    let logP = Double(l[n * K + k])
+                    let m = modulation(ClassProbability(p: exp(logP), oneMinusP: -expm1(logP), logP: logP))
+                    total -= q * m.weight * logP
+                    weighted[k] = q * (m.slope - m.weight)
+                    weightedSum += weighted[k]
+                }
                 for k in 0..<K {
                     let p = exp(Double(l[n * K + k]))
-                    dz[n * K + k] = Float(g * ((k == y ? 1 : 0) - p))
+                    dz[n * K + k] = Float((weighted[k] - p * weightedSum) * gradientScale)
                 }
             }
         }
