@@ -54,9 +54,14 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ]),
 
+        // `epicycle bench`: its workloads (through the product's own objectives), FLOP counts and profile.
+        .target(name: "EpicycleBench", dependencies: [
+            "EpicycleRuntime", "EpicycleData", "EpicycleSchedules", "EpicycleTraining", "EpicycleDistillation",
+        ]),
+
         .executableTarget(name: "epicycle", dependencies: [
             "EpicycleRuntime", "EpicycleCheckpoint", "EpicycleData", "EpicycleSchedules", "EpicycleTraining",
-            "EpicycleDistillation", "EpicycleExperiments",
+            "EpicycleDistillation", "EpicycleExperiments", "EpicycleBench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -70,6 +75,7 @@ let package = Package(
         .testTarget(name: "EpicycleTrainingTests", dependencies: ["EpicycleTraining", "TestSupport"]),
         .testTarget(name: "EpicycleDistillationTests", dependencies: ["EpicycleDistillation", "EpicycleCheckpoint", "TestSupport"],
                     resources: [.copy("Fixtures")]),
+        .testTarget(name: "EpicycleBenchTests", dependencies: ["EpicycleBench", "EpicycleDistillation", "EpicycleTraining"]),
         .testTarget(name: "EpicycleExperimentsTests", dependencies: ["EpicycleExperiments", "EpicycleTraining", "epicycle"],
                     resources: [.copy("Fixtures")]),
         // The command-line tool end to end: runs the built `epicycle` binary.

@@ -47,8 +47,8 @@ public final class DataLoader: Sendable {
     /// Background threads preparing batches; 0 (the default) prepares each batch on the caller's thread
     /// when asked. A training run's threads (`setThreads`) all go to its kernels, so a worker would be
     /// one busy thread more than it was given; and a batch costs little next to the step that consumes
-    /// it (Fashion-MNIST with crop, flip and cutout: 0.3 ms per 128 images on one core, ~1 % of a
-    /// ResNet-8 step at that batch).
+    /// it (Fashion-MNIST with crop, flip and cutout: 0.3 ms per 128 images on one core, measured with
+    /// `epicycle data bench`, against ~100 ms for a ResNet-20 training step of 128 images on two).
     public let workerCount: Int
     /// How many batches the workers may prepare ahead of the one being consumed.
     public let prefetchCount: Int
