@@ -208,7 +208,8 @@ package final class Trainer {
             let batchSize = Int(first[.batchSize]!)
             let strength = Float(first[.augmentationStrength]!)
             let batches = trainingLoader.batchCount(batchSize: batchSize)
-            var metrics = RunningMetrics()
+            // A mid-epoch checkpoint carries the epoch's sums so far, so its figures cover every batch.
+            var metrics = RunningMetrics(continuing: epoch == firstEpoch ? start?.epochProgress : nil)
             var batchIndex = 0
             for batch in trainingLoader.epoch(epoch, batchSize: batchSize, strength: strength) {
                 if batchesToSkip > 0 {
@@ -228,6 +229,7 @@ package final class Trainer {
                 metrics.add(loss: loss, logits: logits, labels: batch.labels)
                 step += 1
                 batchIndex += 1
+                FaultInjection.reached(.step)
                 let elapsed = Date().timeIntervalSince(epochStart)
                 progress.step(phase: program.rawValue, epoch: epoch, epochs: epochs, batch: batchIndex, batches: batches,
                               imagesPerSecond: Double(metrics.images) / max(elapsed, 1e-9),
@@ -236,8 +238,8 @@ package final class Trainer {
                               extra: progressNote?() ?? "")
                 if interrupt.isSet && batchIndex < batches {
                     // The step is done: save it (last.h5 only) and stop; --resume continues from here.
-                    // This epoch's training loss and accuracy then cover only the batches after the resume.
-                    try keeper.save(checkpoint(epoch: epoch, step: step, history: history, knobNames: knobNames), validationTop1: nil)
+                    try keeper.saveMidEpoch(checkpoint(epoch: epoch, step: step, history: history, knobNames: knobNames,
+                                                       epochProgress: metrics.progress))
                     throw TrainingError.interrupted(savedTo: keeper.lastPath)
                 }
             }
@@ -249,15 +251,18 @@ package final class Trainer {
                 seconds: Date().timeIntervalSince(epochStart), imagesPerSecond: Double(metrics.images) / max(trainSeconds, 1e-9),
                 knobs: Dictionary(uniqueKeysWithValues: first.map { ($0.key.rawValue, $0.value) }))
             history.append(record)
-            try log.append(record)
+            // The checkpoints first: the metrics files must never hold an epoch last.h5 does not.
             try keeper.save(checkpoint(epoch: epoch + 1, step: step, history: history, knobNames: knobNames),
                             validationTop1: validation.top1)
+            try log.append(record)
             let left = Date().timeIntervalSince(began) / Double(epoch + 1 - firstEpoch) * Double(epochs - epoch - 1)
             progress.epochFinished(
                 String(format: "%@ epoch %d/%d  train loss %.4f top-1 %.2f  val loss %.4f top-1 %.2f top-5 %.2f  %.0f img/s  %@",
                        program.rawValue, epoch + 1, epochs, metrics.loss, metrics.top1, validation.loss, validation.top1,
                        validation.top5, record.imagesPerSecond, formatKnobs(record.knobs)) + (progressNote.map { "  " + $0() } ?? ""),
                 secondsLeft: left)
+            // A Ctrl-C during the last batch, the validation or the saves: everything is saved, so stop here.
+            if interrupt.isSet { throw TrainingError.interrupted(savedTo: keeper.lastPath) }
         }
         let best = history.map(\.validationTop1).max() ?? .nan
         return PhaseResult(history: history, bestTop1: best, finalTop1: history.last?.validationTop1 ?? .nan,
@@ -281,15 +286,16 @@ package final class Trainer {
         return (loss, logits)
     }
 
-    /// The checkpoint written after `epoch` completed epochs.
-    func checkpoint(epoch: Int, step: Int, history: [EpochRecord], knobNames: [String]) throws -> Checkpoint {
+    /// The checkpoint written after `epoch` completed epochs (and, mid-epoch, the next epoch's sums so far).
+    func checkpoint(epoch: Int, step: Int, history: [EpochRecord], knobNames: [String],
+                    epochProgress: EpochProgress? = nil) throws -> Checkpoint {
         let columns = EpochRecord.columns(knobs: knobNames)
         var metrics = MetricsTable(columns: columns)
         for record in history { metrics.append(record.values(knobs: knobNames)) }
         let exported = optimizer.exportState()
         let training = TrainingRecord(
             program: program, epoch: epoch, step: step, cyclePosition: cycleEpochs(afterEpoch: epoch), seed: recipe.seed,
-            rngState: model.randomStateWords, recipe: recipeText, metrics: metrics)
+            rngState: model.randomStateWords, recipe: recipeText, metrics: metrics, epochProgress: epochProgress)
         return Checkpoint(model: model.state, architecture: try model.spec.yaml, numClasses: model.spec.numClasses,
                           optimizer: OptimizerRecord(exported), training: training, adapters: adapters)
     }
