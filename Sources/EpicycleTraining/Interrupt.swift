@@ -36,6 +36,12 @@ final class InterruptFlag: Sendable {
         action.sa_flags = SA_RESTART
         sigemptyset(&action.sa_mask)
         sigaction(SIGINT, &action, nil)
+        // A parent may start this process with SIGINT blocked (Foundation's `Process` does); unblocked
+        // here, the training thread takes every Ctrl-C.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGINT)
+        pthread_sigmask(SIG_UNBLOCK, &signals, nil)
     }
 
     func disarm() {
