@@ -127,6 +127,29 @@ import TestSupport
         try expectSameRun(folder + "/out", reference, moment)
     }
 
+    /// A save that fails (as on a full disk) stops the run with the file's name, and the metrics
+    /// files hold no epoch that `last.h5` does not: here the second epoch's numbered copy cannot be
+    /// written, because a folder sits where its temporary file goes.
+    @Test func failedSaveLeavesNoMetricsAheadOfTheCheckpoint() throws {
+        let folder = try Self.folder("fault-save")
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let out = folder + "/out"
+        // Blocked once the run has opened its folder (opening removes stale temporary files); signal 0
+        // sends nothing, the condition's side effect is the fault.
+        let failed = try CLITests.run(["pretrain", "--recipe", "faults.yaml", "--output", "out", "--quiet"], in: folder,
+                                      signal: 0) { _ in
+            guard FileManager.default.fileExists(atPath: out + "/metrics.jsonl") else { return false }
+            return (try? FileManager.default.createDirectory(atPath: out + "/epoch-0002.h5.tmp",
+                                                              withIntermediateDirectories: false)) != nil
+        }
+        #expect(failed.status != 0 && failed.errors.contains("epoch-0002.h5"), "\(failed.status): \(failed.errors)")
+        let saved = try #require(try Checkpoint.read(from: out + "/last.h5").training)
+        #expect(saved.epoch == 1)
+        let csv = try Self.csvRows(out + "/metrics.csv").filter { $0 != [""] }
+        #expect(csv.count - 1 == saved.metrics.rows.count, "metrics.csv has \(csv.count - 1) epochs, last.h5 \(saved.metrics.rows.count)")
+        #expect(try Self.jsonRows(out + "/metrics.jsonl").count == saved.metrics.rows.count)
+    }
+
     /// `--resume` until a run exits 0 (no hook is set, so once should do).
     func resumeToTheEnd(in folder: String, _ moment: String) throws {
         for _ in 0..<3 {
