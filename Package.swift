@@ -66,7 +66,7 @@ let package = Package(
         ]),
 
         // Shared test helpers: closeness checks, finite-difference gradient checks, fixtures.
-        .target(name: "TestSupport", dependencies: ["EpicycleRuntime"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["EpicycleRuntime", "EpicycleCheckpoint"], path: "Tests/TestSupport"),
         .testTarget(name: "EpicycleRuntimeTests", dependencies: ["EpicycleRuntime", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "EpicycleCheckpointTests", dependencies: ["EpicycleCheckpoint", "TestSupport"]),

@@ -23,7 +23,9 @@ public let epicycleSoftwareVersion = "0.1.0"
 ///     /optimizer            attrs kind (string), each hyper-parameter (float64), each counter (int64)
 ///     /optimizer/state/<name>    float32; name = "<parameter name>.<state>", e.g.
 ///                                "layer1.0.conv1.weight.momentum_buffer" (PyTorch's state keys)
-///     /training             attrs program, epoch, step, cycle_position, seed, recipe, best_top1 (when known)
+///     /training             attrs program, epoch, step, cycle_position, seed, recipe, best_top1 (when known);
+///                           in a mid-epoch (Ctrl-C) save also epoch_images, epoch_loss_sum,
+///                           epoch_top1_correct, epoch_top5_correct (the epoch's running sums)
 ///     /training/rng_state   uint64 words
 ///     /training/metrics     float64 [epochs, columns], attr columns (strings)
 ///     /adapters/parameters/<name>, /adapters/buffers/<name>   as under /model, when present
@@ -149,9 +151,12 @@ public struct TrainingRecord {
     public var metrics: MetricsTable
     /// The end-of-phase test scores, recorded once the phase is complete (attrs `test_*`).
     public var test: TestScores?
+    /// The training figures of the epoch in progress when the checkpoint was saved mid-epoch; nil at an epoch's end.
+    public var epochProgress: EpochProgress?
 
     public init(program: Program, epoch: Int, step: Int, cyclePosition: Double, seed: UInt64, rngState: [UInt64],
-                recipe: String, bestTop1: Double? = nil, metrics: MetricsTable = MetricsTable(columns: [])) {
+                recipe: String, bestTop1: Double? = nil, metrics: MetricsTable = MetricsTable(columns: []),
+                epochProgress: EpochProgress? = nil) {
         self.program = program
         self.epoch = epoch
         self.step = step
@@ -161,6 +166,24 @@ public struct TrainingRecord {
         self.recipe = recipe
         self.bestTop1 = bestTop1
         self.metrics = metrics
+        self.epochProgress = epochProgress
+    }
+}
+
+/// The running sums of a part-finished epoch's training batches, so that an epoch resumed after a
+/// Ctrl-C reports the same training loss and accuracy as one that ran through.
+public struct EpochProgress: Equatable, Sendable {
+    public var images: Int
+    /// Σ batch loss × batch size.
+    public var lossSum: Double
+    public var top1Correct: Int
+    public var top5Correct: Int
+
+    public init(images: Int, lossSum: Double, top1Correct: Int, top5Correct: Int) {
+        self.images = images
+        self.lossSum = lossSum
+        self.top1Correct = top1Correct
+        self.top5Correct = top5Correct
     }
 }
 

@@ -185,6 +185,9 @@ private struct RecordReader {
             record.test = TestScores(last: try score("test"), best: try score("test_best"),
                                      bestEpoch: Int(bestEpoch))
         }
+        if try group.hasAttribute("epoch_images") {
+            record.epochProgress = try epochProgress(group)
+        }
 
         let (rngDataset, rngType, rngShape) = try requiredDataset("rng_state", in: group)
         guard rngType.isUInt64, rngShape.count == 1 else {
@@ -213,6 +216,26 @@ private struct RecordReader {
         record.metrics = MetricsTable(columns: columns,
                                       rows: (0..<metricsShape[0]).map { Array(values[$0 * width ..< ($0 + 1) * width]) })
         return record
+    }
+
+    /// A mid-epoch save's running sums: all four attributes, counts between 0 and the images seen.
+    private func epochProgress(_ group: HDF5Location) throws -> EpochProgress {
+        let images = try integer("epoch_images", of: group)
+        guard images >= 0 else {
+            throw CheckpointError.invalidValue(file: file, object: attributeName("epoch_images", of: group),
+                                               reason: "is \(images), expected ≥ 0")
+        }
+        var counts: [Int64] = []
+        for name in ["epoch_top1_correct", "epoch_top5_correct"] {
+            let count = try integer(name, of: group)
+            guard (0...images).contains(count) else {
+                throw CheckpointError.invalidValue(file: file, object: attributeName(name, of: group),
+                                                   reason: "is \(count), expected 0…\(images) (epoch_images)")
+            }
+            counts.append(count)
+        }
+        return EpochProgress(images: Int(images), lossSum: try double("epoch_loss_sum", of: group),
+                             top1Correct: Int(counts[0]), top5Correct: Int(counts[1]))
     }
 
     // MARK: Tensors

@@ -24,7 +24,9 @@ extension Checkpoint {
                     throw CheckpointError.writeFailed(file: path, action: failure.action, detail: failure.detail)
                 }
             }
+            FaultInjection.reached(.tmp)
             try replaceFile(at: path, with: temporaryPath)
+            FaultInjection.reached(.rename)
         } catch {
             unlink(temporaryPath)
             throw error
@@ -174,6 +176,12 @@ private struct RecordWriter {
                 try group.writeAttribute(prefix + "_top1", double: score.top1)
                 try group.writeAttribute(prefix + "_top5", double: score.top5)
             }
+        }
+        if let progress = training.epochProgress {
+            try group.writeAttribute("epoch_images", int64: Int64(progress.images))
+            try group.writeAttribute("epoch_loss_sum", double: progress.lossSum)
+            try group.writeAttribute("epoch_top1_correct", int64: Int64(progress.top1Correct))
+            try group.writeAttribute("epoch_top5_correct", int64: Int64(progress.top5Correct))
         }
         _ = try training.rngState.withUnsafeBytes {
             try group.writeDataset("rng_state", shape: [training.rngState.count], fileType: epicycle_H5T_STD_U64LE(),

@@ -1,3 +1,4 @@
+import EpicycleCheckpoint
 import EpicycleRuntime
 import Foundation
 
@@ -28,6 +29,20 @@ public struct RunningMetrics {
     private var top5Correct = 0
 
     public init() {}
+
+    /// Continues the sums a mid-epoch checkpoint saved; nil starts from zero.
+    public init(continuing progress: EpochProgress?) {
+        guard let progress else { return }
+        images = progress.images
+        lossSum = progress.lossSum
+        top1Correct = progress.top1Correct
+        top5Correct = progress.top5Correct
+    }
+
+    /// The sums so far, as a mid-epoch checkpoint stores them.
+    public var progress: EpochProgress {
+        EpochProgress(images: images, lossSum: lossSum, top1Correct: top1Correct, top5Correct: top5Correct)
+    }
 
     public mutating func add(loss: Float, logits: Tensor, labels: [Int32]) {
         images += labels.count
@@ -101,8 +116,11 @@ public struct EpochRecord: Codable, Equatable, Sendable {
     }
 }
 
-/// Appends each epoch's record to `metrics.csv` and `metrics.jsonl` in a run's folder, rewriting
-/// both from the history on resume so they never hold epochs the checkpoint does not.
+/// Appends each epoch's record to `metrics.csv` and `metrics.jsonl` in a run's folder. The trainer
+/// appends a record only once `last.h5` holds it, and opening the log rewrites both files from the
+/// history (the resumed `last.h5`'s metrics table), so they are never ahead of the checkpoint and,
+/// after a kill between the checkpoint and the appends or in the middle of one, a resume brings
+/// them back to exactly its epochs.
 public struct MetricsLog {
     public let folder: URL
     private let knobNames: [String]
@@ -117,8 +135,22 @@ public struct MetricsLog {
             csv += Self.csvLine(record, knobNames)
             jsonl += try Self.jsonLine(record)
         }
-        try csv.write(to: csvURL, atomically: true, encoding: .utf8)
-        try jsonl.write(to: jsonlURL, atomically: true, encoding: .utf8)
+        try Self.replace(csvURL, with: csv)
+        try Self.replace(jsonlURL, with: jsonl)
+    }
+
+    /// Writes `text` to `<file>.tmp` and renames it over `url`: a kill leaves the old file or the new
+    /// one, and at worst that `.tmp`, which the next rewrite reuses (Foundation's atomic write would
+    /// leave a temporary file under a new name each time).
+    private static func replace(_ url: URL, with text: String) throws {
+        let temporary = url.appendingPathExtension("tmp")
+        try Data(text.utf8).write(to: temporary)
+        guard rename(temporary.path, url.path) == 0 else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [
+                NSFilePathErrorKey: url.path,
+                NSLocalizedDescriptionKey: "cannot rename '\(temporary.path)' to '\(url.path)': \(String(cString: strerror(errno)))",
+            ])
+        }
     }
 
     public var csvURL: URL { folder.appendingPathComponent("metrics.csv") }
@@ -126,7 +158,9 @@ public struct MetricsLog {
 
     public func append(_ record: EpochRecord) throws {
         try appendText(Self.csvLine(record, knobNames), to: csvURL)
+        FaultInjection.reached(.metrics)
         try appendText(try Self.jsonLine(record), to: jsonlURL)
+        FaultInjection.reached(.metrics)
     }
 
     private static func csvLine(_ record: EpochRecord, _ knobNames: [String]) -> String {

@@ -291,10 +291,16 @@ public func cycle(recipe source: RecipeSource, options: RunOptions = RunOptions(
     try prepared.validateKnobs(.finetune, cycle: cycle)
     let pretrainFolder = prepared.output + "/pretrain", finetuneFolder = prepared.output + "/finetune"
 
+    // Armed across both phases, so that a Ctrl-C after pretraining's last check stops the run here
+    // rather than being cleared when the fine-tune arms.
+    let interrupt = InterruptFlag.shared
+    interrupt.arm()
+    defer { interrupt.disarm() }
     var phases: [PhaseResult] = []
     let finetuneStarted = FileManager.default.fileExists(atPath: finetuneFolder + "/last.h5")
     if !(options.resume && finetuneStarted) {
         phases.append(try runPretraining(prepared, data: pretrainData, cycle: cycle, folder: pretrainFolder, options: options))
+        if interrupt.isSet { throw TrainingError.interrupted(savedTo: pretrainFolder + "/last.h5") }
     }
     phases.append(try runFinetuning(prepared, from: pretrainFolder + "/last.h5", folder: finetuneFolder, options: options))
     return ProgramResult(phases: phases, checkpoint: finetuneFolder + "/last.h5")

@@ -212,7 +212,8 @@ package final class Trainer {
             let batchSize = Int(first[.batchSize]!)
             let strength = Float(first[.augmentationStrength]!)
             let batches = trainingLoader.batchCount(batchSize: batchSize)
-            var metrics = RunningMetrics()
+            // A mid-epoch checkpoint carries the epoch's sums so far, so its figures cover every batch.
+            var metrics = RunningMetrics(continuing: epoch == firstEpoch ? start?.epochProgress : nil)
             var batchIndex = 0
             for batch in trainingLoader.epoch(epoch, batchSize: batchSize, strength: strength) {
                 if batchesToSkip > 0 {
@@ -233,6 +234,7 @@ package final class Trainer {
                 metrics.add(loss: loss, logits: logits, labels: batch.labels)
                 step += 1
                 batchIndex += 1
+                FaultInjection.reached(.step)
                 let elapsed = Date().timeIntervalSince(epochStart)
                 progress.step(phase: program.rawValue, epoch: epoch, epochs: epochs, batch: batchIndex, batches: batches,
                               imagesPerSecond: Double(metrics.images) / max(elapsed, 1e-9),
@@ -241,8 +243,8 @@ package final class Trainer {
                               extra: progressNote?() ?? "")
                 if interrupt.isSet && batchIndex < batches {
                     // The step is done: save it (last.h5 only) and stop; --resume continues from here.
-                    // This epoch's training loss and accuracy then cover only the batches after the resume.
-                    try keeper.save(checkpoint(epoch: epoch, step: step, history: history, knobNames: knobNames), validationTop1: nil)
+                    try keeper.saveMidEpoch(checkpoint(epoch: epoch, step: step, history: history, knobNames: knobNames,
+                                                       epochProgress: metrics.progress))
                     throw TrainingError.interrupted(savedTo: keeper.lastPath)
                 }
             }
@@ -262,9 +264,10 @@ package final class Trainer {
                 knobs: Dictionary(uniqueKeysWithValues: first.map { ($0.key.rawValue, $0.value) })
                     .merging(loggedValues?(position(epoch: epoch, batch: 0)) ?? [:]) { knob, _ in knob })
             history.append(record)
-            try log.append(record)
+            // The checkpoints first: the metrics files must never hold an epoch last.h5 does not.
             try keeper.save(checkpoint(epoch: epoch + 1, step: step, history: history, knobNames: knobNames),
                             validationTop1: validation.top1)
+            try log.append(record)
             let left = Date().timeIntervalSince(began) / Double(epoch + 1 - firstEpoch) * Double(epochs - epoch - 1)
             progress.epochFinished(
                 String(format: "%@ epoch %d/%d  train loss %.4f top-1 %.2f  %@ loss %.4f top-1 %.2f top-5 %.2f  %.0f img/s  %@",
@@ -272,8 +275,12 @@ package final class Trainer {
                        validation.top1, validation.top5, record.imagesPerSecond, formatKnobs(record.knobs))
                     + (progressNote.map { "  " + $0() } ?? ""),
                 secondsLeft: left)
+            // A Ctrl-C during the last batch, the validation or the saves: everything is saved, so stop here.
+            if interrupt.isSet { throw TrainingError.interrupted(savedTo: keeper.lastPath) }
         }
         let test = try start?.test ?? scoreTestSplit(history: history)
+        // A Ctrl-C during the test scoring: last.h5 records the scores (or will be scored again on resume).
+        if interrupt.isSet { throw TrainingError.interrupted(savedTo: keeper.lastPath) }
         let best = history.map(\.validationTop1).max() ?? .nan
         return PhaseResult(history: history, bestTop1: best, finalTop1: history.last?.validationTop1 ?? .nan,
                            validatesOnTest: data.validatesOnTest, test: test, folder: folder,
@@ -330,15 +337,16 @@ package final class Trainer {
         return (loss, logits)
     }
 
-    /// The checkpoint written after `epoch` completed epochs.
-    func checkpoint(epoch: Int, step: Int, history: [EpochRecord], knobNames: [String]) throws -> Checkpoint {
+    /// The checkpoint written after `epoch` completed epochs (and, mid-epoch, the next epoch's sums so far).
+    func checkpoint(epoch: Int, step: Int, history: [EpochRecord], knobNames: [String],
+                    epochProgress: EpochProgress? = nil) throws -> Checkpoint {
         let columns = EpochRecord.columns(knobs: knobNames)
         var metrics = MetricsTable(columns: columns)
         for record in history { metrics.append(record.values(knobs: knobNames)) }
         let exported = optimizer.exportState()
         let training = TrainingRecord(
             program: program, epoch: epoch, step: step, cyclePosition: cycleEpochs(afterEpoch: epoch), seed: recipe.seed,
-            rngState: model.randomStateWords, recipe: recipeText, metrics: metrics)
+            rngState: model.randomStateWords, recipe: recipeText, metrics: metrics, epochProgress: epochProgress)
         return Checkpoint(model: model.state, architecture: try model.spec.yaml, numClasses: model.spec.numClasses,
                           optimizer: OptimizerRecord(exported), training: training, adapters: adapters, input: data.inputPipeline)
     }

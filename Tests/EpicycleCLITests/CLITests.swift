@@ -13,16 +13,22 @@ import Testing
     }()
 
     struct Run {
+        /// The exit status, or the signal's number when `signalled`.
         var status: Int32
+        var signalled: Bool
         var output: String
         var errors: String
     }
 
-    static func run(_ arguments: [String], in folder: String, interruptWhen: ((String) -> Bool)? = nil) throws -> Run {
+    /// Runs the tool in `folder` with `environment` added to this process's. With `interruptWhen`,
+    /// sends `signal` (Ctrl-C's SIGINT by default) once the condition holds for the folder.
+    static func run(_ arguments: [String], in folder: String, environment: [String: String] = [:], signal: Int32 = SIGINT,
+                    interruptWhen: ((String) -> Bool)? = nil) throws -> Run {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: folder)
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let output = Pipe(), errors = Pipe()
         process.standardOutput = output
         process.standardError = errors
@@ -30,12 +36,13 @@ import Testing
         if let interruptWhen {
             // Poll for the moment to press Ctrl-C, then send SIGINT as a terminal would.
             while process.isRunning && !interruptWhen(folder) { usleep(20_000) }
-            if process.isRunning { kill(process.processIdentifier, SIGINT) }
+            if process.isRunning { kill(process.processIdentifier, signal) }
         }
         let out = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         let err = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        return Run(status: process.terminationStatus, output: out, errors: err)
+        return Run(status: process.terminationStatus, signalled: process.terminationReason == .uncaughtSignal, output: out,
+                   errors: err)
     }
 
     static func folder(_ name: String) -> String {

@@ -241,7 +241,7 @@ extension CheckpointTests {
                 defer { try? overwrite(offset, with: bytes[offset]) }
                 do {
                     let read = try Checkpoint.read(from: path)
-                    let found = differences(read, original)
+                    let found = checkpointDifferences(read, original)
                     #expect(found.isEmpty, "flipping byte \(offset) of \(name) went unnoticed: \(found)")
                 } catch is CheckpointError {
                     caught += 1

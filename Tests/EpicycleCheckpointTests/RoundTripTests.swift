@@ -24,6 +24,22 @@ extension CheckpointTests {
             expectIdentical(try Checkpoint.read(from: path), original)
         }
 
+        @Test func midEpochSumsRoundTripAndAreChecked() throws {
+            let folder = try makeTemporaryFolder()
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            var original = makeFullCheckpoint()
+            original.training?.epochProgress = EpochProgress(images: 384, lossSum: 0.1 + 0.2, top1Correct: 301, top5Correct: 384)
+            let path = folder + "/mid-epoch.h5"
+            try original.write(to: path)
+            expectIdentical(try Checkpoint.read(from: path), original)
+
+            original.training?.epochProgress?.top1Correct = 385
+            try original.write(to: path)
+            #expect(checkpointError { _ = try Checkpoint.read(from: path) }
+                    == .invalidValue(file: path, object: "attribute 'epoch_top1_correct' of '/training'",
+                                     reason: "is 385, expected 0…384 (epoch_images)"))
+        }
+
         @Test func modelOnlyCheckpointHasNoOptionalSections() throws {
             let folder = try makeTemporaryFolder()
             defer { try? FileManager.default.removeItem(atPath: folder) }
