@@ -72,6 +72,7 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "EpicycleExperimentsTests", dependencies: ["EpicycleExperiments", "EpicycleTraining", "epicycle"]),
         // The command-line tool end to end: runs the built `epicycle` binary.
-        .testTarget(name: "EpicycleCLITests", dependencies: ["epicycle", "EpicycleCheckpoint", "TestSupport"]),
+        .testTarget(name: "EpicycleCLITests", dependencies: ["epicycle", "EpicycleCheckpoint", "TestSupport",
+                                                            .product(name: "Yams", package: "Yams")]),
     ]
 )

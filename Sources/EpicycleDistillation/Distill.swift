@@ -81,6 +81,9 @@ public func distill(teacher teacherPath: String?, recipe source: RecipeSource, o
                            finetuningStepsPerEpoch: prepared.finetuneData == nil ? 1 : prepared.stepsPerEpoch(.finetune))
     try prepared.validateKnobs(.pretrain, cycle: cycle)
     try distillRecipe.validate(over: cycle)
+    if options.checkOnly { return ProgramResult(phases: [], checkpoint: prepared.output + "/last.h5") }
+    let lock = try openRunFolder(prepared.output, options: options)
+    defer { withExtendedLifetime(lock) {} }
 
     let student = try Model(recipe.model.spec(inputChannels: data.channels, numClasses: data.classCount), seed: recipe.seed)
     let objective = try DistillationObjective(student: student, teacher: teacher, terms: distillRecipe.losses,

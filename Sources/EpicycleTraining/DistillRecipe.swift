@@ -48,9 +48,7 @@ public struct DistillRecipe: Decodable, Sendable {
     private func check(_ schedule: Schedule, over cycle: JointCycle, path: String, requirement: String,
                        _ valid: (Double) -> Bool) throws {
         for epoch in 0..<cycle.totalEpochs {
-            let position = Position(epoch: epoch, totalEpochs: cycle.totalEpochs,
-                                    step: epoch * max(cycle.totalSteps / max(cycle.totalEpochs, 1), 1), totalSteps: cycle.totalSteps)
-            let value = cycle.value(of: schedule, at: position)
+            let value = cycle.value(of: schedule, at: cycle.startOfEpoch(epoch))
             guard valid(value), value.isFinite else {
                 throw RecipeError(path: path, problem: "must be \(requirement), got \(formatNumber(value)) (\(schedule) at epoch \(epoch))")
             }

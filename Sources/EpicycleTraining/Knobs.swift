@@ -37,15 +37,18 @@ public enum Knob: String, CaseIterable, CodingKey, Sendable, Comparable {
     /// What is wrong with `value` for this knob, or nil.
     func problem(with value: Double) -> String? {
         let shown = formatNumber(value)
+        let largest = RecipeLimits.knobMagnitude
         switch self {
         case .learningRate, .weightDecay:
-            return value >= 0 && value.isFinite ? nil : "must be ≥ 0, got \(shown)"
+            return (0...largest).contains(value) ? nil : "must be in [0, \(formatNumber(largest))], got \(shown)"
         case .momentum:
             return (0..<1).contains(value) ? nil : "must be in [0, 1), got \(shown)"
         case .batchSize:
-            return value >= 1 && value == value.rounded() ? nil : "must be a whole number ≥ 1, got \(shown)"
+            let sizes = RecipeLimits.batchSize
+            return value >= Double(sizes.lowerBound) && value <= Double(sizes.upperBound) && value == value.rounded() ? nil
+                : outside(sizes, got: shown)
         case .temperature, .clipValue, .clipNorm:
-            return value > 0 && value.isFinite ? nil : "must be > 0, got \(shown)"
+            return value > 0 && value <= largest ? nil : "must be in (0, \(formatNumber(largest))], got \(shown)"
         case .augmentationStrength, .focalMix:
             return (0...1).contains(value) ? nil : "must be in [0, 1], got \(shown)"
         }
@@ -99,15 +102,20 @@ public struct KnobSchedules: Decodable, Equatable, Sendable {
         for knob in schedules.keys.sorted() {
             let schedule = schedules[knob]!
             for epoch in 0..<cycle.totalEpochs {
-                let position = Position(epoch: epoch, totalEpochs: cycle.totalEpochs,
-                                        step: epoch * max(cycle.totalSteps / max(cycle.totalEpochs, 1), 1),
-                                        totalSteps: cycle.totalSteps)
-                let value = cycle.value(of: schedule, at: position)
+                let value = cycle.value(of: schedule, at: cycle.startOfEpoch(epoch))
                 if let problem = knob.problem(with: value) {
                     throw RecipeError(path: pathPrefix + knob.rawValue,
                                       problem: "\(problem) (\(schedule) at epoch \(epoch))")
                 }
             }
         }
+    }
+}
+
+extension JointCycle {
+    /// The position of `epoch`'s first step, where recipe checks sample every schedule.
+    func startOfEpoch(_ epoch: Int) -> Position {
+        Position(epoch: epoch, totalEpochs: totalEpochs, step: epoch * max(totalSteps / max(totalEpochs, 1), 1),
+                 totalSteps: totalSteps)
     }
 }

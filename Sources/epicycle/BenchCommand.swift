@@ -74,6 +74,9 @@ struct Bench: ParsableCommand {
         guard threads >= 1, warmup >= 0, repeats >= 1, steps >= 1 else {
             throw ValidationError("--threads, --repeats and --steps must be ≥ 1 and --warmup ≥ 0")
         }
+        guard threads <= 1024, warmup <= 1000, repeats <= 1000, steps <= 1000 else {
+            throw ValidationError("--threads is at most 1024, --warmup, --repeats and --steps at most 1000")
+        }
     }
 
     func run() throws {
