@@ -17,7 +17,7 @@ public enum DistillationError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .noTeacher:
-            return "no teacher: pass --teacher <checkpoint.h5> or set distill.teacher in the recipe"
+            return "distill.teacher: is required (a teacher checkpoint), or pass --teacher <checkpoint.h5>"
         case let .teacherNotAModel(file, reason):
             return "teacher \(file) is not a model checkpoint: \(reason)"
         case let .classCountMismatch(teacher, teacherClasses, studentClasses):

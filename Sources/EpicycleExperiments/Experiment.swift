@@ -143,7 +143,11 @@ public struct Experiment: Sendable {
         let recipe: RecipeSource
         switch (try string("recipe"), mapping["base"]) {
         case let (path?, nil):
-            recipe = try RecipeSource(contentsOf: resolve(path))
+            do {
+                recipe = try RecipeSource(contentsOf: resolve(path))
+            } catch let error as RecipeError where error.path.isEmpty {
+                throw RecipeError(path: "recipe", problem: error.problem)
+            }
         case let (nil, base?):
             guard case .mapping = base else { throw RecipeError(path: "base", problem: "expected the recipe as a mapping") }
             recipe = try RecipeSource(text: try Yams.serialize(node: base), origin: origin + ": base")

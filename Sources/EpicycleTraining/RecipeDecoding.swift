@@ -108,8 +108,9 @@ extension KeyedDecodingContainer {
         return value
     }
 
-    /// A list of at most `maxCount` elements, or nil when absent. Elements that do not decode are
-    /// reported by their index, e.g. `pretrain.data.classes[2]: expected a whole number, got 'x'`.
+    /// A list of at most `maxCount` elements, or nil when absent. Text or number elements of the
+    /// wrong type are reported by their index, e.g. `pretrain.data.classes[2]: expected a whole
+    /// number, got 'x'`; mappings (loss terms) report their own errors.
     func list<Element: Decodable>(of type: Element.Type, forKey key: Key, maxCount: Int) throws -> [Element]? {
         guard contains(key), (try? decodeNil(forKey: key)) != true else { return nil }
         guard var elements = try? nestedUnkeyedContainer(forKey: key) else {
@@ -123,9 +124,8 @@ extension KeyedDecodingContainer {
             let index = elements.currentIndex
             do {
                 values.append(try elements.decode(Element.self))
-            } catch let error as RecipeError {
-                throw error
-            } catch {
+            } catch let error as DecodingError where Element.self is String.Type || Element.self is Int.Type {
+                guard case .typeMismatch = error else { throw error }
                 let summary = (try? elements.decode(ValueSummary.self))?.text ?? "a value of another type"
                 throw RecipeError(path: keyPath(codingPath + [key]) + "[\(index)]",
                                   problem: "expected \(describe(Element.self)), got \(summary)")
@@ -417,7 +417,12 @@ public struct RecipeSource: Equatable, Sendable {
         } catch let error as RecipeError {
             throw error
         } catch {
-            throw recipeError(from: error, root: node)
+            // A problem with the document as a whole (not a mapping at all) names the file instead.
+            let converted = recipeError(from: error, root: node)
+            if let problem = converted as? RecipeError, problem.path.isEmpty {
+                throw RecipeError(path: "", problem: "\(origin): \(problem.problem)")
+            }
+            throw converted
         }
     }
 }

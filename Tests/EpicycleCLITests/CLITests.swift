@@ -114,6 +114,7 @@ import Testing
     /// get ArgumentParser's usage text.
     @Test func runtimeErrorsAreOneLineWithoutUsage() throws {
         let folder = Self.folder("error-output")
+        defer { try? FileManager.default.removeItem(atPath: folder) }
         try Self.recipe.write(toFile: folder + "/small.yaml", atomically: true, encoding: .utf8)
         let traversal = try Self.run(["pretrain", "--recipe", "small.yaml", "--set", "name=../../x"], in: folder)
         #expect(traversal.status == 1 && traversal.errors.hasPrefix("error: name: becomes a folder name"), "\(traversal.errors)")
@@ -133,6 +134,7 @@ import Testing
     /// first finishes untouched. Then the folder holds a run, which only --resume or --overwrite reuse.
     @Test func oneWriterPerRunFolder() throws {
         let folder = Self.folder("lock")
+        defer { try? FileManager.default.removeItem(atPath: folder) }
         try Self.recipe.write(toFile: folder + "/small.yaml", atomically: true, encoding: .utf8)
         let first = Process()
         first.executableURL = URL(fileURLWithPath: Self.executable)

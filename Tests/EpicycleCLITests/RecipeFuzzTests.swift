@@ -8,7 +8,7 @@ import Yams
 /// error line that names a key path or the file; a trap, an abort or a hang is a failure. The inputs
 /// run in child processes, 25 at a time, so a trap shows which input caused it.
 ///
-/// `EPICYCLE_FUZZ_ITERATIONS` sets the number of inputs (default 150, about 30–60 s);
+/// `EPICYCLE_FUZZ_ITERATIONS` sets the number of inputs (default 100, about 60 s);
 /// `EPICYCLE_FUZZ_SEED` the seed (default 13).
 @Suite struct RecipeFuzzTests {
     /// SplitMix64 (Steele, Lea & Flood 2014): a seeded generator, so a failure can be replayed.
@@ -208,7 +208,7 @@ import Yams
 
     @Test(.timeLimit(.minutes(60))) func mutatedRecipesAreAcceptedOrRejectedByKeyPath() throws {
         let environment = ProcessInfo.processInfo.environment
-        let iterations = min(100_000, Int(environment["EPICYCLE_FUZZ_ITERATIONS"] ?? "") ?? 150)
+        let iterations = min(100_000, Int(environment["EPICYCLE_FUZZ_ITERATIONS"] ?? "") ?? 100)
         var generator = Generator(state: UInt64(environment["EPICYCLE_FUZZ_SEED"] ?? "") ?? 13)
         let began = Date()
 

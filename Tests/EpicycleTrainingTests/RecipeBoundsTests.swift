@@ -76,12 +76,14 @@ import Testing
     }
 
     @Test func longValuesAreQuotedShort() throws {
-        let long = String(repeating: "crop,", count: 200_000)
-        for text in [Self.recipe + "\noptimizer: {kind: \(long)}\n", Self.recipe.replacingOccurrences(of: "resnet8", with: long),
-                     Self.recipe + "\n\(long): 1\n"] {
+        let long = String(repeating: "crop-", count: 200_000)
+        for text in [Self.recipe + "\noptimizer: {kind: \(long)}\n", Self.recipe + "\n\(long): 1\n",
+                     Self.recipe.replacingOccurrences(of: "resnet8", with: long)] {
             let message = try #require(problem([], text: text))
-            #expect(message.count < 300 && message.contains("…"), "\(message.prefix(300))")
+            #expect(message.count < 300, "\(message.prefix(300))")
+            #expect(message.contains("crop-crop") == message.contains("…"), "a quoted value is cut short: \(message.prefix(300))")
         }
+        #expect(problem([], text: Self.recipe + "\noptimizer: {kind: \(long)}\n")?.hasPrefix("optimizer.kind: must be at most 4096 characters, got 'crop-crop") == true)
         let listed = "[" + (0...1000).map(String.init).joined(separator: ", ") + "]"
         #expect(problem(["pretrain.freeze=\(listed)"])?.hasPrefix("pretrain.freeze: must list at most 1000 entries, got 1001") == true)
     }
