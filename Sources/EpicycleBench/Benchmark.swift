@@ -49,6 +49,9 @@ public struct BenchOptions: Sendable {
         guard threads >= 1, warmup >= 0, repeats >= 1, steps >= 1 else {
             throw BenchError("--threads, --repeats and --steps must be ≥ 1 and --warmup ≥ 0")
         }
+        guard threads <= 1024, warmup <= 1000, repeats <= 1000, steps <= 1000 else {
+            throw BenchError("--threads is at most 1024, --warmup, --repeats and --steps at most 1000")
+        }
     }
 
     var commonArguments: [String] {

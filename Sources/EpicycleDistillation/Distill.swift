@@ -19,7 +19,7 @@ public enum DistillationError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .noTeacher:
-            return "no teacher: pass --teacher <checkpoint.h5> or set distill.teacher in the recipe"
+            return "distill.teacher: is required (a teacher checkpoint), or pass --teacher <checkpoint.h5>"
         case let .teacherNotAModel(file, reason):
             return "teacher \(file) is not a model checkpoint: \(reason)"
         case let .classCountMismatch(teacher, teacherClasses, studentClasses):
@@ -98,6 +98,9 @@ public func distill(teacher teacherPath: String?, recipe source: RecipeSource, o
     let cycle = prepared.jointCycle
     try prepared.validateKnobs(.pretrain, cycle: cycle)
     try distillRecipe.validate(over: cycle)
+    if options.checkOnly { return ProgramResult(phases: [], checkpoint: prepared.output + "/last.h5") }
+    let lock = try openRunFolder(prepared.output, options: options)
+    defer { withExtendedLifetime(lock) {} }
 
     let student = try Model(recipe.model.spec(inputChannels: data.channels, numClasses: data.classCount), seed: recipe.seed)
     let objective = try DistillationObjective(student: student, teacher: teacher, terms: distillRecipe.losses,

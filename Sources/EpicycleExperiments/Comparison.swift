@@ -41,11 +41,16 @@ public struct ComparisonResult: Sendable {
 ///   - log: receives one line per run started or ended.
 public func runComparison(experiment: Experiment, jobs: Int = 1, executable: String? = nil, command: String = "",
                           log: (String) -> Void = { _ in }) throws -> ComparisonResult {
-    guard jobs >= 1 else { throw RecipeError(path: "", problem: "--jobs must be ≥ 1, got \(jobs)") }
+    guard RecipeLimits.threads.contains(jobs) else {
+        throw RecipeError(path: "", problem: "--jobs must be from 1 to \(RecipeLimits.threads.upperBound), got \(jobs)")
+    }
     guard executable != nil || jobs == 1 else {
         throw RecipeError(path: "", problem: "running \(jobs) jobs at once needs child processes: pass the epicycle executable")
     }
     let fileManager = FileManager.default
+    // One comparison at a time per results folder; each run's program locks the run's own folder.
+    let lock = try RunFolderLock(experiment.results)
+    defer { withExtendedLifetime(lock) {} }
     try fileManager.createDirectory(atPath: experiment.results + "/runs", withIntermediateDirectories: true)
 
     var pending: [(folder: String, label: String)] = []

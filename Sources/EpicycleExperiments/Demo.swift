@@ -72,7 +72,9 @@ public enum Demo {
     ///   - executable: the `epicycle` binary, to run the comparison's runs as `jobs` child processes.
     public static func run(folder: String, jobs: Int, executable: String?, command: String,
                            log: @escaping (String) -> Void) throws -> Result {
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        // The recipes written below are the demo's own: one demo per folder at a time.
+        let lock = try RunFolderLock(folder)
+        defer { withExtendedLifetime(lock) {} }
         let teacherFile = folder + "/teacher.yaml"
         try teacherRecipe.write(toFile: teacherFile, atomically: true, encoding: .utf8)
         log("1/2 teacher: pretrain on classes 0–4, fine-tune on 5–9 as one cycle (\(teacherFile))")

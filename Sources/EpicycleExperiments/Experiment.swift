@@ -1,4 +1,5 @@
 import EpicycleDistillation
+import EpicycleSchedules
 import EpicycleTraining
 import Foundation
 import Yams
@@ -102,24 +103,16 @@ public struct Experiment: Sendable {
     }
 
     public init(contentsOf path: String) throws {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw RecipeError(path: "", problem: "cannot read experiment file '\(path)'")
-        }
-        try self.init(text: text, origin: path)
+        try self.init(text: try readRecipeText(path, kind: "experiment"), origin: path)
     }
 
     /// - Parameter origin: the experiment file's path; relative `recipe` and `results` paths are
     ///   resolved against its folder.
     public init(text: String, origin: String) throws {
-        let root: Node
-        do {
-            root = try Yams.compose(yaml: text) ?? Node.mapping(Node.Mapping([]))
-        } catch {
-            throw RecipeError(path: "", problem: "\(origin) is not valid YAML: \(error)")
-        }
+        let root = try composeRecipe(text, origin: origin)
         guard let mapping = root.mapping else { throw RecipeError(path: "", problem: "\(origin): expected a mapping of \(Self.keys.joined(separator: ", "))") }
         for key in mapping.keys where !Self.keys.contains(key.string ?? "") {
-            throw RecipeError(path: key.string ?? "\(key)", problem: "unknown key; expected one of \(Self.keys.joined(separator: ", "))")
+            throw RecipeError(path: shortenedForMessage(key.string ?? "\(key)"), problem: "unknown key; expected one of \(Self.keys.joined(separator: ", "))")
         }
         let folder = URL(fileURLWithPath: origin).deletingLastPathComponent()
         func resolve(_ path: String) -> String {
@@ -127,22 +120,34 @@ public struct Experiment: Sendable {
         }
         func string(_ key: String) throws -> String? {
             guard let node = mapping[key] else { return nil }
-            guard case .scalar = node, let value = node.string, !value.isEmpty else { throw RecipeError(path: key, problem: "expected text") }
+            guard case .scalar = node, let value = node.string, !value.isEmpty else {
+                throw RecipeError(path: key, problem: "expected text, got \(node.mapping != nil ? "a mapping" : node.sequence != nil ? "a list" : "nothing")")
+            }
+            guard value.count <= RecipeLimits.textLength else {
+                throw RecipeError(path: key, problem: "must be at most \(RecipeLimits.textLength) characters, got '\(shortenedForMessage(value))'")
+            }
             return value
         }
 
         let name = try string("name") ?? URL(fileURLWithPath: origin).deletingPathExtension().lastPathComponent
+        guard isSafeRunName(name) else {
+            throw RecipeError(path: "name", problem: "names the results folder: use letters, digits, '-', '_' and '.', not starting with '.', got '\(shortenedForMessage(name))'")
+        }
         guard let programName = try string("program") else {
             throw RecipeError(path: "program", problem: "is required: one of \(ExperimentProgram.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard let program = ExperimentProgram(rawValue: programName) else {
-            throw RecipeError(path: "program", problem: "expected one of \(ExperimentProgram.allCases.map(\.rawValue).joined(separator: ", ")), got '\(programName)'")
+            throw RecipeError(path: "program", problem: "expected one of \(ExperimentProgram.allCases.map(\.rawValue).joined(separator: ", ")), got '\(shortenedForMessage(programName))'")
         }
 
         let recipe: RecipeSource
         switch (try string("recipe"), mapping["base"]) {
         case let (path?, nil):
-            recipe = try RecipeSource(contentsOf: resolve(path))
+            do {
+                recipe = try RecipeSource(contentsOf: resolve(path))
+            } catch let error as RecipeError where error.path.isEmpty {
+                throw RecipeError(path: "recipe", problem: error.problem)
+            }
         case let (nil, base?):
             guard case .mapping = base else { throw RecipeError(path: "base", problem: "expected the recipe as a mapping") }
             recipe = try RecipeSource(text: try Yams.serialize(node: base), origin: origin + ": base")
@@ -152,9 +157,12 @@ public struct Experiment: Sendable {
 
         guard let seedsNode = mapping["seeds"] else { throw RecipeError(path: "seeds", problem: "is required, e.g. [0, 1, 2]") }
         guard let seedNodes = seedsNode.sequence, !seedNodes.isEmpty else { throw RecipeError(path: "seeds", problem: "expected a non-empty list of whole numbers") }
+        guard seedNodes.count <= RecipeLimits.listLength else {
+            throw RecipeError(path: "seeds", problem: "must list at most \(RecipeLimits.listLength) seeds, got \(seedNodes.count)")
+        }
         let seeds = try seedNodes.enumerated().map { index, node in
             guard let value = node.string.flatMap({ UInt64($0) }) else {
-                throw RecipeError(path: "seeds[\(index)]", problem: "expected a whole number ≥ 0, got '\(node.string ?? "\(node)")'")
+                throw RecipeError(path: "seeds[\(index)]", problem: "expected a whole number ≥ 0, got '\(shortenedForMessage(node.string ?? "\(node)"))'")
             }
             return value
         }
@@ -162,6 +170,9 @@ public struct Experiment: Sendable {
         guard let variantsNode = mapping["variants"] else { throw RecipeError(path: "variants", problem: "is required: a mapping of variant name to overrides") }
         guard let variantMapping = variantsNode.mapping, !variantMapping.isEmpty else {
             throw RecipeError(path: "variants", problem: "expected a non-empty mapping of variant name to overrides, e.g. {constant: {}}")
+        }
+        guard variantMapping.count <= RecipeLimits.listLength, variantMapping.count * seedNodes.count <= RecipeLimits.runs else {
+            throw RecipeError(path: "variants", problem: "must list at most \(RecipeLimits.listLength) variants and \(RecipeLimits.runs) runs with the seeds, got \(variantMapping.count) × \(seedNodes.count)")
         }
         var variants: [Variant] = []
         for (key, value) in variantMapping {
@@ -177,7 +188,7 @@ public struct Experiment: Sendable {
             case .scalar where value.string?.isEmpty ?? false || value.null != nil:
                 break
             default:
-                throw RecipeError(path: "variants.\(variantName)", problem: "expected a mapping of key.path: value (or {} for the base recipe)")
+                throw RecipeError(path: "variants.\(shortenedForMessage(variantName))", problem: "expected a mapping of key.path: value (or {} for the base recipe)")
             }
             variants.append(Variant(name: variantName, overrides: overrides))
         }
@@ -192,10 +203,9 @@ public struct Experiment: Sendable {
             throw RecipeError(path: "seeds", problem: "lists seed \(repeated) twice")
         }
         guard !variants.isEmpty else { throw RecipeError(path: "variants", problem: "must not be empty") }
-        let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-_."))
         for (index, variant) in variants.enumerated() {
-            let path = "variants.\(variant.name)"
-            guard !variant.name.isEmpty, variant.name.unicodeScalars.allSatisfy(allowed.contains), !variant.name.hasPrefix(".") else {
+            let path = "variants.\(shortenedForMessage(variant.name))"
+            guard isSafeRunName(variant.name) else {
                 throw RecipeError(path: path, problem: "a variant name becomes a folder name: use letters, digits, '-', '_' and '.'")
             }
             guard !variants[..<index].contains(where: { $0.name == variant.name }) else {
@@ -214,7 +224,7 @@ public struct Experiment: Sendable {
             }
         }
         guard variants.contains(where: { $0.name == baseline }) else {
-            throw RecipeError(path: "baseline", problem: "'\(baseline)' is not a variant; expected one of \(variants.map(\.name).joined(separator: ", "))")
+            throw RecipeError(path: "baseline", problem: "'\(shortenedForMessage(baseline))' is not a variant; expected one of \(variants.map(\.name).joined(separator: ", "))")
         }
     }
 

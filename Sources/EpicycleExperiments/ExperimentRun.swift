@@ -137,7 +137,7 @@ public func executeRun(folder: String, threads: Int? = nil) throws -> RunRecord 
         return record
     } catch {
         record.status = .failed
-        record.error = "\(error)"
+        record.error = errorMessage(error)
         record.wallSeconds = Date().timeIntervalSince(began)
         try? record.write(folder: folder)
         throw error

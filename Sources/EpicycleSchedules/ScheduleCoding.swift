@@ -6,6 +6,26 @@
 //
 // Keys are the snake_case forms of the case labels; `per: epoch | step` sets the granularity.
 
+/// At most the first 60 characters of `text`, then "…": messages quote values, never whole files.
+public func shortenedForMessage(_ text: String) -> String {
+    let limit = 60
+    // Counting the prefix only: a long value is not walked to its end.
+    return text.prefix(limit + 1).count <= limit ? text : text.prefix(limit) + "…"
+}
+
+/// The largest values a schedule's parameters may take (README, "Recipes"): far beyond any real run,
+/// and small enough that no epoch or step arithmetic on them can overflow.
+public enum ScheduleLimits {
+    /// Epoch counts: milestones, warm-up epochs, warm-restart periods.
+    public static let epochs = 100_000
+    /// Step counts: the triangular schedule's half cycle.
+    public static let steps = 1_000_000_000
+    /// Milestones of a step schedule.
+    public static let milestones = 1000
+    /// The cyclical factor f and the warm-restart period multiplier.
+    public static let factor = 1000
+}
+
 /// A schedule in a recipe that cannot be read or is out of range.
 public struct ScheduleError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The dotted key path relative to the schedule, e.g. "cyclical.factor"; empty for the schedule as
@@ -58,10 +78,11 @@ extension Schedule {
         func positive(_ key: String, _ value: Double) throws(ScheduleError) {
             guard value > 0 else { throw fail(key, "must be > 0, got \(formatted(value))") }
         }
-        func atLeast(_ minimum: Int, _ key: String, _ value: Int) throws(ScheduleError) {
+        func atLeast(_ minimum: Int, _ key: String, _ value: Int, atMost maximum: Int) throws(ScheduleError) {
             guard value >= minimum else {
                 throw fail(key, "must be a \(minimum > 0 ? "positive" : "non-negative") integer, got \(value)")
             }
+            guard value <= maximum else { throw fail(key, "must be at most \(maximum), got \(value)") }
         }
         switch self {
         case let .constant(value):
@@ -74,14 +95,22 @@ extension Schedule {
             if let factor {
                 try finite("factor", factor)
                 guard factor >= 1 else { throw fail("factor", "must be ≥ 1, got \(formatted(factor))") }
+                guard factor <= Double(ScheduleLimits.factor) else {
+                    throw fail("factor", "must be at most \(ScheduleLimits.factor), got \(formatted(factor))")
+                }
             }
         case let .step(initial, milestones, gamma):
             try finite("initial", initial)
             guard !milestones.isEmpty else {
                 throw fail("milestones", "must list at least one epoch (for no steps, use a constant)")
             }
-            let list = "[" + milestones.map(String.init).joined(separator: ", ") + "]"
-            guard milestones.allSatisfy({ $0 >= 0 }) else { throw fail("milestones", "must be epochs ≥ 0, got \(list)") }
+            guard milestones.count <= ScheduleLimits.milestones else {
+                throw fail("milestones", "must list at most \(ScheduleLimits.milestones) epochs, got \(milestones.count)")
+            }
+            let list = shortenedForMessage("[" + milestones.map(String.init).joined(separator: ", ") + "]")
+            guard milestones.allSatisfy({ (0...ScheduleLimits.epochs).contains($0) }) else {
+                throw fail("milestones", "must be epochs from 0 to \(ScheduleLimits.epochs), got \(list)")
+            }
             guard zip(milestones, milestones.dropFirst()).allSatisfy({ $0 < $1 }) else {
                 throw fail("milestones", "must be strictly increasing, got \(list)")
             }
@@ -90,13 +119,13 @@ extension Schedule {
         case let .cosine(peak, final, warmupEpochs, warmupStart, _):
             try finite("peak", peak)
             try finite("final", final)
-            try atLeast(0, "warmup_epochs", warmupEpochs)
+            try atLeast(0, "warmup_epochs", warmupEpochs, atMost: ScheduleLimits.epochs)
             try finite("warmup_start", warmupStart)
         case let .warmRestarts(maximum, minimum, firstPeriod, periodMultiplier, _):
             try finite("maximum", maximum)
             try finite("minimum", minimum)
-            try atLeast(1, "first_period", firstPeriod)
-            try atLeast(1, "period_multiplier", periodMultiplier)
+            try atLeast(1, "first_period", firstPeriod, atMost: ScheduleLimits.epochs)
+            try atLeast(1, "period_multiplier", periodMultiplier, atMost: ScheduleLimits.factor)
         case let .oneCycle(peak, divFactor, finalDivFactor, pctStart, _):
             try finite("peak", peak)
             try finite("div_factor", divFactor)
@@ -109,7 +138,7 @@ extension Schedule {
         case let .triangular(base, maximum, stepSize, _):
             try finite("base", base)
             try finite("maximum", maximum)
-            try atLeast(1, "step_size", stepSize)
+            try atLeast(1, "step_size", stepSize, atMost: ScheduleLimits.steps)
         }
     }
 }
@@ -130,7 +159,7 @@ extension Schedule: Decodable {
                 throw ScheduleError(path: "", problem: kinds.isEmpty
                     ? "expected a number or a schedule (one of \(Self.kindNames.joined(separator: ", "))), "
                         + "got an empty mapping"
-                    : "expected one kind of schedule, got \(kinds.count): \(kinds.joined(separator: ", "))")
+                    : "expected one kind of schedule, got \(kinds.count): \(shortenedForMessage(kinds.joined(separator: ", ")))")
             }
             self = try Self.decode(kind: kind, from: mapping)
         }
@@ -185,7 +214,7 @@ extension Schedule: Decodable {
                                stepSize: try fields.integer("step_size", "a positive integer"),
                                granularity: try fields.granularity(default: .step))
         default:
-            throw ScheduleError(path: kind,
+            throw ScheduleError(path: shortenedForMessage(kind),
                                 problem: "unknown kind of schedule; expected \(kindNames.joined(separator: ", "))")
         }
     }
@@ -266,7 +295,7 @@ private struct Fields {
         }
         self.container = container
         if let unknown = container.allKeys.map(\.stringValue).sorted().first(where: { !keys.contains($0) }) {
-            throw ScheduleError(path: kind + "." + unknown, problem: "unknown key; expected \(expected)")
+            throw ScheduleError(path: kind + "." + shortenedForMessage(unknown), problem: "unknown key; expected \(expected)")
         }
         if let missing = required.first(where: { !container.contains(RecipeKey($0)) }) {
             throw ScheduleError(path: kind + "." + missing,
@@ -330,9 +359,9 @@ private func describeValue(in container: KeyedDecodingContainer<RecipeKey>, forK
     if (try? container.decodeNil(forKey: key)) == true { return "null" }
     if let number = try? container.decode(Double.self, forKey: key) { return formatted(number) }
     if let flag = try? container.decode(Bool.self, forKey: key) { return String(flag) }
-    if let text = try? container.decode(String.self, forKey: key) { return "\"\(text)\"" }
+    if let text = try? container.decode(String.self, forKey: key) { return "\"\(shortenedForMessage(text))\"" }
     if let list = try? container.decode([Double].self, forKey: key) {
-        return "[" + list.map(formatted).joined(separator: ", ") + "]"
+        return shortenedForMessage("[" + list.map(formatted).joined(separator: ", ") + "]")
     }
     if (try? container.nestedUnkeyedContainer(forKey: key)) != nil { return "a list" }
     if (try? container.nestedContainer(keyedBy: RecipeKey.self, forKey: key)) != nil { return "a mapping" }
@@ -344,7 +373,7 @@ private func describeValue(in decoder: any Decoder) -> String {
     if let single = try? decoder.singleValueContainer() {
         if single.decodeNil() { return "null" }
         if let flag = try? single.decode(Bool.self) { return String(flag) }
-        if let text = try? single.decode(String.self) { return "\"\(text)\"" }
+        if let text = try? single.decode(String.self) { return "\"\(shortenedForMessage(text))\"" }
     }
     if (try? decoder.unkeyedContainer()) != nil { return "a list" }
     return "a value of another type"

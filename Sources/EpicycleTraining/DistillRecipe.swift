@@ -29,8 +29,11 @@ public struct DistillRecipe: Decodable, Sendable {
     public init(from decoder: any Decoder) throws {
         try decoder.rejectUnknownKeys(CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        teacher = try container.decodeIfPresent(String.self, forKey: .teacher)
-        losses = try container.decode([DistillTermRecipe].self, forKey: .losses)
+        teacher = try container.text(forKey: .teacher)
+        guard let losses = try container.list(of: DistillTermRecipe.self, forKey: .losses, maxCount: RecipeLimits.listLength) else {
+            throw RecipeError(path: decoder.path + ".losses", problem: "is required: a list of loss terms such as [{kind: labels, weight: 1}]")
+        }
+        self.losses = losses
         guard !losses.isEmpty else { throw RecipeError(path: decoder.path + ".losses", problem: "must list at least one loss term") }
         for kind in [DistillTermRecipe.Kind.labels, .logits] where losses.filter({ $0.kind == kind }).count > 1 {
             throw RecipeError(path: decoder.path + ".losses", problem: "lists '\(kind.rawValue)' twice; give it one weight")
@@ -107,15 +110,17 @@ public struct DistillTermRecipe: Decodable, Sendable, Equatable {
         try decoder.rejectUnknownKeys(CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let path = decoder.path
-        let kindText = try container.decode(String.self, forKey: .kind)
+        guard let kindText = try container.text(forKey: .kind) else {
+            throw RecipeError(path: path + ".kind", problem: "is required: one of \(Kind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
         guard let kind = Kind(rawValue: kindText) else {
-            throw RecipeError(path: path + ".kind", problem: "expected one of \(Kind.allCases.map(\.rawValue).joined(separator: ", ")), got '\(kindText)'")
+            throw RecipeError(path: path + ".kind", problem: "expected one of \(Kind.allCases.map(\.rawValue).joined(separator: ", ")), got '\(shortenedForMessage(kindText))'")
         }
         self.kind = kind
         weight = try container.decodeSchedule(forKey: .weight) ?? .constant(1)
         let temperature = try container.decodeSchedule(forKey: .temperature)
-        student = try container.decodeIfPresent(String.self, forKey: .student)
-        teacher = try container.decodeIfPresent(String.self, forKey: .teacher)
+        student = try container.text(forKey: .student, maxLength: RecipeLimits.nameLength)
+        teacher = try container.text(forKey: .teacher, maxLength: RecipeLimits.nameLength)
         if temperature != nil && !kind.hasTemperature {
             let hint = kind == .labels ? " (the labels term uses knobs.temperature)" : ""
             throw RecipeError(path: path + ".temperature", problem: "does not apply to kind '\(kind.rawValue)'\(hint)")

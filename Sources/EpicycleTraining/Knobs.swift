@@ -37,15 +37,18 @@ public enum Knob: String, CaseIterable, CodingKey, Sendable, Comparable {
     /// What is wrong with `value` for this knob, or nil.
     func problem(with value: Double) -> String? {
         let shown = formatNumber(value)
+        let largest = RecipeLimits.knobMagnitude
         switch self {
         case .learningRate, .weightDecay:
-            return value >= 0 && value.isFinite ? nil : "must be ≥ 0, got \(shown)"
+            return (0...largest).contains(value) ? nil : "must be in [0, \(formatNumber(largest))], got \(shown)"
         case .momentum:
             return (0..<1).contains(value) ? nil : "must be in [0, 1), got \(shown)"
         case .batchSize:
-            return value >= 1 && value.isFinite ? nil : "must be ≥ 1, got \(shown)"
+            let sizes = RecipeLimits.batchSize
+            return value.isFinite && value >= Double(sizes.lowerBound) && value <= Double(sizes.upperBound) ? nil
+                : outside(sizes, got: shown)
         case .temperature, .clipValue, .clipNorm:
-            return value > 0 && value.isFinite ? nil : "must be > 0, got \(shown)"
+            return value > 0 && value <= largest ? nil : "must be in (0, \(formatNumber(largest))], got \(shown)"
         case .augmentationStrength, .focalMix:
             return (0...1).contains(value) ? nil : "must be in [0, 1], got \(shown)"
         }
@@ -64,7 +67,9 @@ public enum Knob: String, CaseIterable, CodingKey, Sendable, Comparable {
 /// The batch size a scheduled value trains with: rounded half away from zero (a cyclical 256 → 100
 /// passes 197.5, which trains at 198), at least 1, and at most 2³¹ − 1 so that it converts.
 func wholeBatchSize(_ value: Double) -> Int {
-    Int(max(1, min(value.rounded(.toNearestOrAwayFromZero), Double(Int32.max))))
+    // NaN and out-of-range values are refused by the knob checks; until then they must not trap here.
+    guard value.isFinite else { return 1 }
+    return Int(max(1, min(value.rounded(.toNearestOrAwayFromZero), Double(Int32.max))))
 }
 
 func formatNumber(_ value: Double) -> String {
@@ -137,5 +142,13 @@ public struct KnobSchedules: Decodable, Equatable, Sendable {
                 }
             }
         }
+    }
+}
+
+extension JointCycle {
+    /// The position of `epoch`'s first step, where recipe checks sample every schedule.
+    func startOfEpoch(_ epoch: Int) -> Position {
+        Position(epoch: epoch, totalEpochs: totalEpochs, step: epoch * max(totalSteps / max(totalEpochs, 1), 1),
+                 totalSteps: totalSteps)
     }
 }

@@ -16,12 +16,20 @@ public struct RunOptions: Sendable {
     public var quiet: Bool
     /// At most this many threads, whatever the recipe's `threads:` says (a comparison's share of the cores).
     public var threadLimit: Int?
+    /// Start afresh in a folder that holds an earlier run, removing its checkpoints and metrics first.
+    public var overwrite: Bool
+    /// Go as far as training would start (recipe, data, schedules, model size and memory) and stop
+    /// there, writing nothing: `epicycle check`.
+    public var checkOnly: Bool
 
-    public init(output: String? = nil, resume: Bool = false, quiet: Bool = false, threadLimit: Int? = nil) {
+    public init(output: String? = nil, resume: Bool = false, quiet: Bool = false, threadLimit: Int? = nil,
+                overwrite: Bool = false, checkOnly: Bool = false) {
         self.output = output
         self.resume = resume
         self.quiet = quiet
         self.threadLimit = threadLimit
+        self.overwrite = overwrite
+        self.checkOnly = checkOnly
     }
 }
 
@@ -82,6 +90,9 @@ package struct PreparedRecipe {
         self.recipe = recipe
         text = source.text
         name = recipe.name ?? URL(fileURLWithPath: source.origin).deletingPathExtension().lastPathComponent
+        if options.output == nil && recipe.output == nil && !isSafeRunName(name) {
+            throw RecipeError(path: "name", problem: "the recipe has none and its file name '\(shortenedForMessage(name))' is not a safe folder name under Checkpoints/; set name: (letters, digits, '-', '_', '.')")
+        }
         output = options.output ?? recipe.output ?? "Checkpoints/\(name)"
         pretrainData = try recipe.pretrain.map { try PreparedData($0.data, path: "pretrain.data") }
         finetuneData = try recipe.finetune.map { try PreparedData($0.data, path: "finetune.data") }
@@ -119,12 +130,32 @@ package struct PreparedRecipe {
             finetuningEpochSteps: epochSteps(.finetune, epochs: finetuning, firstEpoch: pretraining, cycleEpochs: epochs, factor: factor))
     }
 
-    /// Checks every knob of `phase` over the whole cycle; the message names the recipe key that set it.
-    package func validateKnobs(_ phase: Phase, cycle: JointCycle) throws {
+    /// Checks every knob of `phase` over the whole cycle, the message naming the recipe key that set
+    /// it, then that the model fits this machine's memory at the phase's largest batch size.
+    /// - Parameter spec: the model the phase trains (a fine-tune's comes from its checkpoint);
+    ///   default: the recipe's model on the phase's data.
+    package func validateKnobs(_ phase: Phase, cycle: JointCycle, model spec: ModelSpec? = nil,
+                               modelPath: String = "model.architecture") throws {
         let own = (phase == .pretrain ? recipe.pretrain : recipe.finetune)?.knobs.schedules ?? [:]
-        for (knob, schedule) in recipe.knobs(for: phase).schedules {
+        let schedules = recipe.knobs(for: phase).schedules
+        for (knob, schedule) in schedules {
             let prefix = own[knob] != nil ? "\(phase.rawValue).knobs." : "knobs."
             try KnobSchedules([knob: schedule]).validate(over: cycle, pathPrefix: prefix)
+        }
+        guard let data = phase == .pretrain ? pretrainData : finetuneData, let batchSchedule = schedules[.batchSize] else { return }
+        let largestBatch = (0..<cycle.totalEpochs).map { Int(cycle.value(of: batchSchedule, at: cycle.startOfEpoch($0))) }.max() ?? 1
+        let model = spec ?? recipe.model.spec(inputChannels: data.channels, numClasses: data.classCount)
+        let shape = data.training.imageShape
+        let estimate: MemoryEstimate
+        do {
+            estimate = try model.memoryEstimate(height: shape[0], width: shape[1], batchSize: largestBatch,
+                                                optimizerSlots: recipe.optimizer.kind == .adamw ? 2 : 1)
+        } catch let error as RuntimeError {
+            throw RecipeError(path: modelPath, problem: error.description)
+        }
+        let machine = MachineMemory.current
+        guard estimate.bytes <= machine.availableBytes else {
+            throw RecipeError(path: modelPath, problem: "\(model.architecture) needs ~\(formatBytes(estimate.bytes)) to train at batch \(largestBatch) on \(shape.map(String.init).joined(separator: "×")) images; this machine has \(formatBytes(machine.totalBytes)), \(formatBytes(machine.availableBytes)) of it available")
         }
     }
 
@@ -180,6 +211,9 @@ public func pretrain(recipe source: RecipeSource, options: RunOptions = RunOptio
     }
     let cycle = prepared.jointCycle
     try prepared.validateKnobs(.pretrain, cycle: cycle)
+    if options.checkOnly { return ProgramResult(phases: [], checkpoint: prepared.output + "/last.h5") }
+    let lock = try openRunFolder(prepared.output, options: options)
+    defer { withExtendedLifetime(lock) {} }
     let result = try runPretraining(prepared, data: data, cycle: cycle, folder: prepared.output, options: options)
     return ProgramResult(phases: [result], checkpoint: result.folder + "/last.h5")
 }
@@ -201,12 +235,15 @@ private func runPretraining(_ prepared: PreparedRecipe, data: PreparedData, cycl
 /// recipe's `freeze` prefixes held fixed, continuing the cycle from the position stored in the checkpoint.
 public func finetune(from checkpointPath: String, recipe source: RecipeSource, options: RunOptions = RunOptions()) throws -> ProgramResult {
     let prepared = try PreparedRecipe(source, options: options)
+    let lock = options.checkOnly ? nil : try openRunFolder(prepared.output, options: options)
+    defer { withExtendedLifetime(lock) {} }
     let result = try runFinetuning(prepared, from: checkpointPath, folder: prepared.output, options: options)
-    return ProgramResult(phases: [result], checkpoint: result.folder + "/last.h5")
+    return ProgramResult(phases: result.map { [$0] } ?? [], checkpoint: prepared.output + "/last.h5")
 }
 
+/// - Returns: nil when `options.checkOnly` stops it before training.
 private func runFinetuning(_ prepared: PreparedRecipe, from checkpointPath: String, folder: String,
-                           options: RunOptions) throws -> PhaseResult {
+                           options: RunOptions) throws -> PhaseResult? {
     guard let phase = prepared.recipe.finetune, var data = prepared.finetuneData else {
         throw RecipeError(path: "finetune", problem: "is required for fine-tuning")
     }
@@ -236,7 +273,8 @@ private func runFinetuning(_ prepared: PreparedRecipe, from checkpointPath: Stri
                            finetuningEpochSteps: [])
         cyclePhase = .pretrain
     }
-    try prepared.validateKnobs(.finetune, cycle: cycle)
+    try prepared.validateKnobs(.finetune, cycle: cycle, model: spec, modelPath: checkpointPath)
+    if options.checkOnly { return nil }
 
     let model = try Model(spec, seed: prepared.recipe.seed &+ 1)
     try source.loadModel(into: model.state, filter: .allExcept(["fc.*"]))
@@ -245,7 +283,7 @@ private func runFinetuning(_ prepared: PreparedRecipe, from checkpointPath: Stri
         let matching = parameters.filter { $0.name == prefix || $0.name.hasPrefix(prefix + ".") }
         guard !matching.isEmpty else {
             let roots = Set(parameters.map { String($0.name.split(separator: ".").first!) }).sorted()
-            throw RecipeError(path: "finetune.freeze", problem: "'\(prefix)' names no parameters; valid prefixes include \(roots.joined(separator: ", "))")
+            throw RecipeError(path: "finetune.freeze", problem: "'\(shortenedForMessage(prefix))' names no parameters; valid prefixes include \(roots.joined(separator: ", "))")
         }
         for (_, parameter) in matching { parameter.trainable = false }
     }
@@ -290,6 +328,12 @@ public func cycle(recipe source: RecipeSource, options: RunOptions = RunOptions(
     try prepared.validateKnobs(.pretrain, cycle: cycle)
     try prepared.validateKnobs(.finetune, cycle: cycle)
     let pretrainFolder = prepared.output + "/pretrain", finetuneFolder = prepared.output + "/finetune"
+    if options.checkOnly { return ProgramResult(phases: [], checkpoint: finetuneFolder + "/last.h5") }
+    // The whole run's folder for both phases, and each phase's own, so that no other process (a
+    // `pretrain --output <run>/pretrain`) writes into either meanwhile.
+    let locks = try [openRunFolder(prepared.output, options: options, phases: ["pretrain", "finetune"]),
+                     RunFolderLock(pretrainFolder), RunFolderLock(finetuneFolder)]
+    defer { withExtendedLifetime(locks) {} }
 
     // Armed across both phases, so that a Ctrl-C after pretraining's last check stops the run here
     // rather than being cleared when the fine-tune arms.
@@ -302,7 +346,9 @@ public func cycle(recipe source: RecipeSource, options: RunOptions = RunOptions(
         phases.append(try runPretraining(prepared, data: pretrainData, cycle: cycle, folder: pretrainFolder, options: options))
         if interrupt.isSet { throw TrainingError.interrupted(savedTo: pretrainFolder + "/last.h5") }
     }
-    phases.append(try runFinetuning(prepared, from: pretrainFolder + "/last.h5", folder: finetuneFolder, options: options))
+    if let finetuned = try runFinetuning(prepared, from: pretrainFolder + "/last.h5", folder: finetuneFolder, options: options) {
+        phases.append(finetuned)
+    }
     return ProgramResult(phases: phases, checkpoint: finetuneFolder + "/last.h5")
 }
 

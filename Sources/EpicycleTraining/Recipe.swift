@@ -35,7 +35,10 @@ public struct Recipe: Decodable, Sendable {
     public init(from decoder: any Decoder) throws {
         try decoder.rejectUnknownKeys(CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        name = try container.decodeIfPresent(String.self, forKey: .name)
+        name = try container.text(forKey: .name, maxLength: RecipeLimits.nameLength)
+        if let name, !isSafeRunName(name) {
+            throw RecipeError(path: "name", problem: "becomes a folder name under Checkpoints/: use letters, digits, '-', '_' and '.', not starting with '.', got '\(shortenedForMessage(name))'")
+        }
         seed = try container.decodeIfPresent(UInt64.self, forKey: .seed) ?? 0
         model = try container.decode(ModelRecipe.self, forKey: .model)
         optimizer = try container.decodeIfPresent(OptimizerRecipe.self, forKey: .optimizer) ?? OptimizerRecipe()
@@ -44,14 +47,13 @@ public struct Recipe: Decodable, Sendable {
         pretrain = try container.decodeIfPresent(PhaseRecipe.self, forKey: .pretrain)
         finetune = try container.decodeIfPresent(PhaseRecipe.self, forKey: .finetune)
         distill = try container.decodeIfPresent(DistillRecipe.self, forKey: .distill)
-        output = try container.decodeIfPresent(String.self, forKey: .output)
-        checkpointEvery = try container.decodeIfPresent(Int.self, forKey: .checkpointEvery) ?? 0
-        threads = try container.decodeIfPresent(Int.self, forKey: .threads)
-        preciseBN = try container.decodeIfPresent(PreciseBNRecipe.self, forKey: .preciseBN) ?? PreciseBNRecipe()
-        guard checkpointEvery >= 0 else {
-            throw RecipeError(path: "checkpoint_every", problem: "must be ≥ 0, got \(checkpointEvery)")
+        output = try container.text(forKey: .output)
+        if let output, output.isEmpty || output.hasPrefix("/") || output.split(separator: "/").contains("..") {
+            throw RecipeError(path: "output", problem: "must be a folder inside the working folder (relative, without '..'), got '\(shortenedForMessage(output))'; --output writes anywhere")
         }
-        if let threads, threads < 1 { throw RecipeError(path: "threads", problem: "must be ≥ 1, got \(threads)") }
+        preciseBN = try container.decodeIfPresent(PreciseBNRecipe.self, forKey: .preciseBN) ?? PreciseBNRecipe()
+        checkpointEvery = try container.wholeNumber(forKey: .checkpointEvery, in: RecipeLimits.checkpointEvery) ?? 0
+        threads = try container.wholeNumber(forKey: .threads, in: RecipeLimits.threads)
         if distill != nil && pretrain == nil {
             throw RecipeError(path: "distill", problem: "the student trains on the recipe's 'pretrain' phase; add one (pretrain: {data: …, epochs: …})")
         }
@@ -113,10 +115,13 @@ public struct ModelRecipe: Decodable, Sendable, Equatable {
     public init(from decoder: any Decoder) throws {
         try decoder.rejectUnknownKeys(CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        architecture = try container.decode(String.self, forKey: .architecture)
-        let shortcutText = try container.decodeIfPresent(String.self, forKey: .shortcut) ?? "A"
+        guard let architecture = try container.text(forKey: .architecture) else {
+            throw RecipeError(path: decoder.path + ".architecture", problem: "is required, e.g. resnet20")
+        }
+        self.architecture = architecture
+        let shortcutText = try container.text(forKey: .shortcut) ?? "A"
         guard let shortcut = ModelSpec.Shortcut(rawValue: shortcutText.uppercased()) else {
-            throw RecipeError(path: decoder.path + ".shortcut", problem: "expected A or B, got '\(shortcutText)'")
+            throw RecipeError(path: decoder.path + ".shortcut", problem: "expected A or B, got '\(shortenedForMessage(shortcutText))'")
         }
         self.shortcut = shortcut
         dropout = try container.decodeIfPresent(Float.self, forKey: .dropout) ?? 0
@@ -155,9 +160,9 @@ public struct OptimizerRecipe: Decodable, Sendable, Equatable {
     public init(from decoder: any Decoder) throws {
         try decoder.rejectUnknownKeys(CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        let kindText = try container.decodeIfPresent(String.self, forKey: .kind) ?? "sgd"
+        let kindText = try container.text(forKey: .kind) ?? "sgd"
         guard let kind = Kind(rawValue: kindText.lowercased()) else {
-            throw RecipeError(path: decoder.path + ".kind", problem: "expected sgd or adamw, got '\(kindText)'")
+            throw RecipeError(path: decoder.path + ".kind", problem: "expected sgd or adamw, got '\(shortenedForMessage(kindText))'")
         }
         self.kind = kind
         nesterov = try container.decodeIfPresent(Bool.self, forKey: .nesterov) ?? false
@@ -174,7 +179,9 @@ public struct OptimizerRecipe: Decodable, Sendable, Equatable {
         for (key, value) in [("beta1", beta1), ("beta2", beta2)] where !(0..<1).contains(value) {
             throw RecipeError(path: decoder.path + "." + key, problem: "must be in [0, 1), got \(value)")
         }
-        guard epsilon > 0 else { throw RecipeError(path: decoder.path + ".epsilon", problem: "must be > 0, got \(epsilon)") }
+        guard epsilon > 0 && epsilon <= 1 else {
+            throw RecipeError(path: decoder.path + ".epsilon", problem: "must be in (0, 1], got \(epsilon)")
+        }
     }
 }
 
@@ -198,9 +205,9 @@ public struct LossRecipe: Decodable, Sendable, Equatable {
     public init(from decoder: any Decoder) throws {
         try decoder.rejectUnknownKeys(CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        let kindText = try container.decodeIfPresent(String.self, forKey: .kind) ?? "cross_entropy"
+        let kindText = try container.text(forKey: .kind) ?? "cross_entropy"
         guard let kind = Kind(rawValue: kindText) else {
-            throw RecipeError(path: decoder.path + ".kind", problem: "expected cross_entropy, focal or cyclical_focal, got '\(kindText)'")
+            throw RecipeError(path: decoder.path + ".kind", problem: "expected cross_entropy, focal or cyclical_focal, got '\(shortenedForMessage(kindText))'")
         }
         self.kind = kind
         labelSmoothing = try container.decodeIfPresent(Float.self, forKey: .labelSmoothing) ?? 0
@@ -209,8 +216,8 @@ public struct LossRecipe: Decodable, Sendable, Equatable {
         guard (0..<1).contains(labelSmoothing) else {
             throw RecipeError(path: decoder.path + ".label_smoothing", problem: "must be in [0, 1), got \(labelSmoothing)")
         }
-        for (key, value) in [("gamma", gamma), ("gamma_hc", gammaHighConfidence)] where value < 0 {
-            throw RecipeError(path: decoder.path + "." + key, problem: "must be ≥ 0, got \(value)")
+        for (key, value) in [("gamma", gamma), ("gamma_hc", gammaHighConfidence)] where !(0...100).contains(value) {
+            throw RecipeError(path: decoder.path + "." + key, problem: "must be in [0, 100], got \(value)")
         }
     }
 }
@@ -229,10 +236,12 @@ public struct PhaseRecipe: Decodable, Sendable {
         try decoder.rejectUnknownKeys(CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
         data = try container.decodeIfPresent(DataRecipe.self, forKey: .data) ?? DataRecipe()
-        epochs = try container.decode(Int.self, forKey: .epochs)
+        guard let epochs = try container.wholeNumber(forKey: .epochs, in: RecipeLimits.epochs) else {
+            throw RecipeError(path: decoder.path + ".epochs", problem: "is required")
+        }
+        self.epochs = epochs
         knobs = try container.decodeIfPresent(KnobSchedules.self, forKey: .knobs) ?? KnobSchedules()
-        freeze = try container.decodeIfPresent([String].self, forKey: .freeze) ?? []
-        guard epochs >= 1 else { throw RecipeError(path: decoder.path + ".epochs", problem: "must be ≥ 1, got \(epochs)") }
+        freeze = try container.list(of: String.self, forKey: .freeze, maxCount: RecipeLimits.listLength) ?? []
     }
 }
 
@@ -263,29 +272,36 @@ public struct DataRecipe: Decodable, Sendable, Equatable {
     public init(from decoder: any Decoder) throws {
         try decoder.rejectUnknownKeys(CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        dataset = try container.decodeIfPresent(String.self, forKey: .dataset) ?? DatasetSource.defaultName
-        folder = try container.decodeIfPresent(String.self, forKey: .folder)
-        format = try container.decodeIfPresent(String.self, forKey: .format)
-        classes = try container.decodeIfPresent([Int].self, forKey: .classes)
-        first = try container.decodeIfPresent(Int.self, forKey: .first)
-        perClass = try container.decodeIfPresent(Int.self, forKey: .perClass)
+        dataset = try container.text(forKey: .dataset, maxLength: RecipeLimits.nameLength) ?? DatasetSource.defaultName
+        folder = try container.text(forKey: .folder)
+        format = try container.text(forKey: .format)
+        classes = try container.list(of: Int.self, forKey: .classes, maxCount: RecipeLimits.classLabel.count)
+        first = try container.wholeNumber(forKey: .first, in: RecipeLimits.samples)
+        perClass = try container.wholeNumber(forKey: .perClass, in: RecipeLimits.samples)
         validation = try container.decodeIfPresent(ValidationSplit.self, forKey: .validation) ?? .default
-        augmentation = try container.decodeIfPresent(String.self, forKey: .augmentation) ?? "none"
+        augmentation = try container.text(forKey: .augmentation, maxLength: 200) ?? "none"
         let path = decoder.path
         if let classes {
             guard !classes.isEmpty else { throw RecipeError(path: path + ".classes", problem: "must not be empty") }
+            if let index = classes.firstIndex(where: { !RecipeLimits.classLabel.contains($0) }) {
+                throw RecipeError(path: path + ".classes[\(index)]", problem: outside(RecipeLimits.classLabel, got: String(classes[index])))
+            }
             guard Set(classes).count == classes.count else { throw RecipeError(path: path + ".classes", problem: "lists a class twice") }
         }
         if first != nil && perClass != nil { throw RecipeError(path: path, problem: "set first or per_class, not both") }
         if let first, first < 1 { throw RecipeError(path: path + ".first", problem: "must be ≥ 1 (an empty subset), got \(first)") }
         if let perClass, perClass < 1 { throw RecipeError(path: path + ".per_class", problem: "must be ≥ 1, got \(perClass)") }
         if let format, DatasetFormat(rawValue: format) == nil {
-            throw RecipeError(path: path + ".format", problem: "expected one of \(DatasetFormat.allCases.map(\.rawValue).joined(separator: ", ")), got '\(format)'")
+            throw RecipeError(path: path + ".format", problem: "expected one of \(DatasetFormat.allCases.map(\.rawValue).joined(separator: ", ")), got '\(shortenedForMessage(format))'")
         }
+        let policy: AugmentationPolicy
         do {
-            _ = try AugmentationPolicy(parsing: augmentation)
+            policy = try AugmentationPolicy(parsing: augmentation)
         } catch {
             throw RecipeError(path: path + ".augmentation", problem: "\(error)")
+        }
+        if let repeated = policy.augmentations.first(where: { one in policy.augmentations.filter { $0.name == one.name }.count > 1 }) {
+            throw RecipeError(path: path + ".augmentation", problem: "lists '\(repeated.name)' twice")
         }
     }
 }
@@ -312,6 +328,7 @@ public enum ValidationSplit: Decodable, Sendable, Equatable, CustomStringConvert
             guard count >= 1 else {
                 throw RecipeError(path: path, problem: "must be ≥ 1 image, got \(count); to validate on the test split say 'validation: test'")
             }
+            guard RecipeLimits.samples.contains(count) else { throw RecipeError(path: path, problem: outside(RecipeLimits.samples, got: "\(count)")) }
             self = .heldOut(count: count)
         } else if let fraction = try? container.decode(Double.self) {
             guard fraction > 0 && fraction < 1 else { throw RecipeError(path: path, problem: "\(hint), got \(fraction)") }

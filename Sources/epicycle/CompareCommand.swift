@@ -1,5 +1,6 @@
 import ArgumentParser
 import EpicycleExperiments
+import EpicycleTraining
 import Foundation
 
 struct Compare: ParsableCommand {
@@ -20,6 +21,10 @@ struct Compare: ParsableCommand {
     @Option(help: "Runs at a time, each a process with max(1, cores / jobs) threads (a recipe's threads: may ask for fewer).")
     var jobs = 1
 
+    func validate() throws {
+        try validateCount(jobs, option: "--jobs")
+    }
+
     func run() throws {
         let command = (["epicycle"] + CommandLine.arguments.dropFirst().map(shellQuoted)).joined(separator: " ")
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
@@ -30,8 +35,8 @@ struct Compare: ParsableCommand {
         print("\n" + result.report.markdown)
         print("wrote \(result.tablePath), \(result.tableCSVPath), \(result.csvPath) and \(result.reportPath)")
         if !result.failed.isEmpty {
-            throw ValidationError("\(result.failed.count) run(s) did not finish: "
-                + result.failed.map(\.label).joined(separator: ", ") + ". Run the same command again to retry them.")
+            throw failure(message: "\(result.failed.count) run(s) did not finish: " + result.failed.map(\.label).joined(separator: ", "),
+                          hint: "run the same command again to retry them")
         }
     }
 }
@@ -52,9 +57,20 @@ struct CompareRun: ParsableCommand {
     @Option(help: "End the run when this process (the comparison) exits.")
     var parentProcess: Int32?
 
+    func validate() throws {
+        if let threads { try validateCount(threads, option: "--threads") }
+    }
+
     func run() throws {
         if let parentProcess { exitWhenParentExits(parent: parentProcess) }
         _ = try reporting { try executeRun(folder: folder, threads: threads) }
+    }
+}
+
+/// Thread and job counts: at least 1, at most `RecipeLimits.threads`' bound.
+func validateCount(_ value: Int, option: String) throws {
+    guard RecipeLimits.threads.contains(value) else {
+        throw ValidationError("\(option) must be from 1 to \(RecipeLimits.threads.upperBound), got \(value)")
     }
 }
 

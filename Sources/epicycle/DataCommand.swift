@@ -1,5 +1,6 @@
 import ArgumentParser
 import EpicycleData
+import EpicycleSchedules
 
 struct DataCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -51,9 +52,15 @@ extension DataCommand {
         @Option(help: "Seed choosing the images and their augmentations.")
         var seed: UInt64 = 0
 
+        func validate() throws {
+            guard (1...64).contains(grid) else { throw ValidationError("--grid must be from 1 to 64, got \(grid)") }
+        }
+
         func run() throws {
-            print(try showDataset(dataset.source(), policy: AugmentationPolicy(parsing: policy), pictureAt: output,
-                                  rows: grid, columns: grid, seed: seed))
+            print(try reporting {
+                try showDataset(dataset.source(), policy: AugmentationPolicy(parsing: policy), pictureAt: output,
+                                rows: grid, columns: grid, seed: seed)
+            })
         }
     }
 
@@ -90,18 +97,23 @@ extension DataCommand {
             guard batchSize > 0, batches > 0, repeats > 0, workers > 0 else {
                 throw ValidationError("--batch-size, --batches, --repeats and --workers must be positive")
             }
+            guard batchSize <= 65_536, batches <= 1_000_000, repeats <= 1000, workers <= 1024 else {
+                throw ValidationError("--batch-size is at most 65536, --batches 1000000, --repeats 1000 and --workers 1024")
+            }
         }
 
         func run() throws {
-            let images = try synthetic.map(syntheticDataset) ?? loadDataset(dataset.source()).training
-            print(benchmarkLoader(dataset: images, policy: try AugmentationPolicy(parsing: policy), strength: strength,
+            let images = try synthetic.map(syntheticDataset) ?? reporting { try loadDataset(dataset.source()).training }
+            let augmentation = try reporting { try AugmentationPolicy(parsing: policy) }
+            print(benchmarkLoader(dataset: images, policy: augmentation, strength: strength,
                                   batchSize: batchSize, batchesPerRepeat: batches, repeats: repeats, workerCount: workers))
         }
 
         private func syntheticDataset(_ shape: String) throws -> ImageDataset {
             let sides = shape.split(separator: "x").compactMap { Int($0) }
-            guard sides.count == 3, sides.allSatisfy({ $0 > 0 }) else {
-                throw ValidationError("--synthetic takes a shape HxWxC such as 32x32x3, got '\(shape)'")
+            // 10,000 images are made: at most 256×256×4 bytes each keeps that under 3 GB.
+            guard sides.count == 3, sides.allSatisfy({ $0 > 0 }), sides[0] <= 256, sides[1] <= 256, sides[2] <= 4 else {
+                throw ValidationError("--synthetic takes a shape HxWxC such as 32x32x3, at most 256x256x4, got '\(shortenedForMessage(shape))'")
             }
             return ImageDataset.synthetic(count: 10_000, height: sides[0], width: sides[1], channels: sides[2])
         }

@@ -19,6 +19,10 @@ struct DemoCommand: ParsableCommand {
     @Option(help: "Distillation runs at a time, each a process with max(1, cores / jobs) threads.")
     var jobs = 2
 
+    func validate() throws {
+        try validateCount(jobs, option: "--jobs")
+    }
+
     func run() throws {
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let result = try reporting {
@@ -28,7 +32,7 @@ struct DemoCommand: ParsableCommand {
         print("\n" + result.comparison.report.markdown)
         print("report: \(result.comparison.reportPath)")
         if !result.comparison.failed.isEmpty {
-            throw ValidationError("\(result.comparison.failed.count) run(s) did not finish; run the same command again to retry them.")
+            throw failure(message: "\(result.comparison.failed.count) run(s) did not finish", hint: "run the same command again to retry them")
         }
     }
 }

@@ -13,6 +13,6 @@ struct Inspect: ParsableCommand {
     var all = false
 
     func run() throws {
-        print(try Checkpoint.read(from: file).summary(listingEveryTensor: all))
+        print(try reporting { try Checkpoint.read(from: file).summary(listingEveryTensor: all) })
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import EpicycleData
+import EpicycleExperiments
 import EpicycleTraining
 import Foundation
 
@@ -20,27 +21,44 @@ struct RecipeOptions: ParsableArguments {
     @Flag(help: "Continue from last.h5 in the output folder.")
     var resume = false
 
+    @Flag(help: "Start afresh in an output folder that holds an earlier run, removing its checkpoints and metrics first.")
+    var overwrite = false
+
     @Flag(help: "No progress output.")
     var quiet = false
 
     func source() throws -> RecipeSource { try RecipeSource(contentsOf: recipe, overrides: overrides) }
-    var runOptions: RunOptions { RunOptions(output: output, resume: resume, quiet: quiet) }
+    var runOptions: RunOptions { RunOptions(output: output, resume: resume, quiet: quiet, overwrite: overwrite) }
 }
 
-/// Prints a library error as the message it is (key path or file first), not as a Swift dump. An
-/// interrupted run exits with 130, as a shell reports Ctrl-C.
+/// Runs a command's work. A runtime error is printed as what it is, on one line (`error: …`, key
+/// path or file first; then `hint: …` where the error has one), and exits with status 1 — the usage
+/// text is for argument errors, which ArgumentParser reports before `run()`. An interrupted run
+/// exits with 130, as a shell reports Ctrl-C.
 func reporting<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
+    } catch let error as ExitCode {
+        throw error
     } catch let error as TrainingError {
         if case .interrupted = error {
             FileHandle.standardError.write(Data((error.description + "\n").utf8))
             throw ExitCode(130)
         }
-        throw ValidationError(error.description)
-    } catch let error as CustomStringConvertible & Error {
-        throw ValidationError(error.description)
+        throw failure(error)
+    } catch {
+        throw failure(error)
     }
+}
+
+/// Prints `error` as `reporting` does and returns the exit code to throw.
+func failure(_ error: any Error) -> ExitCode {
+    failure(message: errorMessage(error), hint: (error as? ErrorWithHint)?.hint)
+}
+
+func failure(message: String, hint: String?) -> ExitCode {
+    FileHandle.standardError.write(Data(("error: " + message + "\n" + (hint.map { "hint: " + $0 + "\n" } ?? "")).utf8))
+    return ExitCode.failure
 }
 
 struct Pretrain: ParsableCommand {
@@ -162,5 +180,45 @@ struct ScheduleCommand: ParsableCommand {
         print(table.text)
         try reporting { try table.svg.write(toFile: plot, atomically: true, encoding: .utf8) }
         print("wrote \(plot)")
+    }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check recipes and experiments without training: one line per file, ok or the first problem.",
+        discussion: """
+            Goes exactly as far as the training command would before its first step: the recipe and its \
+            --set values, the data, every knob over the whole cycle, the model's size and whether it fits \
+            this machine's memory (and for distillation the teacher). Nothing is written. A recipe is checked \
+            as `distill` when it has a distill section, else as `cycle` (both phases) or `pretrain`; a \
+            fine-tune-only recipe needs --from. An experiment file (with `program:`) is checked as `compare` \
+            would check it. Exit status 1 when any file has a problem.
+            Example: epicycle check Experiments/*.yaml
+            """)
+
+    @Argument(help: ArgumentHelp("Recipes or experiments (YAML).", valueName: "file.yaml"))
+    var files: [String]
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a recipe value (as for pretrain).", valueName: "key.path=value"))
+    var overrides: [String] = []
+
+    @Option(name: .customLong("from"), help: ArgumentHelp("The checkpoint a fine-tune-only recipe starts from.", valueName: "file.h5"))
+    var checkpoint: String?
+
+    func validate() throws {
+        guard files.count <= 10_000 else { throw ValidationError("at most 10000 files at once, got \(files.count)") }
+    }
+
+    func run() throws {
+        var failed = false
+        for file in files {
+            do {
+                print("\(file): " + (try checkFile(file, overrides: overrides, checkpoint: checkpoint)))
+            } catch {
+                failed = true
+                print("\(file): error: " + errorMessage(error))
+            }
+        }
+        if failed { throw ExitCode.failure }
     }
 }

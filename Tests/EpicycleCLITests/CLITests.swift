@@ -117,6 +117,61 @@ import Testing
         #expect(!unknown.errors.contains("Fatal error") && !notACheckpoint.errors.contains("Fatal error"))
     }
 
+    /// A runtime error is one `error:` line (and a `hint:` line) with status 1; only argument errors
+    /// get ArgumentParser's usage text.
+    @Test func runtimeErrorsAreOneLineWithoutUsage() throws {
+        let folder = Self.folder("error-output")
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try Self.recipe.write(toFile: folder + "/small.yaml", atomically: true, encoding: .utf8)
+        let traversal = try Self.run(["pretrain", "--recipe", "small.yaml", "--set", "name=../../x"], in: folder)
+        #expect(traversal.status == 1 && traversal.errors.hasPrefix("error: name: becomes a folder name"), "\(traversal.errors)")
+        #expect(!traversal.errors.contains("Usage") && traversal.errors.split(separator: "\n").count == 1, "\(traversal.errors)")
+        var bytes = Data(Self.recipe.utf8)
+        bytes.insert(0xFF, at: 25)
+        try bytes.write(to: URL(fileURLWithPath: folder + "/latin.yaml"))
+        let latin = try Self.run(["schedule", "--recipe", "latin.yaml"], in: folder)
+        #expect(latin.status == 1 && latin.errors == "error: recipe file 'latin.yaml' is not UTF-8 text: invalid byte 0xFF at byte offset 25\n")
+        let unwritable = try Self.run(["pretrain", "--recipe", "small.yaml", "--output", "small.yaml/run"], in: folder)
+        #expect(unwritable.status == 1 && unwritable.errors == "error: cannot write small.yaml/run: not a directory\n", "\(unwritable.errors)")
+        let argument = try Self.run(["compare", "x.yaml", "--jobs", "0"], in: folder)
+        #expect(argument.status == 64 && argument.errors.contains("--jobs must be from 1 to 1024") && argument.errors.contains("Usage"))
+    }
+
+    /// Two processes on one run folder: the second is refused and names the first's process id; the
+    /// first finishes untouched. Then the folder holds a run, which only --resume or --overwrite reuse.
+    @Test func oneWriterPerRunFolder() throws {
+        let folder = Self.folder("lock")
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try Self.recipe.write(toFile: folder + "/small.yaml", atomically: true, encoding: .utf8)
+        let first = Process()
+        first.executableURL = URL(fileURLWithPath: Self.executable)
+        first.arguments = ["pretrain", "--recipe", "small.yaml", "--output", "run", "--quiet"]
+        first.currentDirectoryURL = URL(fileURLWithPath: folder)
+        first.standardOutput = FileHandle.nullDevice
+        first.standardError = FileHandle.nullDevice
+        try first.run()
+        let lockFile = folder + "/run/.lock"
+        while first.isRunning && (try? String(contentsOfFile: lockFile, encoding: .utf8))?.hasSuffix("\n") != true { usleep(10_000) }
+        let second = try Self.run(["pretrain", "--recipe", "small.yaml", "--output", "run", "--set", "seed=99"], in: folder)
+        first.waitUntilExit()
+        #expect(second.status == 1, "\(second.errors)")
+        #expect(second.errors.hasPrefix("error: run is in use by process \(first.processIdentifier) "), "\(second.errors)")
+        #expect(second.errors.contains("hint: wait for that run to finish"))
+        #expect(first.terminationStatus == 0)
+        let saved = try Checkpoint.read(from: folder + "/run/last.h5")
+        #expect(saved.training?.epoch == 4 && saved.training?.seed == 5, "the first run's checkpoint, whole")
+        let metrics = try String(contentsOfFile: folder + "/run/metrics.csv", encoding: .utf8)
+        #expect(metrics.split(separator: "\n").count == 5, "one header and the first run's four epochs")
+
+        let again = try Self.run(["pretrain", "--recipe", "small.yaml", "--output", "run", "--set", "pretrain.epochs=1"], in: folder)
+        #expect(again.status == 1 && again.errors == "error: run already holds a run (last.h5)\n"
+                + "hint: add --resume to continue it, --overwrite to replace it, or choose another --output\n", "\(again.errors)")
+        let replaced = try Self.run(["pretrain", "--recipe", "small.yaml", "--output", "run", "--set", "pretrain.epochs=1", "--overwrite"],
+                                    in: folder)
+        #expect(replaced.status == 0, "\(replaced.errors)")
+        #expect(try Checkpoint.read(from: folder + "/run/last.h5").training?.epoch == 1)
+    }
+
     @Test func scheduleWritesAnSVG() throws {
         let folder = Self.folder("schedule")
         try Self.recipe.write(toFile: folder + "/small.yaml", atomically: true, encoding: .utf8)

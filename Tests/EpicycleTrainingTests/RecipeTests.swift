@@ -44,7 +44,7 @@ import Testing
         ("optimizer: {kind: lamb}\n", "optimizer.kind: expected sgd or adamw, got 'lamb'"),
         ("seed: -3\n", "seed: expected a whole number"),
         ("loss: {kind: cross_entropy, label_smoothing: 1.5}\n", "loss.label_smoothing: must be in [0, 1), got 1.5"),
-        ("checkpoint_every: -1\n", "checkpoint_every: must be ≥ 0, got -1"),
+        ("checkpoint_every: -1\n", "checkpoint_every: must be a whole number from 0 to 100000, got -1"),
         ("knobs:\n  clip_value: 4\n  clip_norm: 5\n", "knobs: set clip_value or clip_norm, not both"),
         ("knobs:\n  focal_mix: 0.3\n", "knobs.focal_mix: only applies with loss.kind: cyclical_focal"),
         // Settings the configuration would ignore.
@@ -98,7 +98,7 @@ import Testing
         #expect(problem(phase("{first: 0}", "2"))?.hasPrefix("pretrain.data.first: must be ≥ 1 (an empty subset), got 0") == true)
         #expect(problem(phase("{first: 10, per_class: 2}", "2"))?.hasPrefix("pretrain.data: set first or per_class, not both") == true)
         #expect(problem(phase("{augmentation: \"crop,spin\"}", "2"))?.hasPrefix("pretrain.data.augmentation:") == true)
-        #expect(problem(phase("{}", "0"))?.hasPrefix("pretrain.epochs: must be ≥ 1, got 0") == true)
+        #expect(problem(phase("{}", "0"))?.hasPrefix("pretrain.epochs: must be a whole number from 1 to 100000, got 0") == true)
         #expect(problem("model: {architecture: resnet21}\npretrain: {epochs: 1}\n")?.hasPrefix("model: 'resnet21': ResNet depth must be 6n+2") == true)
         #expect(problem("model: {architecture: resnet8}\n")?.hasPrefix("a recipe needs a 'pretrain' or a 'finetune' phase") == true)
         #expect(problem("model: {architecture: resnet8}\npretrain: {epochs: 1, data: {classes: [0, 1}\n")?.contains("is not valid YAML") == true)

@@ -47,7 +47,22 @@ public struct ModelSpec: Codable, Equatable, Sendable {
         case plainCNN(width: Int)
     }
 
+    /// The largest sizes a spec may name, far beyond any real network and small enough that no size
+    /// arithmetic on them overflows. Whether a model fits this machine is `memoryEstimate`'s question.
+    public enum Limits {
+        public static let nameLength = 60
+        public static let depth = 10_000
+        /// ResNet width multiplier, WRN widening factor k, plain-CNN width.
+        public static let width = 100_000
+        public static let inputChannels = 1024
+        public static let classes = 100_000
+    }
+
     public func family() throws -> Family {
+        // Checked before the name is echoed in any message.
+        guard architecture.prefix(Limits.nameLength + 1).count <= Limits.nameLength else {
+            throw RuntimeError.invalidSpec("the architecture name is longer than \(Limits.nameLength) characters; expected a name such as resnet20")
+        }
         let name = architecture.lowercased()
         func numbers(after prefix: String, separator: Character) -> [Int]? {
             guard name.hasPrefix(prefix) else { return nil }
@@ -60,26 +75,39 @@ public struct ModelSpec: Codable, Equatable, Sendable {
             guard depth >= 8, (depth - 2) % 6 == 0, width >= 1 else {
                 throw RuntimeError.invalidSpec("'\(architecture)': ResNet depth must be 6n+2 ≥ 8 (8, 14, 20, 32, 44, 56, 110) and the width ≥ 1")
             }
+            try checkSize(depth: depth, width: width)
             return .resNet(depth: depth, width: width)
         }
         if let parts = numbers(after: "wrn-", separator: "-"), parts.count == 2 {
             guard parts[0] >= 10, (parts[0] - 4) % 6 == 0, parts[1] >= 1 else {
                 throw RuntimeError.invalidSpec("'\(architecture)': WRN depth must be 6n+4 ≥ 10 (10, 16, 22, 28, 40) and k ≥ 1")
             }
+            try checkSize(depth: parts[0], width: parts[1])
             return .wideResNet(depth: parts[0], widen: parts[1])
         }
         if name == "plain-cnn" { return .plainCNN(width: 1) }
         if let parts = numbers(after: "plain-cnnx", separator: "x"), parts.count == 1, parts[0] >= 1 {
+            try checkSize(depth: 3, width: parts[0])
             return .plainCNN(width: parts[0])
         }
         throw RuntimeError.invalidSpec("unknown architecture '\(architecture)'; expected resnet<6n+2>[x<width>] (e.g. resnet20, resnet8x4), wrn-<depth>-<k> (e.g. wrn-16-2) or plain-cnn")
     }
 
+    private func checkSize(depth: Int, width: Int) throws {
+        guard depth <= Limits.depth, width <= Limits.width else {
+            throw RuntimeError.invalidSpec("'\(architecture)': depth must be at most \(Limits.depth) and the width at most \(Limits.width)")
+        }
+    }
+
     /// Checks every field, so a bad spec fails before any work starts.
     public func validate() throws {
         _ = try family()
-        guard inputChannels >= 1 else { throw RuntimeError.invalidSpec("input_channels must be ≥ 1, got \(inputChannels)") }
-        guard numClasses >= 2 else { throw RuntimeError.invalidSpec("num_classes must be ≥ 2, got \(numClasses)") }
+        guard (1...Limits.inputChannels).contains(inputChannels) else {
+            throw RuntimeError.invalidSpec("input_channels must be from 1 to \(Limits.inputChannels), got \(inputChannels)")
+        }
+        guard (2...Limits.classes).contains(numClasses) else {
+            throw RuntimeError.invalidSpec("num_classes must be from 2 to \(Limits.classes), got \(numClasses)")
+        }
         guard (0..<1).contains(dropout) else { throw RuntimeError.invalidSpec("dropout must be in [0, 1), got \(dropout)") }
     }
 }
