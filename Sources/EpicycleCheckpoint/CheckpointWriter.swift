@@ -176,6 +176,9 @@ private struct RecordWriter {
             throw CheckpointError.invalidRecord(file: file, reason: "metrics row \(ragged) has \(metrics.rows[ragged].count) "
                                                 + "values for \(metrics.columns.count) columns")
         }
+        if let (object, reason) = training.problem() {
+            throw CheckpointError.invalidRecord(file: file, reason: "\(object) \(reason)")
+        }
         let values = metrics.rows.flatMap { $0 }  // [rows, columns]
         let table = try values.withUnsafeBytes {
             try group.writeDataset("metrics", shape: [metrics.rows.count, metrics.columns.count],

@@ -35,7 +35,7 @@ public func loadTeacher(from path: String) throws -> Model {
     let model: Model
     do {
         let checkpoint = try Checkpoint.read(from: path)
-        let spec = try ModelSpec(yaml: checkpoint.architecture, file: path)
+        let spec = try checkpoint.modelSpec()
         model = try Model(spec, seed: 0)
         try checkpoint.loadModel(into: model.state)
     } catch let error as CheckpointError {
