@@ -235,7 +235,7 @@ extension InputPipeline {
         if let bad = standardDeviation.firstIndex(where: { !($0.isFinite && $0 > 0) }) {
             return "has std[\(bad)] = \(standardDeviation[bad]), expected a finite number > 0"
         }
-        guard classes.count == numClasses else { return "lists \(classes.count) classes for a model of \(numClasses) outputs" }
+        guard classes.count == numClasses else { return "lists \(classes.count) classes, but the model's num_classes is \(numClasses)" }
         if let bad = classes.firstIndex(where: { !(0...limits.label).contains($0) }) {
             return "has classes[\(bad)] = \(classes[bad]), expected an original label in 0…\(limits.label)"
         }
