@@ -293,7 +293,7 @@ extension InputPipeline {
         if let bad = standardDeviation.firstIndex(where: { !($0.isFinite && $0 > 0) }) {
             return "has std[\(bad)] = \(standardDeviation[bad]), expected a finite number > 0"
         }
-        guard classes.count == numClasses else { return "lists \(classes.count) classes for a model of \(numClasses) outputs" }
+        guard classes.count == numClasses else { return "lists \(classes.count) classes, but the model's num_classes is \(numClasses)" }
         if let bad = classes.firstIndex(where: { !(0...limits.label).contains($0) }) {
             return "has classes[\(bad)] = \(classes[bad]), expected an original label in 0…\(limits.label)"
         }
@@ -303,6 +303,63 @@ extension InputPipeline {
             return "has class_names[\(bad)] longer than \(limits.textBytes) bytes"
         }
         return nil
+    }
+}
+
+extension TrainingRecord {
+    /// The first field that makes this record unusable, as (object, reason), or nil when it is sound:
+    /// out of range, or contradicting the rest of the record. Writing and reading check the same rules.
+    func problem() -> (object: String, reason: String)? {
+        let limits = CheckpointLimits.self
+        func attribute(_ name: String) -> String { "attribute '\(name)' of '/training'" }
+        let table = "'/training/metrics'"
+        guard (0...limits.epochs).contains(epoch) else { return (attribute("epoch"), "is \(epoch), expected 0…\(limits.epochs)") }
+        guard (0...limits.steps).contains(step) else { return (attribute("step"), "is \(step), expected 0…\(limits.steps)") }
+        guard cyclePosition.isFinite, (0...Double(2 * limits.epochs)).contains(cyclePosition) else {
+            return (attribute("cycle_position"), "is \(cyclePosition), expected a finite number of epochs in 0…\(2 * limits.epochs)")
+        }
+        if let bestTop1, !(bestTop1.isFinite && (0...100).contains(bestTop1)) {
+            return (attribute("best_top1"), "is \(bestTop1), expected a percentage in 0…100")
+        }
+        guard recipe.utf8.count <= limits.recipeBytes else {
+            return (attribute("recipe"), "has \(recipe.utf8.count) bytes, expected at most \(limits.recipeBytes)")
+        }
+        guard metrics.rows.count == epoch else {
+            return (table, "has \(metrics.rows.count) rows for epoch \(epoch); a checkpoint holds one row per completed epoch")
+        }
+        if let epochs = metrics.column("epoch"), let row = epochs.indices.first(where: { epochs[$0] != Double($0 + 1) }) {
+            return (table, "has epoch \(epochs[row]) in row \(row), expected \(row + 1)")
+        }
+        if let steps = metrics.column("step") {
+            // Whole step counts that never decrease and end at most at the record's step; the resumed
+            // loop turns them into batch counts.
+            var previous = 0.0
+            for (row, value) in steps.enumerated() {
+                guard value.rounded() == value, (previous...Double(step)).contains(value) else {
+                    return (table, "has step \(value) in row \(row), expected a whole number in \(Int(previous))…\(step)")
+                }
+                previous = value
+            }
+        }
+        return nil
+    }
+
+    /// Checks that a phase of `epochs` epochs can continue from this record, as read from `file`:
+    /// it ends no later than the phase, and the steps beyond the last completed epoch are fewer
+    /// than the batches of the epoch they belong to (`batchesInEpoch(epoch)`, asked only then).
+    public func checkResumable(file: String, epochs: Int, batchesInEpoch: (Int) -> Int) throws {
+        guard epoch <= epochs else {
+            throw CheckpointError.invalidValue(file: file, object: "attribute 'epoch' of '/training'",
+                                               reason: "is \(epoch), but the recipe's phase has \(epochs) epochs")
+        }
+        let stepsAfterLastEpoch = step - Int(metrics.column("step")?.last ?? 0)
+        let batches = epoch < epochs ? batchesInEpoch(epoch) : 1
+        guard stepsAfterLastEpoch < batches else {
+            throw CheckpointError.invalidValue(
+                file: file, object: "attribute 'step' of '/training'",
+                reason: "is \(step), \(stepsAfterLastEpoch) steps after the last completed epoch, but epoch \(epoch + 1) has "
+                    + "\(epoch < epochs ? "\(batches) batches" : "no batches left"); the checkpoint is damaged")
+        }
     }
 }
 

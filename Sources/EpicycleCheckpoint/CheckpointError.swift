@@ -28,6 +28,9 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
     /// The file has a tensor that the model lacks.
     case unexpectedTensor(file: String, name: String)
     case shapeMismatch(file: String, name: String, found: [Int], expected: [Int])
+    /// A tensor to be loaded holds NaN or infinite values: `tensor` is its path, e.g.
+    /// "model/parameters/conv1.weight", and `value` says which ("NaN", "infinite").
+    case nonFinite(file: String, tensor: String, value: String)
     /// A load filter pattern that matches no tensor of the model or the file (probably a typo).
     case filterMatchesNothing(file: String, pattern: String)
     /// The checkpoint value cannot be written as it is (an invalid or duplicate name, a ragged table).
@@ -46,7 +49,7 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
             return "\(file): the file is truncated (HDF5: \(detail)); it was probably cut short while being "
                 + "written or copied — use another checkpoint or copy it again"
         case let .notReadable(file):
-            return "\(file): not a readable file (a folder, or no permission to read it)"
+            return "\(file): not a readable file (a folder, a device or pipe, or no permission to read it)"
         case let .damaged(file, action, detail):
             return "\(file): the file is damaged: \(action) failed (HDF5: \(detail)); use another checkpoint"
         case let .wrongFormat(file, found):
@@ -70,6 +73,9 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
         case let .shapeMismatch(file, name, found, expected):
             return "\(file): tensor '\(name)' has shape \(describeShape(found)) in the file, the model expects "
                 + "\(describeShape(expected))"
+        case let .nonFinite(file, tensor, value):
+            return "\(file): tensor \(tensor) has \(value) values; the file is damaged or was saved from a run that "
+                + "diverged — use another checkpoint"
         case let .filterMatchesNothing(file, pattern):
             return "\(file): load filter pattern '\(pattern)' matches no tensor in the model or the file"
         case let .invalidRecord(file, reason):

@@ -1,20 +1,28 @@
 import CHDF5
 import EpicycleRuntime
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension Checkpoint {
     /// Reads a checkpoint and checks it against the layout: the format name and version, every
     /// required group and attribute, and every element type. Damage (a truncated file, a failed
     /// checksum) and files that are not checkpoints at all are reported by name; the first problem
     /// found is thrown as a `CheckpointError`.
+    ///
+    /// Nothing in the file is trusted: every size is checked against the file's own size and every
+    /// value against its range before it sizes a buffer or a loop, and only regular files are opened
+    /// (a FIFO or a device would hang or never end).
     public static func read(from path: String) throws -> Checkpoint {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw CheckpointError.fileNotFound(file: path)
+        var status = stat()
+        guard stat(path, &status) == 0 else {
+            throw errno == ENOENT ? CheckpointError.fileNotFound(file: path) : CheckpointError.notReadable(file: path)
         }
-        guard !isDirectory.boolValue, FileManager.default.isReadableFile(atPath: path) else {
+        guard status.st_mode & S_IFMT == S_IFREG, access(path, R_OK) == 0 else {
             throw CheckpointError.notReadable(file: path)
         }
+        let fileSize = Int(status.st_size)
         return try withHDF5 {
             do {
                 guard H5Fis_hdf5(path) > 0 else { throw CheckpointError.notHDF5(file: path) }
@@ -29,37 +37,41 @@ extension Checkpoint {
                 return try withExtendedLifetime(file) {
                     let root = HDF5Location(handle: try HDF5Handle(H5Gopen2(file.id, "/", hid_t(H5P_DEFAULT)),
                                                                    closer: H5Gclose, action: "opening '/'"), path: "/")
-                    var checkpoint = try RecordReader(file: path).readCheckpoint(root)
+                    var checkpoint = try RecordReader(file: path, fileSize: fileSize).readCheckpoint(root)
                     checkpoint.source = path
                     return checkpoint
                 }
             } catch let failure as HDF5Failure {
                 if failure.isTruncation { throw CheckpointError.truncated(file: path, detail: failure.detail) }
                 throw CheckpointError.damaged(file: path, action: failure.action, detail: failure.detail)
+            } catch let refusal as HDF5Refusal {
+                throw CheckpointError.invalidValue(file: path, object: refusal.object, reason: refusal.reason)
             }
         }
     }
 }
 
-/// Reads and checks the sections of an open checkpoint; `file` is the name used in errors.
+/// Reads and checks the sections of an open checkpoint; `file` is the name used in errors and
+/// `fileSize` bounds every size read from it.
 private struct RecordReader {
     let file: String
+    let fileSize: Int
 
     func readCheckpoint(_ root: HDF5Location) throws -> Checkpoint {
         guard try root.hasAttribute("format") else { throw CheckpointError.wrongFormat(file: file, found: nil) }
         let format = try string("format", of: root)
         guard format == Checkpoint.formatName else { throw CheckpointError.wrongFormat(file: file, found: format) }
-        let version = try integer("format_version", of: root)
-        guard version == Int64(Checkpoint.formatVersion) else {
-            throw CheckpointError.unsupportedVersion(file: file, found: Int(version), supported: Checkpoint.formatVersion)
+        let version = try integer("format_version", of: root, in: Int.min...Int.max)
+        guard version == Checkpoint.formatVersion else {
+            throw CheckpointError.unsupportedVersion(file: file, found: version, supported: Checkpoint.formatVersion)
         }
         let created = try string("created", of: root)
         let softwareVersion = try string("software_version", of: root)
 
         let model = try requiredGroup("model", in: root)
         var checkpoint = Checkpoint(
-            architecture: try string("architecture", of: model),
-            numClasses: Int(try integer("num_classes", of: model)),
+            architecture: try string("architecture", of: model, maximumBytes: CheckpointLimits.architectureBytes),
+            numClasses: try integer("num_classes", of: model, in: 2...CheckpointLimits.classes),
             model: try readState(model),
             created: created, softwareVersion: softwareVersion)
         if let data = try root.openGroup("data") {
@@ -80,11 +92,12 @@ private struct RecordReader {
     private func readState(_ group: HDF5Location) throws -> StateRecord {
         let parameters = try readTensors(try requiredGroup("parameters", in: group))
         let buffersGroup = try requiredGroup("buffers", in: group)
-        let buffers: [(name: String, value: Buffer.Value)] = try buffersGroup.linkNames().map { name in
+        let buffers: [(name: String, value: Buffer.Value)] = try linkNames(of: buffersGroup).map { name in
             let (dataset, type, shape) = try openTensor(name, in: buffersGroup)
             if type.isFloat32 {
-                let scalars = try buffersGroup.readDataset(dataset, name: name, count: shape.reduce(1, *),
-                                                           memoryType: epicycle_H5T_NATIVE_FLOAT(), as: Float.self)
+                let scalars = try buffersGroup.readDataset(dataset, name: name, shape: shape, type: type,
+                                                           memoryType: epicycle_H5T_NATIVE_FLOAT(), as: Float.self,
+                                                           fileSize: fileSize)
                 return (name, .float32(Tensor(shape: shape, scalars: scalars)))
             }
             guard type.isInt64 else {
@@ -96,36 +109,39 @@ private struct RecordReader {
                                                    reason: "is int64 with shape \(describeShape(shape)); int64 buffers "
                                                        + "(num_batches_tracked) are 0-d")
             }
-            let count = try buffersGroup.readDataset(dataset, name: name, count: 1, memoryType: epicycle_H5T_NATIVE_INT64(),
-                                                     as: Int64.self)
+            let count = try buffersGroup.readDataset(dataset, name: name, shape: [], type: type,
+                                                     memoryType: epicycle_H5T_NATIVE_INT64(), as: Int64.self, fileSize: fileSize)
             return (name, .int64(count[0]))
         }
         return StateRecord(parameters: parameters, buffers: buffers)
     }
 
     private func readInput(_ group: HDF5Location, numClasses: Int) throws -> InputPipeline {
-        func vector(_ name: String, float: Bool) throws -> (HDF5Handle, Int) {
+        func vector(_ name: String, float: Bool) throws -> (HDF5Handle, HDF5ElementType, [Int]) {
             let (dataset, type, shape) = try requiredDataset(name, in: group)
-            guard float ? type.isFloat : type.isInteger, shape.count == 1 else {
+            guard float ? type.isFloat : type.isInteger && type.size <= 8, shape.count == 1 else {
                 throw CheckpointError.dtypeMismatch(file: file, object: "'\(group.childPath(name))'",
                                                     found: "\(type.name) \(describeShape(shape))",
                                                     expected: float ? "float32 [channels]" : "int64 [classes]")
             }
-            return (dataset, shape[0])
+            return (dataset, type, shape)
         }
         func floats(_ name: String) throws -> [Float] {
-            let (dataset, count) = try vector(name, float: true)
-            return try group.readDataset(dataset, name: name, count: count, memoryType: epicycle_H5T_NATIVE_FLOAT(),
-                                         as: Float.self)
+            let (dataset, type, shape) = try vector(name, float: true)
+            return try group.readDataset(dataset, name: name, shape: shape, type: type,
+                                         memoryType: epicycle_H5T_NATIVE_FLOAT(), as: Float.self, fileSize: fileSize)
         }
-        let (classesDataset, classCount) = try vector("classes", float: false)
+        let (classesDataset, classesType, classesShape) = try vector("classes", float: false)
+        // Ranges here only keep the numbers in `Int`; `problem(numClasses:)` holds the real bounds.
         let input = InputPipeline(
             dataset: try string("dataset", of: group),
-            height: Int(try integer("height", of: group)), width: Int(try integer("width", of: group)),
-            channels: Int(try integer("channels", of: group)),
+            height: try integer("height", of: group, in: Int.min...Int.max),
+            width: try integer("width", of: group, in: Int.min...Int.max),
+            channels: try integer("channels", of: group, in: Int.min...Int.max),
             mean: try floats("mean"), standardDeviation: try floats("std"),
-            classes: try group.readDataset(classesDataset, name: "classes", count: classCount,
-                                           memoryType: epicycle_H5T_NATIVE_INT64(), as: Int64.self).map { Int($0) },
+            classes: try group.readDataset(classesDataset, name: "classes", shape: classesShape, type: classesType,
+                                           memoryType: epicycle_H5T_NATIVE_INT64(), as: Int64.self, fileSize: fileSize)
+                .map { Int($0) },
             classNames: try strings("class_names", of: group))
         if let problem = input.problem(numClasses: numClasses) {
             throw CheckpointError.invalidValue(file: file, object: "the input pipeline '/data'", reason: problem)
@@ -134,19 +150,19 @@ private struct RecordReader {
     }
 
     private func readOptimizer(_ group: HDF5Location) throws -> OptimizerRecord {
+        // The kind is matched against the running optimizer on resume, which names both.
         var record = OptimizerRecord(kind: try string("kind", of: group))
         for name in try group.attributeNames() where name != "kind" {
-            let (attribute, type, shape) = try group.openAttribute(name)
-            guard shape.isEmpty else {
-                throw CheckpointError.invalidValue(file: file, object: attributeName(name, of: group),
-                                                   reason: "has shape \(describeShape(shape)), expected a scalar")
-            }
+            let (_, type, _) = try group.openAttribute(name)
             if type.isFloat {
-                record.hyperparameters[name] = try group.readScalarAttribute(
-                    attribute, memoryType: epicycle_H5T_NATIVE_DOUBLE(), name: name, initial: Double.zero)
+                let value = try double(name, of: group)
+                guard value.isFinite else {
+                    throw CheckpointError.invalidValue(file: file, object: attributeName(name, of: group),
+                                                       reason: "is \(value), expected a finite number")
+                }
+                record.hyperparameters[name] = value
             } else if type.isInteger {
-                record.counters[name] = try group.readScalarAttribute(
-                    attribute, memoryType: epicycle_H5T_NATIVE_INT64(), name: name, initial: Int64.zero)
+                record.counters[name] = Int64(try integer(name, of: group, in: 0...CheckpointLimits.steps))
             } else {
                 throw CheckpointError.dtypeMismatch(file: file, object: attributeName(name, of: group), found: type.name,
                                                     expected: "a float (hyper-parameter) or an integer (counter)")
@@ -163,27 +179,25 @@ private struct RecordReader {
             throw CheckpointError.invalidValue(file: file, object: attributeName("program", of: group),
                                                reason: "is '\(programName)', expected one of \(valid)")
         }
+        // Ranges here only keep the numbers in `Int`; `problem()` holds the real bounds.
         var record = TrainingRecord(
             program: program,
-            epoch: Int(try integer("epoch", of: group)),
-            step: Int(try integer("step", of: group)),
+            epoch: try integer("epoch", of: group, in: Int.min...Int.max),
+            step: try integer("step", of: group, in: Int.min...Int.max),
             cyclePosition: try double("cycle_position", of: group),
             seed: try unsignedInteger("seed", of: group),
             rngState: [],
-            recipe: try string("recipe", of: group),
+            recipe: try string("recipe", of: group, maximumBytes: CheckpointLimits.recipeBytes),
             bestTop1: try group.hasAttribute("best_top1") ? try double("best_top1", of: group) : nil)
         if try group.hasAttribute("test_top1") {
-            let images = Int(try integer("test_images", of: group)), bestEpoch = try integer("test_best_epoch", of: group)
-            guard images >= 0, (1...Int64(Int32.max)).contains(bestEpoch) else {
-                throw CheckpointError.invalidValue(file: file, object: attributeName("test_images", of: group),
-                                                   reason: "test_images \(images) / test_best_epoch \(bestEpoch) are out of range")
-            }
+            let images = try integer("test_images", of: group, in: 0...Int(Int32.max))
+            let bestEpoch = try integer("test_best_epoch", of: group, in: 1...CheckpointLimits.epochs)
             func score(_ prefix: String) throws -> SplitScore {
                 SplitScore(images: images, loss: try double(prefix + "_loss", of: group),
                            top1: try double(prefix + "_top1", of: group), top5: try double(prefix + "_top5", of: group))
             }
             record.test = TestScores(last: try score("test"), best: try score("test_best"),
-                                     bestEpoch: Int(bestEpoch))
+                                     bestEpoch: bestEpoch)
         }
         if try group.hasAttribute("epoch_images") {
             record.epochProgress = try epochProgress(group)
@@ -195,8 +209,8 @@ private struct RecordReader {
                                                 found: "\(rngType.name) \(describeShape(rngShape))",
                                                 expected: "uint64 [words]")
         }
-        record.rngState = try group.readDataset(rngDataset, name: "rng_state", count: rngShape[0],
-                                                memoryType: epicycle_H5T_NATIVE_UINT64(), as: UInt64.self)
+        record.rngState = try group.readDataset(rngDataset, name: "rng_state", shape: rngShape, type: rngType,
+                                                memoryType: epicycle_H5T_NATIVE_UINT64(), as: UInt64.self, fileSize: fileSize)
 
         let (metricsDataset, metricsType, metricsShape) = try requiredDataset("metrics", in: group)
         guard metricsType.isFloat, metricsShape.count == 2 else {
@@ -210,24 +224,23 @@ private struct RecordReader {
             throw CheckpointError.invalidValue(file: file, object: "'\(table.path)'",
                                                reason: "has \(metricsShape[1]) columns but \(columns.count) column names")
         }
-        let values = try group.readDataset(metricsDataset, name: "metrics", count: metricsShape[0] * metricsShape[1],
-                                           memoryType: epicycle_H5T_NATIVE_DOUBLE(), as: Double.self)
+        let values = try group.readDataset(metricsDataset, name: "metrics", shape: metricsShape, type: metricsType,
+                                           memoryType: epicycle_H5T_NATIVE_DOUBLE(), as: Double.self, fileSize: fileSize)
         let width = metricsShape[1]
         record.metrics = MetricsTable(columns: columns,
                                       rows: (0..<metricsShape[0]).map { Array(values[$0 * width ..< ($0 + 1) * width]) })
+        if let (object, reason) = record.problem() {
+            throw CheckpointError.invalidValue(file: file, object: object, reason: reason)
+        }
         return record
     }
 
     /// A mid-epoch save's running sums: all four attributes, counts between 0 and the images seen.
     private func epochProgress(_ group: HDF5Location) throws -> EpochProgress {
-        let images = try integer("epoch_images", of: group)
-        guard images >= 0 else {
-            throw CheckpointError.invalidValue(file: file, object: attributeName("epoch_images", of: group),
-                                               reason: "is \(images), expected ≥ 0")
-        }
-        var counts: [Int64] = []
+        let images = try integer("epoch_images", of: group, in: 0...Int(Int32.max))
+        var counts: [Int] = []
         for name in ["epoch_top1_correct", "epoch_top5_correct"] {
-            let count = try integer(name, of: group)
+            let count = try integer(name, of: group, in: 0...Int.max)
             guard (0...images).contains(count) else {
                 throw CheckpointError.invalidValue(file: file, object: attributeName(name, of: group),
                                                    reason: "is \(count), expected 0…\(images) (epoch_images)")
@@ -242,16 +255,27 @@ private struct RecordReader {
 
     /// Reads every float32 tensor of a group, in the order it was written.
     private func readTensors(_ group: HDF5Location) throws -> [(name: String, tensor: Tensor)] {
-        try group.linkNames().map { name in
+        try linkNames(of: group).map { name in
             let (dataset, type, shape) = try openTensor(name, in: group)
             guard type.isFloat32 else {
                 throw CheckpointError.dtypeMismatch(file: file, object: tensorName(name, in: group), found: type.name,
                                                     expected: "float32")
             }
-            let scalars = try group.readDataset(dataset, name: name, count: shape.reduce(1, *),
-                                                memoryType: epicycle_H5T_NATIVE_FLOAT(), as: Float.self)
+            let scalars = try group.readDataset(dataset, name: name, shape: shape, type: type,
+                                                memoryType: epicycle_H5T_NATIVE_FLOAT(), as: Float.self, fileSize: fileSize)
             return (name, Tensor(shape: shape, scalars: scalars))
         }
+    }
+
+    /// A group's link names, each once: a damaged link index could list one twice, and names key
+    /// the tensors everywhere after reading.
+    private func linkNames(of group: HDF5Location) throws -> [String] {
+        let names = try group.linkNames(fileSize: fileSize, maximumNameBytes: CheckpointLimits.textBytes)
+        var seen = Set<String>()
+        if let repeated = names.first(where: { !seen.insert($0).inserted }) {
+            throw CheckpointError.invalidValue(file: file, object: "'\(group.path)'", reason: "lists '\(repeated)' twice")
+        }
+        return names
     }
 
     private func openTensor(_ name: String, in group: HDF5Location) throws -> (HDF5Handle, HDF5ElementType, [Int]) {
@@ -310,9 +334,11 @@ private struct RecordReader {
         return (attribute, type)
     }
 
-    private func string(_ name: String, of location: HDF5Location) throws -> String {
+    private func string(_ name: String, of location: HDF5Location,
+                        maximumBytes: Int = CheckpointLimits.textBytes) throws -> String {
         let (attribute, type) = try scalarAttribute(name, of: location, expected: "string", accepts: \.isString)
-        return try location.readStringAttribute(attribute, count: 1, type: type, name: name)[0]
+        return try location.readStringAttribute(attribute, shape: [], type: type, name: name, fileSize: fileSize,
+                                                maximumBytes: maximumBytes)[0]
     }
 
     private func strings(_ name: String, of location: HDF5Location) throws -> [String] {
@@ -324,17 +350,35 @@ private struct RecordReader {
             throw CheckpointError.dtypeMismatch(file: file, object: attributeName(name, of: location),
                                                 found: "\(type.name) \(describeShape(shape))", expected: "string [count]")
         }
-        return try location.readStringAttribute(attribute, count: shape[0], type: type, name: name)
+        return try location.readStringAttribute(attribute, shape: shape, type: type, name: name, fileSize: fileSize,
+                                                maximumBytes: CheckpointLimits.textBytes)
     }
 
-    private func integer(_ name: String, of location: HDF5Location) throws -> Int64 {
-        let (attribute, _) = try scalarAttribute(name, of: location, expected: "an integer", accepts: \.isInteger)
-        return try location.readScalarAttribute(attribute, memoryType: epicycle_H5T_NATIVE_INT64(), name: name,
-                                                initial: Int64.zero)
+    /// An integer attribute of at most 64 bits (HDF5 would clip wider ones silently) within `range`.
+    private func integer(_ name: String, of location: HDF5Location, in range: ClosedRange<Int>) throws -> Int {
+        let (attribute, type) = try scalarAttribute(name, of: location, expected: "an integer of at most 64 bits") {
+            $0.isInteger && $0.size <= 8
+        }
+        // An unsigned value above Int64.max would clip to Int64.max in the conversion below.
+        let value = type.isSigned
+            ? try location.readScalarAttribute(attribute, memoryType: epicycle_H5T_NATIVE_INT64(), name: name, initial: Int64.zero)
+            : Int64(clamping: try location.readScalarAttribute(attribute, memoryType: epicycle_H5T_NATIVE_UINT64(), name: name,
+                                                               initial: UInt64.zero))
+        guard let integer = Int(exactly: value), range.contains(integer) else {
+            throw CheckpointError.invalidValue(file: file, object: attributeName(name, of: location),
+                                               reason: "is \(value), expected a whole number in \(range.lowerBound)…\(range.upperBound)")
+        }
+        return integer
     }
 
+    /// An unsigned 64-bit value such as a seed: negative stored values are refused, not wrapped.
     private func unsignedInteger(_ name: String, of location: HDF5Location) throws -> UInt64 {
-        let (attribute, _) = try scalarAttribute(name, of: location, expected: "an integer", accepts: \.isInteger)
+        let (attribute, type) = try scalarAttribute(name, of: location, expected: "an integer of at most 64 bits") {
+            $0.isInteger && $0.size <= 8
+        }
+        if type.isSigned {
+            return UInt64(try integer(name, of: location, in: 0...Int.max))
+        }
         return try location.readScalarAttribute(attribute, memoryType: epicycle_H5T_NATIVE_UINT64(), name: name,
                                                 initial: UInt64.zero)
     }

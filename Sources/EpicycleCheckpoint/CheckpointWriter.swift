@@ -7,38 +7,41 @@ import Darwin
 #endif
 
 extension Checkpoint {
-    /// Writes the checkpoint to `path` atomically: everything goes to `<path>.tmp` in the same folder,
-    /// which is flushed, fsynced and then renamed over `path`. A failure at any point removes the
-    /// temporary file and leaves the previous file at `path` untouched; a crash leaves at most a stale
-    /// `.tmp` beside it, which the next save overwrites.
+    /// Writes the checkpoint to `path` atomically: the file is built in memory, written to
+    /// `<path>.tmp` in the same folder, fsynced and then renamed over `path`. A failure at any point
+    /// (a full disk, a file-size limit) removes the temporary file and leaves the previous file at
+    /// `path` untouched; a crash leaves at most a stale `.tmp` beside it, which the next save overwrites.
     ///
     /// Names are checked as they are written: an empty name, one containing "/", a duplicate in its
     /// group, or metrics rows of the wrong length throw `CheckpointError.invalidRecord`.
     public func write(to path: String) throws {
         let temporaryPath = path + ".tmp"
         do {
-            try withHDF5 {
+            let image = try withHDF5 {
                 do {
-                    try writeContents(to: temporaryPath, reportingAs: path)
+                    return try fileImage(named: temporaryPath, reportingAs: path)
                 } catch let failure as HDF5Failure {
                     throw CheckpointError.writeFailed(file: path, action: failure.action, detail: failure.detail)
                 }
             }
-            FaultInjection.reached(.tmp)
-            try replaceFile(at: path, with: temporaryPath)
-            FaultInjection.reached(.rename)
+            try replaceFile(at: path, with: temporaryPath, contents: image)
         } catch {
             unlink(temporaryPath)
             throw error
         }
     }
 
-    private func writeContents(to temporaryPath: String, reportingAs path: String) throws {
-        let action = "creating the temporary file '\(temporaryPath)'"
+    /// The bytes of the checkpoint file, built by HDF5 in memory (the core driver without a backing
+    /// store). HDF5 itself never writes to disk: when one of its writes failed (a full disk), the
+    /// failed `H5Fclose` left the file's identifier registered over a half-destroyed file, and HDF5's
+    /// own cleanup at exit (`H5close` from `atexit`, `H5F__close_cb`) then crashed with SIGSEGV.
+    private func fileImage(named temporaryPath: String, reportingAs path: String) throws -> [UInt8] {
+        let action = "creating the checkpoint in memory"
         // The HDF5 1.10 format exactly (readable by HDF5 ≥ 1.10, 2016, so by every h5py wheel):
         // checksummed metadata, and a chunk index without B-tree overhead for single-chunk datasets.
         let access = try HDF5Handle(H5Pcreate(epicycle_H5P_FILE_ACCESS()), closer: H5Pclose, action: action)
         try check(H5Pset_libver_bounds(access.id, H5F_LIBVER_V110, H5F_LIBVER_V110), action)
+        try check(H5Pset_fapl_core(access.id, 1 << 20, false), action)
         let creation = try HDF5Handle(H5Pcreate(epicycle_H5P_FILE_CREATE()), closer: H5Pclose, action: action)
         try check(H5Pset_link_creation_order(creation.id, UInt32(H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED)), action)
         let file = try HDF5Handle(H5Fcreate(temporaryPath, epicycle_H5F_ACC_TRUNC(), creation.id, access.id),
@@ -48,22 +51,59 @@ extension Checkpoint {
                                                         action: action), path: "/")
             try RecordWriter(file: path).write(self, into: root)
         }
-        // Flush explicitly: closing only flushes once the last open object of the file is gone.
-        try check(H5Fflush(file.id, H5F_SCOPE_GLOBAL), "flushing the temporary file '\(temporaryPath)'")
-        try file.close(action: "closing the temporary file '\(temporaryPath)'")
+        // Flush explicitly: the image holds only what has been flushed.
+        try check(H5Fflush(file.id, H5F_SCOPE_GLOBAL), "flushing the checkpoint in memory")
+        let size = H5Fget_file_image(file.id, nil, 0)
+        guard size > 0 else { throw HDF5Failure("taking the checkpoint's bytes from memory") }
+        var image = [UInt8](repeating: 0, count: size)
+        guard H5Fget_file_image(file.id, &image, size) == size else { throw HDF5Failure("taking the checkpoint's bytes from memory") }
+        try file.close(action: "closing the checkpoint in memory")
+        try resealSuperblock(&image)
+        return image
     }
 
-    /// Makes the finished temporary file durable, then renames it over `path`.
-    private func replaceFile(at path: String, with temporaryPath: String) throws {
+    /// HDF5 1.10 clears the "file open" flags of the superblock in the image it hands out without
+    /// recomputing the superblock's checksum, so the file would not open again. The superblock of the
+    /// 1.10 format (version 3) is the signature, four bytes of versions, sizes and flags, four 8-byte
+    /// addresses, then the Jenkins lookup3 checksum of those 44 bytes, computed here by HDF5's own
+    /// function. Recomputing is harmless where HDF5 got it right.
+    private func resealSuperblock(_ image: inout [UInt8]) throws {
+        let signature: [UInt8] = [0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]
+        guard image.count > 48, Array(image[0..<8]) == signature, image[8] == 3, image[9] == 8 else {
+            throw HDF5Failure("taking the checkpoint's bytes from memory: not the expected superblock")
+        }
+        let checksum = image.withUnsafeBytes { H5_checksum_metadata($0.baseAddress, 44, 0) }.littleEndian
+        withUnsafeBytes(of: checksum) { image.replaceSubrange(44..<48, with: $0) }
+    }
+
+    /// Writes `contents` to `temporaryPath`, makes it durable, then renames it over `path`.
+    private func replaceFile(at path: String, with temporaryPath: String, contents: [UInt8]) throws {
         func failure(_ action: String) -> CheckpointError {
             .writeFailed(file: path, action: action, detail: String(cString: strerror(errno)))
         }
-        let descriptor = open(temporaryPath, O_RDONLY)
-        guard descriptor >= 0 else { throw failure("reopening '\(temporaryPath)' to sync it") }
-        let synced = fsync(descriptor) == 0
-        close(descriptor)
-        guard synced else { throw failure("syncing '\(temporaryPath)' to disk") }
+        let descriptor = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw failure("creating the temporary file '\(temporaryPath)'") }
+        var written = 0
+        while written < contents.count {
+            let count = contents.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress! + written, $0.count - written) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else {
+                let error = failure("writing the temporary file '\(temporaryPath)'")
+                close(descriptor)
+                throw error
+            }
+            written += count
+        }
+        guard fsync(descriptor) == 0 else {
+            let error = failure("syncing '\(temporaryPath)' to disk")
+            close(descriptor)
+            throw error
+        }
+        // Some file systems (NFS) report a failed write only when the file is closed.
+        guard close(descriptor) == 0 else { throw failure("closing '\(temporaryPath)'") }
+        FaultInjection.reached(.tmp)
         guard rename(temporaryPath, path) == 0 else { throw failure("renaming '\(temporaryPath)' to '\(path)'") }
+        FaultInjection.reached(.rename)
         // Syncing the folder makes the rename itself survive a power cut. It is best effort: the new
         // file is already in place, so a failure here must not be reported as a failed save.
         let folder = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
@@ -192,6 +232,9 @@ private struct RecordWriter {
         if let ragged = metrics.rows.firstIndex(where: { $0.count != metrics.columns.count }) {
             throw CheckpointError.invalidRecord(file: file, reason: "metrics row \(ragged) has \(metrics.rows[ragged].count) "
                                                 + "values for \(metrics.columns.count) columns")
+        }
+        if let (object, reason) = training.problem() {
+            throw CheckpointError.invalidRecord(file: file, reason: "\(object) \(reason)")
         }
         let values = metrics.rows.flatMap { $0 }  // [rows, columns]
         let table = try values.withUnsafeBytes {

@@ -1,4 +1,5 @@
 import CHDF5
+import EpicycleRuntime
 import Foundation
 
 // A thin layer over the HDF5 C library: owned identifiers, the error stack turned into Swift errors,
@@ -43,6 +44,30 @@ struct HDF5Failure: Error {
         detail = collected.descriptions.first ?? "no details from HDF5"
         isTruncation = collected.minorNumbers.contains(epicycle_H5E_TRUNCATED())
     }
+}
+
+/// Something HDF5 would read but a checkpoint must not hold, found before anything is sized from
+/// it: a link to another file, a size beyond the file's own, values stored compressed or elsewhere.
+struct HDF5Refusal: Error {
+    /// What is refused, e.g. "'/model/parameters/conv1.weight'" or "attribute 'epoch' of '/training'".
+    let object: String
+    let reason: String
+}
+
+/// The number of elements of `shape`, checked before any buffer is sized from it: no dimension may
+/// push the count, with empty dimensions counted as 1, past what `fileSize` bytes hold at
+/// `elementSize` bytes each (so strides and products never overflow either, even for empty shapes).
+func checkedElementCount(_ shape: [Int], elementSize: Int, fileSize: Int, object: @autoclosure () -> String) throws -> Int {
+    var extent = max(elementSize, 1)
+    for dimension in shape {
+        let (product, overflow) = extent.multipliedReportingOverflow(by: max(dimension, 1))
+        guard !overflow, product <= fileSize else {
+            throw HDF5Refusal(object: object(), reason: "has shape \(describeShape(shape)) of \(elementSize)-byte "
+                              + "elements, more than the whole file (\(fileSize) bytes) holds")
+        }
+        extent = product
+    }
+    return shape.reduce(1, *)
 }
 
 /// One HDF5 identifier, closed exactly once: explicitly by `close()` or else when released.
@@ -131,13 +156,18 @@ func makeDataspace(_ shape: [Int]) throws -> HDF5Handle {
                           action: "creating a dataspace")
 }
 
-/// The shape of a dataspace (`[]` for scalar).
-func shapeOf(dataspace: hid_t, action: @autoclosure () -> String) throws -> [Int] {
+/// The shape of a dataspace (`[]` for scalar) of `object`.
+func shapeOf(dataspace: hid_t, object: @autoclosure () -> String) throws -> [Int] {
     let rank = H5Sget_simple_extent_ndims(dataspace)
-    guard rank >= 0 else { throw HDF5Failure(action()) }
+    guard rank >= 0 else { throw HDF5Failure("reading \(object())") }
     var dimensions = [hsize_t](repeating: 0, count: Int(rank))
-    guard H5Sget_simple_extent_dims(dataspace, &dimensions, nil) >= 0 else { throw HDF5Failure(action()) }
-    return dimensions.map { Int($0) }
+    guard H5Sget_simple_extent_dims(dataspace, &dimensions, nil) >= 0 else { throw HDF5Failure("reading \(object())") }
+    return try dimensions.map { dimension in
+        guard let value = Int(exactly: dimension) else {
+            throw HDF5Refusal(object: object(), reason: "has a dimension of \(dimension), more than any file holds")
+        }
+        return value
+    }
 }
 
 // MARK: Groups and links
@@ -167,6 +197,7 @@ struct HDF5Location {
     func openGroup(_ name: String) throws -> HDF5Location? {
         let groupPath = childPath(name)
         guard try hasLink(name) else { return nil }
+        try checkHardLink(name)
         let group = try HDF5Handle(H5Gopen2(handle.id, name, hid_t(H5P_DEFAULT)), closer: H5Gclose,
                                    action: "opening '\(groupPath)'")
         return HDF5Location(handle: group, path: groupPath)
@@ -178,13 +209,28 @@ struct HDF5Location {
         return exists > 0
     }
 
+    /// Refuses soft and external links: following them could open another file (a FIFO or a device
+    /// would hang the read) or loop; a checkpoint only holds its own objects.
+    func checkHardLink(_ name: String) throws {
+        var info = H5L_info_t()
+        try check(H5Lget_info(handle.id, name, &info, hid_t(H5P_DEFAULT)), "looking up '\(childPath(name))'")
+        guard info.type == H5L_TYPE_HARD else {
+            throw HDF5Refusal(object: "'\(childPath(name))'",
+                              reason: "is a soft or external link; a checkpoint holds its own objects only")
+        }
+    }
+
     func childPath(_ name: String) -> String { path == "/" ? "/" + name : path + "/" + name }
 
     /// The names of the group's links, in creation order when the group tracks it (ours do),
-    /// otherwise in name order (e.g. groups written by h5py without `track_order`).
-    func linkNames() throws -> [String] {
+    /// otherwise in name order (e.g. groups written by h5py without `track_order`). A group cannot
+    /// hold more links than its file has bytes, and a name has at most `maximumNameBytes` bytes.
+    func linkNames(fileSize: Int, maximumNameBytes: Int) throws -> [String] {
         var info = H5G_info_t()
         try check(H5Gget_info(handle.id, &info), "listing '\(path)'")
+        guard info.nlinks <= UInt64(fileSize) else {
+            throw HDF5Refusal(object: "'\(path)'", reason: "claims \(info.nlinks) links, more than the file (\(fileSize) bytes) holds")
+        }
         let properties = try HDF5Handle(H5Gget_create_plist(handle.id), closer: H5Pclose, action: "listing '\(path)'")
         var orderFlags: UInt32 = 0
         try check(H5Pget_link_creation_order(properties.id, &orderFlags), "listing '\(path)'")
@@ -192,10 +238,18 @@ struct HDF5Location {
         return try (0..<info.nlinks).map { position in
             let length = H5Lget_name_by_idx(handle.id, ".", index, H5_ITER_INC, position, nil, 0, hid_t(H5P_DEFAULT))
             guard length >= 0 else { throw HDF5Failure("listing '\(path)'") }
+            guard length <= maximumNameBytes else {
+                throw HDF5Refusal(object: "'\(path)'", reason: "has a link name of \(length) bytes, expected at most \(maximumNameBytes)")
+            }
             var bytes = [CChar](repeating: 0, count: length + 1)
             guard H5Lget_name_by_idx(handle.id, ".", index, H5_ITER_INC, position, &bytes, length + 1,
                                      hid_t(H5P_DEFAULT)) >= 0 else { throw HDF5Failure("listing '\(path)'") }
-            return String(decoding: bytes.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let name = String(decoding: bytes.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            // Such a name, looked up, would resolve to another object than the link itself.
+            guard !name.isEmpty, name != ".", !name.contains("/") else {
+                throw HDF5Refusal(object: "'\(path)'", reason: "has a link named '\(name)', which is not a valid name")
+            }
+            return name
         }
     }
 
@@ -284,13 +338,18 @@ extension HDF5Location {
         let attribute = try HDF5Handle(H5Aopen(handle.id, name, hid_t(H5P_DEFAULT)), closer: H5Aclose, action: action)
         let type = try HDF5Handle(H5Aget_type(attribute.id), closer: H5Tclose, action: action)
         let space = try HDF5Handle(H5Aget_space(attribute.id), closer: H5Sclose, action: action)
-        return (attribute, HDF5ElementType(type.id), try shapeOf(dataspace: space.id, action: action))
+        return (attribute, HDF5ElementType(type.id), try shapeOf(dataspace: space.id, object: "attribute '\(name)' of '\(path)'"))
     }
 
-    /// Reads a string attribute, fixed-length (as Epicycle writes them) or variable-length (as h5py
-    /// writes `str`).
-    func readStringAttribute(_ attribute: HDF5Handle, count: Int, type: HDF5ElementType, name: String) throws -> [String] {
+    /// Reads a string attribute of `shape`, fixed-length (as Epicycle writes them) or variable-length
+    /// (as h5py writes `str`); each value may have at most `maximumBytes` bytes, and all of them
+    /// together no more than the file has (`fileSize`).
+    func readStringAttribute(_ attribute: HDF5Handle, shape: [Int], type: HDF5ElementType, name: String,
+                             fileSize: Int, maximumBytes: Int) throws -> [String] {
         let action = "reading attribute '\(name)' of '\(path)'"
+        let object = "attribute '\(name)' of '\(path)'"
+        let count = try checkedElementCount(shape, elementSize: type.size, fileSize: fileSize, object: object)
+        let tooLong = HDF5Refusal(object: object, reason: "holds a text of more than \(maximumBytes) bytes")
         guard count > 0 else { return [] }
         if type.isVariableString {
             // HDF5 does not convert between character sets, so read in the stored one (ASCII or UTF-8).
@@ -300,8 +359,13 @@ extension HDF5Location {
             var pointers = [UnsafeMutablePointer<CChar>?](repeating: nil, count: count)
             try check(H5Aread(attribute.id, memoryType.id, &pointers), action)
             defer { pointers.forEach { H5free_memory($0) } }
-            return pointers.map { $0.map { String(cString: $0) } ?? "" }
+            return try pointers.map { pointer in
+                guard let pointer else { return "" }
+                guard strnlen(pointer, maximumBytes + 1) <= maximumBytes else { throw tooLong }
+                return String(cString: pointer)
+            }
         }
+        guard type.size <= maximumBytes else { throw tooLong }
         // Fixed-length: read the raw bytes in the stored type (HDF5 converts between character sets
         // not at all), then cut each value at its first NUL (null-padded or null-terminated).
         let memoryType = try HDF5Handle(H5Aget_type(attribute.id), closer: H5Tclose, action: action)
@@ -354,16 +418,26 @@ extension HDF5Location {
     /// Opens a dataset with its element type and shape; nil type when the link is not a dataset.
     func openDataset(_ name: String) throws -> (handle: HDF5Handle, type: HDF5ElementType?, shape: [Int]) {
         let action = "reading '\(childPath(name))'"
+        try checkHardLink(name)
         let object = try HDF5Handle(H5Oopen(handle.id, name, hid_t(H5P_DEFAULT)), closer: H5Oclose, action: action)
         guard H5Iget_type(object.id) == H5I_DATASET else { return (object, nil, []) }
         let type = try HDF5Handle(H5Dget_type(object.id), closer: H5Tclose, action: action)
         let space = try HDF5Handle(H5Dget_space(object.id), closer: H5Sclose, action: action)
-        return (object, HDF5ElementType(type.id), try shapeOf(dataspace: space.id, action: action))
+        return (object, HDF5ElementType(type.id), try shapeOf(dataspace: space.id, object: "'\(childPath(name))'"))
     }
 
-    /// Reads a whole dataset into `count` elements converted to `memoryType`.
-    func readDataset<Element: BitwiseCopyable>(_ dataset: HDF5Handle, name: String, count: Int, memoryType: hid_t,
-                                               as element: Element.Type) throws -> [Element] {
+    /// Reads a whole dataset of `shape` and element type `type` in the file, converted to
+    /// `memoryType`. Before a buffer is sized, the shape is checked against the file size, and the
+    /// values must be stored in this file, uncompressed (Fletcher-32 is the one filter allowed) and
+    /// complete: a dataset declared far larger than its storage (unwritten chunks that HDF5 would fill)
+    /// or than the file is refused, as are external files and virtual datasets.
+    func readDataset<Element: BitwiseCopyable>(_ dataset: HDF5Handle, name: String, shape: [Int], type: HDF5ElementType,
+                                               memoryType: hid_t, as element: Element.Type, fileSize: Int) throws -> [Element] {
+        let object = "'\(childPath(name))'"
+        let count = try checkedElementCount(shape, elementSize: type.size, fileSize: fileSize, object: object)
+        if count > 0 {
+            try checkStorage(dataset, object: object, bytes: count * type.size, elementSize: type.size, fileSize: fileSize)
+        }
         var status: herr_t = 0
         let values = [Element](unsafeUninitializedCapacity: count) { buffer, initialized in
             if count > 0 {
@@ -374,5 +448,49 @@ extension HDF5Location {
         }
         try check(status, "reading '\(childPath(name))'")
         return values
+    }
+
+    private func checkStorage(_ dataset: HDF5Handle, object: String, bytes: Int, elementSize: Int, fileSize: Int) throws {
+        let action = "reading \(object)"
+        let properties = try HDF5Handle(H5Dget_create_plist(dataset.id), closer: H5Pclose, action: action)
+        func refuse(_ reason: String) -> HDF5Refusal { HDF5Refusal(object: object, reason: reason) }
+        let layout = H5Pget_layout(properties.id)
+        guard layout == H5D_COMPACT || layout == H5D_CONTIGUOUS || layout == H5D_CHUNKED else {
+            throw refuse("is a virtual dataset or has an unknown layout; a checkpoint stores its values itself")
+        }
+        guard H5Pget_external_count(properties.id) == 0 else {
+            throw refuse("keeps its values in an external file; a checkpoint stores its values itself")
+        }
+        let filters = H5Pget_nfilters(properties.id)
+        guard filters >= 0 else { throw HDF5Failure(action) }
+        for index in 0..<UInt32(filters) {
+            var flags: UInt32 = 0, parameterCount = 0, configuration: UInt32 = 0
+            let filter = H5Pget_filter2(properties.id, index, &flags, &parameterCount, nil, 0, nil, &configuration)
+            guard filter == H5Z_FILTER_FLETCHER32 else {
+                throw refuse("is stored through HDF5 filter \(filter) (compression); Epicycle reads uncompressed values "
+                             + "(h5py: create_dataset without compression=)")
+            }
+        }
+        if layout == H5D_CHUNKED {
+            // HDF5 allocates a whole chunk to read one; uncompressed chunks are stored whole, so no
+            // chunk of a sound file is larger than the file.
+            var chunk = [hsize_t](repeating: 0, count: 32)
+            let rank = H5Pget_chunk(properties.id, 32, &chunk)
+            guard rank > 0 else { throw HDF5Failure(action) }
+            var chunkBytes = elementSize
+            for dimension in chunk.prefix(Int(rank)) {
+                let (product, overflow) = chunkBytes.multipliedReportingOverflow(by: Int(exactly: dimension) ?? .max)
+                guard !overflow, product <= fileSize else {
+                    throw refuse("has chunks of \(describeShape(chunk.prefix(Int(rank)).map { Int(clamping: $0) })), larger "
+                                 + "than the whole file (\(fileSize) bytes)")
+                }
+                chunkBytes = product
+            }
+        }
+        let stored = H5Dget_storage_size(dataset.id)
+        guard stored >= UInt64(bytes), stored <= UInt64(fileSize) else {
+            throw refuse("has \(bytes) bytes of values but \(stored) bytes stored in a file of \(fileSize) bytes "
+                         + "(never written, or its storage records are damaged)")
+        }
     }
 }

@@ -61,15 +61,44 @@ extension Checkpoint {
     /// first problem is thrown, in this order: a filter pattern that matches nothing; then, walking
     /// the model's tensors in order, a tensor missing from the file, a dtype mismatch
     /// (`num_batches_tracked` is int64, the rest float32) or a shape mismatch; then a tensor in the
-    /// file that the model lacks.
+    /// file that the model lacks; then a loaded tensor with NaN or infinite values (a damaged file, or
+    /// one saved from a diverged run: reported here, not later as a diverging training).
     public func loadModel(into state: ModuleState, filter: LoadFilter = .all) throws {
-        try model.load(into: state, filter: filter, file: sourceName)
+        try model.load(into: state, filter: filter, file: sourceName, group: "model")
     }
 
     /// Copies the stored distillation adapters into live adapters, with the same checks as `loadModel`.
     public func loadAdapters(into state: ModuleState, filter: LoadFilter = .all) throws {
         guard let adapters else { throw CheckpointError.missingEntry(file: sourceName, object: "'/adapters' group") }
-        try adapters.load(into: state, filter: filter, file: sourceName)
+        try adapters.load(into: state, filter: filter, file: sourceName, group: "adapters")
+    }
+
+    /// The optimizer section a resume needs: present (a missing one would silently restart the
+    /// optimizer from scratch) and with finite state tensors.
+    public func resumableOptimizer() throws -> OptimizerRecord {
+        guard let optimizer else { throw CheckpointError.missingEntry(file: sourceName, object: "'/optimizer' group") }
+        try checkFinite(optimizer.tensors.map { ("optimizer/state/\($0.name)", $0.tensor) }, file: sourceName)
+        return optimizer
+    }
+
+    /// Checks a model spec decoded from `architecture` before any model is built from it: the spec's
+    /// own bounds (`ModelSpec.validate`), then agreement with the file's `num_classes` and, when the
+    /// file has one, the input pipeline's channels.
+    public func checkModelSpec(_ spec: ModelSpec) throws {
+        let object = "attribute 'architecture' of '/model'"
+        do {
+            try spec.validate()
+        } catch {
+            throw CheckpointError.invalidValue(file: sourceName, object: object, reason: "is not a valid model spec: \(error)")
+        }
+        guard spec.numClasses == numClasses else {
+            throw CheckpointError.invalidValue(file: sourceName, object: object,
+                                               reason: "says num_classes \(spec.numClasses), but '/model' has num_classes \(numClasses)")
+        }
+        if let input, spec.inputChannels != input.channels {
+            throw CheckpointError.invalidValue(file: sourceName, object: object,
+                                               reason: "says input_channels \(spec.inputChannels), but '/data' has \(input.channels) channels")
+        }
     }
 
     /// The file name for messages; in-memory checkpoints have none.
@@ -77,7 +106,8 @@ extension Checkpoint {
 }
 
 extension StateRecord {
-    func load(into state: ModuleState, filter: LoadFilter, file: String) throws {
+    /// - Parameter group: "model" or "adapters", naming tensors in errors ("model/parameters/fc.weight").
+    func load(into state: ModuleState, filter: LoadFilter, file: String, group: String) throws {
         let allNames = Set(state.parameters.map(\.name) + state.buffers.map(\.name)
                            + parameters.map(\.name) + buffers.map(\.name))
         for pattern in filter.patterns where !allNames.contains(where: { globMatches(pattern, $0) }) {
@@ -86,8 +116,8 @@ extension StateRecord {
 
         let storedParameters = Dictionary(parameters.map { ($0.name, $0.tensor) }, uniquingKeysWith: { first, _ in first })
         let storedBuffers = Dictionary(buffers.map { ($0.name, $0.value) }, uniquingKeysWith: { first, _ in first })
-        var parameterUpdates: [(Parameter, Tensor)] = []
-        var bufferUpdates: [(Buffer, Buffer.Value)] = []
+        var parameterUpdates: [(name: String, parameter: Parameter, tensor: Tensor)] = []
+        var bufferUpdates: [(name: String, buffer: Buffer, value: Buffer.Value)] = []
 
         for (name, parameter) in state.parameters where filter.includes(name) {
             guard let stored = storedParameters[name] else {
@@ -97,7 +127,7 @@ extension StateRecord {
                 throw CheckpointError.shapeMismatch(file: file, name: name, found: stored.shape,
                                                    expected: parameter.value.shape)
             }
-            parameterUpdates.append((parameter, stored))
+            parameterUpdates.append((name, parameter, stored))
         }
         for (name, buffer) in state.buffers where filter.includes(name) {
             guard let stored = storedBuffers[name] else {
@@ -114,7 +144,7 @@ extension StateRecord {
                 throw CheckpointError.dtypeMismatch(file: file, object: "tensor '\(name)'", found: stored.dtypeName,
                                                     expected: buffer.value.dtypeName)
             }
-            bufferUpdates.append((buffer, stored))
+            bufferUpdates.append((name, buffer, stored))
         }
 
         let modelNames = Set(state.parameters.map(\.name) + state.buffers.map(\.name))
@@ -122,8 +152,14 @@ extension StateRecord {
             throw CheckpointError.unexpectedTensor(file: file, name: name)
         }
 
-        for (parameter, tensor) in parameterUpdates { parameter.value = tensor }
-        for (buffer, value) in bufferUpdates { buffer.value = value }
+        let floats = parameterUpdates.map { ("\(group)/parameters/\($0.name)", $0.tensor) }
+            + bufferUpdates.compactMap { update in
+                if case let .float32(tensor) = update.value { ("\(group)/buffers/\(update.name)", tensor) } else { nil }
+            }
+        try checkFinite(floats, file: file)
+
+        for update in parameterUpdates { update.parameter.value = update.tensor }
+        for update in bufferUpdates { update.buffer.value = update.value }
     }
 }
 
@@ -132,6 +168,15 @@ extension Buffer.Value {
         switch self {
         case .float32: return "float32"
         case .int64: return "int64"
+        }
+    }
+}
+
+/// Throws `CheckpointError.nonFinite` for the first of `tensors` (path, tensor) holding NaN or ±∞.
+public func checkFinite(_ tensors: [(path: String, tensor: Tensor)], file: String) throws {
+    for (path, tensor) in tensors {
+        if let bad = tensor.scalars.first(where: { !$0.isFinite }) {
+            throw CheckpointError.nonFinite(file: file, tensor: path, value: bad.isNaN ? "NaN" : "infinite")
         }
     }
 }

@@ -33,7 +33,11 @@ func readCIFARFiles(_ paths: [String], layout: CIFARLayout, hint: String) throws
     var pixels = [UInt8](), labels = [Int32]()
     let planeSize = CIFARLayout.planeSize
     for path in paths {
-        let bytes = try readFileContents(path, hint: hint)
+        var file = try DatasetFile(path, hint: hint)
+        defer { file.close() }
+        // No header: the records run to the end, bounded by what the file can hold.
+        let bytes = try file.read(upTo: file.maximumContentBytes)
+        try file.expectEnd(what: "\(file.maximumContentBytes) bytes Epicycle reads from one file")
         guard !bytes.isEmpty, bytes.count % layout.recordSize == 0 else {
             throw DataError.corruptFile(path: path, problem: """
                 size \(bytes.count) bytes is not a whole number of \(layout.recordSize)-byte \(layout.variantName) \

@@ -40,6 +40,10 @@ public struct DatasetSource: Sendable, Equatable, CustomStringConvertible {
     /// searched before `systemFolder`.
     public static let environmentVariable = "EPICYCLE_DATA"
 
+    /// The class-names file of an IDX folder outside the catalog: one name per line, line i naming
+    /// label i. Without it the classes are 0 … the largest training label, and each must occur.
+    public static let classNamesFile = "classes.txt"
+
     /// The datasets known by name, their formats and class names.
     public static let catalog: [(name: String, format: DatasetFormat, classNames: [String]?)] = [
         ("fashion-mnist", .idx, ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -147,9 +151,13 @@ private func loadIDX(_ source: DatasetSource) throws -> DatasetSplits {
             \(training.height)×\(training.width); the folder mixes two datasets
             """)
     }
-    let largestLabel = Int((training.labels + test.labels).max() ?? 0)
     let known = DatasetSource.catalog.first { $0.name == source.name }?.classNames
-    let classNames = known ?? (0...largestLabel).map(String.init)
+    let namesFile = source.folder + "/" + DatasetSource.classNamesFile
+    let listed = try readSmallTextFile(namesFile).map { text in
+        text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+    if let listed, listed.isEmpty { throw DataError.corruptFile(path: namesFile, problem: "lists no class names") }
+    let classNames = try known ?? listed ?? inferredClassNames(training.labels, path: trainingLabels, folder: source.folder)
     for (labels, path) in [(training.labels, trainingLabels), (test.labels, testLabels)] {
         if let sample = labels.firstIndex(where: { Int($0) >= classNames.count }) {
             throw DataError.corruptFile(path: path, problem: """
@@ -165,6 +173,23 @@ private func loadIDX(_ source: DatasetSource) throws -> DatasetSplits {
     return DatasetSplits(training: dataset(training, "train"), test: dataset(test, "test"))
 }
 
+/// The classes of an IDX folder outside the catalog without a class-names file: 0 … the largest
+/// training label, each of which must occur, so a stray label (255 in a 10-class folder) is an error
+/// naming its sample rather than 246 silent empty classes.
+private func inferredClassNames(_ labels: [Int32], path: String, folder: String) throws -> [String] {
+    let present = Set(labels)
+    let largest = Int(labels.max() ?? 0)
+    if let missing = (0...largest).first(where: { !present.contains(Int32($0)) }),
+       let sample = labels.firstIndex(where: { Int($0) > missing }) {
+        throw DataError.corruptFile(path: path, problem: """
+            sample \(sample) has label \(labels[sample]), but label \(missing) never occurs: the classes of a folder \
+            are 0 … its largest label, each present; if the gap is intended, list the class names in \
+            \(folder)/\(DatasetSource.classNamesFile), one per line
+            """)
+    }
+    return (0...largest).map(String.init)
+}
+
 private func loadCIFAR(_ source: DatasetSource) throws -> DatasetSplits {
     let isTen = source.format == .cifar10
     let subfolder = source.folder + (isTen ? "/cifar-10-batches-bin" : "/cifar-100-binary")
@@ -176,7 +201,7 @@ private func loadCIFAR(_ source: DatasetSource) throws -> DatasetSplits {
 
     let namesFile = folder + "/" + (isTen ? "batches.meta.txt" : "\(source.cifar100Labels.rawValue)_label_names.txt")
     var classNames = isTen ? cifar10ClassNames : (0..<layout.classCount).map { "class \($0)" }
-    if let text = try? String(contentsOfFile: namesFile, encoding: .utf8) {
+    if let text = try readSmallTextFile(namesFile) {
         let names = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard names.count == layout.classCount else {
             throw DataError.corruptFile(path: namesFile, problem: "lists \(names.count) class names, expected \(layout.classCount)")

@@ -32,53 +32,67 @@ private func checkMagic(_ found: UInt32, expected: UInt32, path: String) throws 
     throw DataError.corruptFile(path: path, problem: problem)
 }
 
-private func checkSize(_ bytes: [UInt8], header: Int, payload: Int, what: String, path: String) throws {
-    let actual = bytes.count - header
-    if actual < payload {
-        throw DataError.corruptFile(path: path, problem: """
+/// The payload size a header promises, checked before anything is read: no overflow, and no more
+/// than the file can hold (its size plain, what deflate can inflate it to when compressed).
+private func checkedPayload(_ factors: [Int], what: String, file: DatasetFile, header: Int) throws -> Int {
+    var payload = 1
+    for factor in factors {
+        let (product, overflow) = payload.multipliedReportingOverflow(by: factor)
+        guard !overflow else {
+            throw DataError.corruptFile(path: file.path, problem: "the header promises \(what), more than any file can hold")
+        }
+        payload = product
+    }
+    if !file.isCompressed && payload > file.size - header {
+        throw DataError.corruptFile(path: file.path, problem: """
             truncated: the header promises \(what) (\(payload) bytes after the \(header)-byte header) \
-            but the file has \(max(actual, 0)); download or reinstall the file
+            but the file has \(file.size - header); download or reinstall the file
             """)
     }
-    if actual > payload {
-        throw DataError.corruptFile(path: path, problem: """
-            \(actual - payload) unexpected bytes after the \(what) the header promises; \
-            the header's count does not match the data
+    guard payload <= file.maximumContentBytes - header else {
+        throw DataError.corruptFile(path: file.path, problem: """
+            the header promises \(what) (\(payload) bytes), more than this \(file.size)-byte \
+            \(file.isCompressed ? "gzip " : "")file can hold (at most \(file.maximumContentBytes)); the header is damaged
             """)
     }
+    return payload
 }
 
-/// Reads one IDX split: an image file and its label file, each gzip-compressed or not.
-func readIDXSplit(imagesPath: String, labelsPath: String, hint: String) throws -> IDXSplit {
-    let imageBytes = try readFileContents(imagesPath, hint: hint)
-    guard imageBytes.count >= 16 else {
-        if imageBytes.count >= 4 { try checkMagic(bigEndianWord(imageBytes, at: 0), expected: idxImagesMagic, path: imagesPath) }
-        throw DataError.corruptFile(path: imagesPath, problem: "truncated: \(imageBytes.count) bytes, shorter than the 16-byte IDX image header")
+/// Reads an IDX header of `words` big-endian words with the expected magic.
+private func readHeader(_ file: inout DatasetFile, words: Int, magic: UInt32, kind: String) throws -> [UInt32] {
+    let bytes = try file.read(upTo: 4 * words)
+    if bytes.count >= 4 { try checkMagic(bigEndianWord(bytes, at: 0), expected: magic, path: file.path) }
+    guard bytes.count == 4 * words else {
+        throw DataError.corruptFile(path: file.path, problem: "truncated: \(bytes.count) bytes, shorter than the \(4 * words)-byte IDX \(kind) header")
     }
-    try checkMagic(bigEndianWord(imageBytes, at: 0), expected: idxImagesMagic, path: imagesPath)
-    let count = Int(bigEndianWord(imageBytes, at: 4))
-    let height = Int(bigEndianWord(imageBytes, at: 8)), width = Int(bigEndianWord(imageBytes, at: 12))
+    return (0..<words).map { bigEndianWord(bytes, at: 4 * $0) }
+}
+
+/// Reads one IDX split: an image file and its label file, each gzip-compressed or not. Headers are
+/// checked before any payload is read, and each payload is read exactly as far as its header says.
+func readIDXSplit(imagesPath: String, labelsPath: String, hint: String) throws -> IDXSplit {
+    var images = try DatasetFile(imagesPath, hint: hint)
+    defer { images.close() }
+    let imageHeader = try readHeader(&images, words: 4, magic: idxImagesMagic, kind: "image")
+    let count = Int(imageHeader[1]), height = Int(imageHeader[2]), width = Int(imageHeader[3])
     guard height > 0, width > 0 else {
         throw DataError.corruptFile(path: imagesPath, problem: "the header gives an empty image size \(height)×\(width)")
     }
-    let (imageSize, sizeOverflow) = height.multipliedReportingOverflow(by: width)
-    let (payload, payloadOverflow) = count.multipliedReportingOverflow(by: imageSize)
-    guard !sizeOverflow && !payloadOverflow else {
-        throw DataError.corruptFile(path: imagesPath, problem: "the header promises \(count) images of \(height)×\(width), more than any file can hold")
-    }
-    try checkSize(imageBytes, header: 16, payload: payload, what: "\(count) images of \(height)×\(width)", path: imagesPath)
+    let what = "\(count) images of \(height)×\(width)"
+    let payload = try checkedPayload([count, height, width], what: what, file: images, header: 16)
 
-    let labelBytes = try readFileContents(labelsPath, hint: hint)
-    guard labelBytes.count >= 8 else {
-        if labelBytes.count >= 4 { try checkMagic(bigEndianWord(labelBytes, at: 0), expected: idxLabelsMagic, path: labelsPath) }
-        throw DataError.corruptFile(path: labelsPath, problem: "truncated: \(labelBytes.count) bytes, shorter than the 8-byte IDX label header")
-    }
-    try checkMagic(bigEndianWord(labelBytes, at: 0), expected: idxLabelsMagic, path: labelsPath)
-    let labelCount = Int(bigEndianWord(labelBytes, at: 4))
+    var labels = try DatasetFile(labelsPath, hint: hint)
+    defer { labels.close() }
+    let labelHeader = try readHeader(&labels, words: 2, magic: idxLabelsMagic, kind: "label")
+    let labelCount = Int(labelHeader[1])
     guard labelCount == count else {
         throw DataError.countMismatch(imagesPath: imagesPath, imageCount: count, labelsPath: labelsPath, labelCount: labelCount)
     }
-    try checkSize(labelBytes, header: 8, payload: labelCount, what: "\(labelCount) labels", path: labelsPath)
+    _ = try checkedPayload([labelCount], what: "\(labelCount) labels", file: labels, header: 8)
 
-    return IDXSplit(height: height, width: width, pixels: Array(imageBytes[16...]), labels: labelBytes[8...].map { Int32($0) })
+    let pixels = try images.read(exactly: payload, what: what)
+    try images.expectEnd(what: what)
+    let labelBytes = try labels.read(exactly: labelCount, what: "\(labelCount) labels")
+    try labels.expectEnd(what: "\(labelCount) labels")
+    return IDXSplit(height: height, width: width, pixels: pixels, labels: labelBytes.map { Int32($0) })
 }

@@ -46,7 +46,7 @@ func loadTeacherAndInput(from path: String) throws -> (model: Model, input: Inpu
     let checkpoint: Checkpoint
     do {
         checkpoint = try Checkpoint.read(from: path)
-        let spec = try ModelSpec(yaml: checkpoint.architecture, file: path)
+        let spec = try checkpoint.modelSpec()
         model = try Model(spec, seed: 0)
         try checkpoint.loadModel(into: model.state)
     } catch let error as CheckpointError {

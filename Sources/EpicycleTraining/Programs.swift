@@ -74,6 +74,16 @@ extension ModelSpec {
     }
 }
 
+extension Checkpoint {
+    /// The spec of the stored model, decoded and checked against the rest of the file before any
+    /// model is built from it.
+    public func modelSpec() throws -> ModelSpec {
+        let spec = try ModelSpec(yaml: architecture, file: source)
+        try checkModelSpec(spec)
+        return spec
+    }
+}
+
 package let logger = Logger(label: "epicycle")
 
 /// A recipe made ready to run: decoded, its data loaded, its cycle laid out and every knob checked.
@@ -196,8 +206,16 @@ package func resumeState(folder: String, program: TrainingRecord.Program, recipe
     }
     try checkpoint.loadModel(into: model.state)
     if let adapters { try checkpoint.loadAdapters(into: adapters) }
-    if let record = checkpoint.optimizer { try optimizer.importState(record.optimizerState) }
-    try model.restoreRandomState(training.rngState)
+    do {
+        try optimizer.importState(try checkpoint.resumableOptimizer().optimizerState)
+    } catch let error as OptimizerError {
+        throw CheckpointError.invalidValue(file: path, object: "'/optimizer'", reason: "does not fit: \(error)")
+    }
+    do {
+        try model.restoreRandomState(training.rngState)
+    } catch let error as RuntimeError {
+        throw CheckpointError.invalidValue(file: path, object: "'/training/rng_state'", reason: "does not fit: \(error)")
+    }
     logger.info("resuming \(path) after epoch \(training.epoch), step \(training.step)")
     return training
 }
@@ -248,7 +266,7 @@ private func runFinetuning(_ prepared: PreparedRecipe, from checkpointPath: Stri
         throw RecipeError(path: "finetune", problem: "is required for fine-tuning")
     }
     let source = try Checkpoint.read(from: checkpointPath)
-    var spec = try ModelSpec(yaml: source.architecture, file: checkpointPath)
+    var spec = try source.modelSpec()
     guard spec.inputChannels == data.channels else {
         throw RecipeError(path: "finetune.data", problem: "has \(data.channels)-channel images; \(checkpointPath) takes \(spec.inputChannels)")
     }
@@ -434,7 +452,7 @@ func evaluateModel(_ model: Model, on loader: DataLoader, split: String, source:
 public func evaluate(checkpoint checkpointPath: String, split: EvaluationSplit = .test, dataset: String? = nil,
                      folder: String? = nil, classes: [Int]? = nil) throws -> EvaluationResult {
     let checkpoint = try Checkpoint.read(from: checkpointPath)
-    let spec = try ModelSpec(yaml: checkpoint.architecture, file: checkpointPath)
+    let spec = try checkpoint.modelSpec()
     var dataRecipe = DataRecipe()
     if let record = checkpoint.training,
        let recipe = try? RecipeSource(text: record.recipe, origin: checkpointPath).decode(Recipe.self) {

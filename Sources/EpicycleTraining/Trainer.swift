@@ -202,6 +202,9 @@ package final class Trainer {
         // A checkpoint saved by Ctrl-C mid-epoch has steps beyond the last finished epoch's: those
         // batches are skipped (the epoch's data order depends only on the seed and the epoch).
         var batchesToSkip = step - (history.last?.step ?? 0)
+        try start?.checkResumable(file: keeper.lastPath, epochs: epochs) { epoch in
+            trainingLoader.batchCount(batchSize: wholeBatchSize(knobValues(at: position(epoch: epoch, batch: 0))[.batchSize]!))
+        }
         let interrupt = InterruptFlag.shared
         interrupt.arm()
         defer { interrupt.disarm() }

@@ -18,7 +18,7 @@ extension CheckpointTests {
             let checkpoint = Checkpoint(
                 model: model, architecture: "model: resnet56", numClasses: 10,
                 optimizer: OptimizerRecord(kind: "sgd", hyperparameters: ["lr": 0.1, "momentum": 0.9], tensors: momentum),
-                training: TrainingRecord(program: .pretrain, epoch: 1, step: 391, cyclePosition: 1, seed: 1,
+                training: TrainingRecord(program: .pretrain, epoch: 0, step: 391, cyclePosition: 1, seed: 1,
                                          rngState: [1, 2, 3, 4], recipe: "model: resnet56"))
             let path = folder + "/last.h5"
             let target = makeModelState(parameters: shapes.parameters, buffers: shapes.buffers, seed: 2)

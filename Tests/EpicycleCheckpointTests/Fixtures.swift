@@ -75,8 +75,8 @@ func makeFullCheckpoint(seed: UInt64 = 1) -> Checkpoint {
     model.parameters.append(("empty.weight", Tensor(zeros: [0, 3])))
 
     var metrics = MetricsTable(columns: ["epoch", "train_loss", "val_top1", "lr"])
-    metrics.append([0, 2.302_585_092_994_046, .nan, 0.1])
-    metrics.append([1, 1.0 / 3.0, 45.25, -0.0])
+    metrics.append([1, 2.302_585_092_994_046, .nan, 0.1])
+    metrics.append([2, 1.0 / 3.0, 45.25, -0.0])
 
     return Checkpoint(
         architecture: "model: resnet20\nnum_classes: 2\nwidth: 1.0\n",
@@ -87,7 +87,7 @@ func makeFullCheckpoint(seed: UInt64 = 1) -> Checkpoint {
                                    tensors: model.parameters.map { ($0.name + ".momentum_buffer",
                                                                     Tensor(shape: $0.tensor.shape,
                                                                            scalars: $0.tensor.scalars.map { $0 * 0.25 })) }),
-        training: TrainingRecord(program: .pretrain, epoch: 12, step: 4680, cyclePosition: 12.0 / 7.0, seed: .max,
+        training: TrainingRecord(program: .pretrain, epoch: 2, step: 4680, cyclePosition: 12.0 / 7.0, seed: .max,
                                  rngState: [0x9E37_79B9_7F4A_7C15, 1, .max, 0x8000_0000_0000_0000],
                                  recipe: "program: pretrain\ntemperature: {cyclical: {easy: 0.5, hard: 2.0, factor: 1}}\n"
                                      + "note: \"τ — ünïcode\"\n",

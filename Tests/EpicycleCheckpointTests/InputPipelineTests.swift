@@ -43,7 +43,7 @@ extension CheckpointTests {
             ("std zero", { $0.standardDeviation[1] = 0 }, "std[1] = 0.0"),
             ("std NaN", { $0.standardDeviation[2] = .nan }, "std[2] = nan"),
             ("mean infinite", { $0.mean[0] = .infinity }, "mean[0] = inf"),
-            ("classes count", { $0.classes = [1, 2, 3] }, "3 classes for a model of 2 outputs"),
+            ("classes count", { $0.classes = [1, 2, 3] }, "3 classes, but the model's num_classes is 2"),
             ("negative label", { $0.classes[0] = -1 }, "classes[0] = -1"),
             ("duplicate label", { $0.classes = [4, 4] }, "label twice"),
             ("names count", { $0.classNames = ["cat"] }, "1 class names for 2 classes"),

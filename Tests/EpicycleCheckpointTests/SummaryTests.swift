@@ -36,9 +36,9 @@ extension CheckpointTests {
                   regressors.0.conv.weight             [8, 4, 1, 1]  float32
                   regressors.0.bn.running_mean         [8]           float32
                   regressors.0.bn.num_batches_tracked  []            int64
-                training: program pretrain, epoch 12, step 4680, cycle position 1.714, seed 18446744073709551615, best top-1 91.20 %
+                training: program pretrain, epoch 2, step 4680, cycle position 1.714, seed 18446744073709551615, best top-1 91.20 %
                 metrics: 2 rows of epoch, train_loss, val_top1, lr
-                  last: epoch 1, train_loss 0.3333, val_top1 45.25, lr -0
+                  last: epoch 2, train_loss 0.3333, val_top1 45.25, lr -0
                 recipe:
                   program: pretrain
                   temperature: {cyclical: {easy: 0.5, hard: 2.0, factor: 1}}

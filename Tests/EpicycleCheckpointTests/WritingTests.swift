@@ -101,8 +101,13 @@ extension CheckpointTests {
             var keeper = try CheckpointKeeper(directory: folder, everyEpochs: 2)
             var checkpoint = makeFullCheckpoint()
             var written: [[String]] = []
-            for (epoch, top1) in [(1, 50.0), (2, 60.0), (3, 55.0), (4, 58.0)] {
+            // A record after `epoch` completed epochs has one metrics row per epoch.
+            func complete(_ epoch: Int) {
                 checkpoint.training?.epoch = epoch
+                checkpoint.training?.metrics = MetricsTable(columns: ["epoch"], rows: (0..<epoch).map { [Double($0 + 1)] })
+            }
+            for (epoch, top1) in [(1, 50.0), (2, 60.0), (3, 55.0), (4, 58.0)] {
+                complete(epoch)
                 written.append(try keeper.save(checkpoint, validationTop1: top1).map { $0.replacingOccurrences(of: folder + "/", with: "") })
             }
             // last.h5, the file resume reads, comes last: a kill before it leaves the previous save in force.
@@ -118,7 +123,7 @@ extension CheckpointTests {
 
             // A resumed run carries its best over: a lower accuracy does not replace best.h5.
             var resumed = try CheckpointKeeper(directory: folder, bestTop1: last?.bestTop1)
-            checkpoint.training?.epoch = 5
+            complete(5)
             #expect(try resumed.save(checkpoint, validationTop1: 59).count == 1)
             #expect(try Checkpoint.read(from: resumed.bestPath).training?.epoch == 2)
         }
