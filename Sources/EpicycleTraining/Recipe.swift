@@ -171,16 +171,16 @@ public struct OptimizerRecipe: Decodable, Sendable, Equatable {
         beta2 = try container.decodeIfPresent(Float.self, forKey: .beta2) ?? 0.999
         epsilon = try container.decodeIfPresent(Float.self, forKey: .epsilon) ?? 1e-8
         noDecayOnNormAndBias = try container.decodeIfPresent(Bool.self, forKey: .noDecayOnNormAndBias) ?? true
-        let ignored: [CodingKeys] = kind == .sgd ? [.beta1, .beta2, .epsilon] : [.nesterov, .decoupledWeightDecay]
-        for key in ignored where container.contains(key) {
-            throw RecipeError(path: decoder.path + "." + key.rawValue,
-                              problem: kind == .sgd ? "applies only to kind: adamw" : "applies only to kind: sgd (AdamW always decouples weight decay)")
-        }
         for (key, value) in [("beta1", beta1), ("beta2", beta2)] where !(0..<1).contains(value) {
             throw RecipeError(path: decoder.path + "." + key, problem: "must be in [0, 1), got \(value)")
         }
         guard epsilon > 0 && epsilon <= 1 else {
             throw RecipeError(path: decoder.path + ".epsilon", problem: "must be in (0, 1], got \(epsilon)")
+        }
+        let ignored: [CodingKeys] = kind == .sgd ? [.beta1, .beta2, .epsilon] : [.nesterov, .decoupledWeightDecay]
+        for key in ignored where container.contains(key) {
+            throw RecipeError(path: decoder.path + "." + key.rawValue,
+                              problem: kind == .sgd ? "applies only to kind: adamw" : "applies only to kind: sgd (AdamW always decouples weight decay)")
         }
     }
 }

@@ -132,8 +132,7 @@ extension CheckpointTests {
             let folder = try makeTemporaryFolder() + "/run"
             defer { try? FileManager.default.removeItem(atPath: folder) }
             var keeper = try CheckpointKeeper(directory: folder, everyEpochs: 1)
-            var checkpoint = makeFullCheckpoint()
-            checkpoint.training?.epoch = 1
+            var checkpoint = makeFullCheckpoint()  // after epoch 2
             try keeper.save(checkpoint, validationTop1: 40)
             let progress = EpochProgress(images: 96, lossSum: 150.25, top1Correct: 30, top5Correct: 90)
             checkpoint.training?.step += 3
@@ -141,7 +140,7 @@ extension CheckpointTests {
             try keeper.saveMidEpoch(checkpoint)
             let last = try Checkpoint.read(from: keeper.lastPath).training
             #expect(last?.epochProgress == progress && last?.bestTop1 == 40)
-            for path in [keeper.bestPath, keeper.epochPath(1)] {
+            for path in [keeper.bestPath, keeper.epochPath(2)] {
                 #expect(try Checkpoint.read(from: path).training?.epochProgress == nil, "\(path) holds an epoch's end")
             }
         }
