@@ -28,6 +28,9 @@ import TestSupport
         // 16 channels and rows of 16 + 8 + 3 pixels (forward and input gradient), and stride-2 phases of 18 and 17.
         Conv2DCase.make("3×3 pad 1, 16→16, 3×27", 2, 3, 27, 16, 16, kernel: (3, 3), stride: (1, 1), padding: (1, 1), groups: 1, bias: true),
         Conv2DCase.make("3×3 stride 2 pad 1, 16→32, 4×35", 2, 4, 35, 16, 32, kernel: (3, 3), stride: (2, 2), padding: (1, 1), groups: 1, bias: false),
+        // Fashion-MNIST's last two stages: rows of 6 + 8 and of 7 pixels, all in short 8-pixel tiles.
+        Conv2DCase.make("3×3 pad 1, 32→32, 3×14", 2, 3, 14, 32, 32, kernel: (3, 3), stride: (1, 1), padding: (1, 1), groups: 1, bias: false),
+        Conv2DCase.make("3×3 pad 1, 64→48, 7×7", 2, 7, 7, 64, 48, kernel: (3, 3), stride: (1, 1), padding: (1, 1), groups: 1, bias: true),
         // The input-stationary 16-pixel tile of 3-wide kernels with 3 input channels (the stem) and 5 tap rows.
         Conv2DCase.make("5×3 pad (2, 1), 3→16, 4×19", 2, 4, 19, 3, 16, kernel: (5, 3), stride: (1, 1), padding: (2, 1), groups: 1, bias: true),
     ]

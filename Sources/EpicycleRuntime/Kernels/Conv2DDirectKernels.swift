@@ -13,7 +13,8 @@
 // register-blocked loop reads it in place: a tile of 8 output pixels × 32 output channels, or 16 pixels
 // × 16 channels where there are only 16, lives in 16 vector registers, and each step of the run
 // broadcasts one input value per pixel and loads one or two weight vectors (~200 GFLOP/s per core with
-// AVX-512 on this project's machine, peak ~250); 8 × 16 tiles and single pixels take what is left over.
+// AVX-512 on this project's machine, peak ~250); 8 × 16 tiles take what is left over, the last pixels of a
+// row in an 8-pixel tile that stores only the pixels that exist.
 // With 16 channels and a 3-wide kernel at stride 1, the 16-pixel tile is input-stationary instead: each
 // input value is broadcast once for the three pixels that read it, which keeps the loads per
 // multiply-add at the 8 × 32 tile's level.
@@ -108,6 +109,31 @@ private func finishSixteenPixels(
     finish(a.14, mode, residual, out, 14 * o); finish(a.15, mode, residual, out, 15 * o)
 }
 
+// Offsets of an 8-pixel tile's pixels from its first, `step` floats apart; past the `pixels` that
+// exist, pixel 0 again, so that a short tile reads only what its first pixel reads.
+@inline(__always)
+private func tileOffsets(pixels: Int, step: Int) -> (Int, Int, Int, Int, Int, Int, Int, Int) {
+    if pixels == 8 { return (0, step, 2 * step, 3 * step, 4 * step, 5 * step, 6 * step, 7 * step) }
+    func at(_ i: Int) -> Int { i < pixels ? i * step : 0 }
+    return (0, at(1), at(2), at(3), at(4), at(5), at(6), at(7))
+}
+
+// `finish` for the one-vector sums of 8 consecutive output pixels, `o` floats apart, of which the
+// first `pixels` exist.
+@inline(__always)
+private func finishEightPixels(_ a: (Vector, Vector, Vector, Vector, Vector, Vector, Vector, Vector),
+                               _ pixels: Int, _ mode: StoreMode, _ residual: UnsafePointer<Float>?,
+                               _ out: UnsafeMutablePointer<Float>, _ o: Int) {
+    finish(a.0, mode, residual, out, 0)
+    if pixels > 1 { finish(a.1, mode, residual, out, o) }
+    if pixels > 2 { finish(a.2, mode, residual, out, 2 * o) }
+    if pixels > 3 { finish(a.3, mode, residual, out, 3 * o) }
+    if pixels > 4 { finish(a.4, mode, residual, out, 4 * o) }
+    if pixels > 5 { finish(a.5, mode, residual, out, 5 * o) }
+    if pixels > 6 { finish(a.6, mode, residual, out, 6 * o) }
+    if pixels > 7 { finish(a.7, mode, residual, out, 7 * o) }
+}
+
 // padded[Hp, Wp, C] ← image[H, W, C] placed with its first pixel at padded (top, left), zeros elsewhere.
 // `top` and `left` may be negative and the image may overhang the bottom and right: only the overlap
 // is copied.
@@ -162,39 +188,38 @@ private func convolveImageTiles(_ plan: DirectPlan, padded: UnsafePointer<Float>
                             res.map { $0 + q * step }, mode)
             q += 16
         }
-        while q + 8 <= Q {
+        // The last Q mod 8 pixels take the 8-pixel tiles too, storing only the pixels that exist: one
+        // pixel at a time is a single dependent chain of multiply-adds, ~8× slower per pixel, and was
+        // most of a 28 × 28 Fashion-MNIST step (28 = 16 + 8 + 4, 14 = 8 + 6, 7 = 7).
+        while q < Q {
+            let pixels = min(8, Q - q)
             var k = 0
             while k + 2 * V <= K {
                 let offset = q * step + k
                 forwardTile8x2(plan, row + q * plan.pixelStep, weight + k, bias.map { $0 + k }, out + offset,
-                               res.map { $0 + offset }, mode)
+                               res.map { $0 + offset }, mode, pixels: pixels)
                 k += 2 * V
             }
             if k < K {
                 let offset = q * step + k
                 forwardTile8x1(plan, row + q * plan.pixelStep, weight + k, bias.map { $0 + k }, out + offset,
-                               res.map { $0 + offset }, mode)
+                               res.map { $0 + offset }, mode, pixels: pixels)
             }
-            q += 8
-        }
-        while q < Q {
-            for k in stride(from: 0, to: K, by: V) {
-                let offset = q * step + k
-                forwardTile1x1(plan, row + q * plan.pixelStep, weight + k, bias.map { $0 + k }, out + offset,
-                               res.map { $0 + offset }, mode)
-            }
-            q += 1
+            q += pixels
         }
     }
 }
 
 // 8 output pixels × 32 output channels. `x` is the first pixel's run start in tap row 0; `w` the
 // weight, `out` and `residual` the output and residual at the tile's first pixel and output channel.
+// With `pixels` < 8 the missing pixels recompute the first one (reading only memory the first reads)
+// and are not stored.
 @inline(__always)
 private func forwardTile8x2(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
                             _ bias: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>,
-                            _ residual: UnsafePointer<Float>?, _ mode: StoreMode) {
-    let (K, run, step, o) = (plan.K, plan.run, plan.pixelStep, plan.outputPixelStep)
+                            _ residual: UnsafePointer<Float>?, _ mode: StoreMode, pixels: Int) {
+    let (K, run, o) = (plan.K, plan.run, plan.outputPixelStep)
+    let s = tileOffsets(pixels: pixels, step: plan.pixelStep)
     let b0 = bias.map { load($0) } ?? Vector(), b1 = bias.map { load($0 + V) } ?? Vector()
     var a00 = b0, a10 = b0, a20 = b0, a30 = b0, a40 = b0, a50 = b0, a60 = b0, a70 = b0
     var a01 = b1, a11 = b1, a21 = b1, a31 = b1, a41 = b1, a51 = b1, a61 = b1, a71 = b1
@@ -202,8 +227,8 @@ private func forwardTile8x2(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ w: 
         // A pointer per pixel and a running weight pointer keep index arithmetic (and its overflow
         // checks) out of the inner loop.
         let xr = x + r * plan.rowStep
-        let (x0, x1, x2, x3, x4, x5, x6, x7) = (xr, xr + step, xr + 2 * step, xr + 3 * step,
-                                                xr + 4 * step, xr + 5 * step, xr + 6 * step, xr + 7 * step)
+        let (x0, x1, x2, x3, x4, x5, x6, x7) = (xr, xr + s.1, xr + s.2, xr + s.3,
+                                                xr + s.4, xr + s.5, xr + s.6, xr + s.7)
         var wj = w + r * run * K
         for j in 0..<run {
             let w0 = load(wj), w1 = load(wj + V)
@@ -218,14 +243,8 @@ private func forwardTile8x2(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ w: 
             b = Vector(repeating: x7[j]); a70.addProduct(b, w0); a71.addProduct(b, w1)
         }
     }
-    finish(a00, mode, residual, out, 0); finish(a01, mode, residual, out, V)
-    finish(a10, mode, residual, out, o); finish(a11, mode, residual, out, o + V)
-    finish(a20, mode, residual, out, 2 * o); finish(a21, mode, residual, out, 2 * o + V)
-    finish(a30, mode, residual, out, 3 * o); finish(a31, mode, residual, out, 3 * o + V)
-    finish(a40, mode, residual, out, 4 * o); finish(a41, mode, residual, out, 4 * o + V)
-    finish(a50, mode, residual, out, 5 * o); finish(a51, mode, residual, out, 5 * o + V)
-    finish(a60, mode, residual, out, 6 * o); finish(a61, mode, residual, out, 6 * o + V)
-    finish(a70, mode, residual, out, 7 * o); finish(a71, mode, residual, out, 7 * o + V)
+    finishEightPixels((a00, a10, a20, a30, a40, a50, a60, a70), pixels, mode, residual, out, o)
+    finishEightPixels((a01, a11, a21, a31, a41, a51, a61, a71), pixels, mode, residual.map { $0 + V }, out + V, o)
 }
 
 // 16 output pixels × 16 output channels of a 3-tap-wide kernel at stride 1, input-stationary: each
@@ -311,18 +330,19 @@ private func forwardTile16x1(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ w:
     finishSixteenPixels((a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15), mode, residual, out, o)
 }
 
-// 8 output pixels × 16 output channels.
+// 8 output pixels × 16 output channels; `pixels` as in `forwardTile8x2`.
 @inline(__always)
 private func forwardTile8x1(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
                             _ bias: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>,
-                            _ residual: UnsafePointer<Float>?, _ mode: StoreMode) {
-    let (K, run, step, o) = (plan.K, plan.run, plan.pixelStep, plan.outputPixelStep)
+                            _ residual: UnsafePointer<Float>?, _ mode: StoreMode, pixels: Int) {
+    let (K, run, o) = (plan.K, plan.run, plan.outputPixelStep)
+    let s = tileOffsets(pixels: pixels, step: plan.pixelStep)
     let b0 = bias.map { load($0) } ?? Vector()
     var a0 = b0, a1 = b0, a2 = b0, a3 = b0, a4 = b0, a5 = b0, a6 = b0, a7 = b0
     for r in 0..<plan.R {
         let xr = x + r * plan.rowStep
-        let (x0, x1, x2, x3, x4, x5, x6, x7) = (xr, xr + step, xr + 2 * step, xr + 3 * step,
-                                                xr + 4 * step, xr + 5 * step, xr + 6 * step, xr + 7 * step)
+        let (x0, x1, x2, x3, x4, x5, x6, x7) = (xr, xr + s.1, xr + s.2, xr + s.3,
+                                                xr + s.4, xr + s.5, xr + s.6, xr + s.7)
         var wj = w + r * run * K
         for j in 0..<run {
             let w0 = load(wj)
@@ -337,24 +357,7 @@ private func forwardTile8x1(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ w: 
             a7.addProduct(Vector(repeating: x7[j]), w0)
         }
     }
-    finish(a0, mode, residual, out, 0); finish(a1, mode, residual, out, o)
-    finish(a2, mode, residual, out, 2 * o); finish(a3, mode, residual, out, 3 * o)
-    finish(a4, mode, residual, out, 4 * o); finish(a5, mode, residual, out, 5 * o)
-    finish(a6, mode, residual, out, 6 * o); finish(a7, mode, residual, out, 7 * o)
-}
-
-// One output pixel × 16 output channels, for the pixels left over after the 8-pixel tiles.
-@inline(__always)
-private func forwardTile1x1(_ plan: DirectPlan, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
-                            _ bias: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>,
-                            _ residual: UnsafePointer<Float>?, _ mode: StoreMode) {
-    let (K, run) = (plan.K, plan.run)
-    var a = bias.map { load($0) } ?? Vector()
-    for r in 0..<plan.R {
-        let xr = x + r * plan.rowStep, wr = w + r * run * K
-        for j in 0..<run { a.addProduct(Vector(repeating: xr[j]), load(wr + j * K)) }
-    }
-    finish(a, mode, residual, out, 0)
+    finishEightPixels((a0, a1, a2, a3, a4, a5, a6, a7), pixels, mode, residual, out, o)
 }
 
 // dPacked[R, S·C, K] (or [R, K, S·C] where `weightGradientIsRunMajor`) += the plan's weight gradient
