@@ -156,28 +156,50 @@ package final class Trainer {
         if let sgd = optimizer as? SGD, let momentum = values[.momentum] { sgd.momentum = Float(momentum) }
     }
 
-    /// The loss on labels for a batch, as the recipe asks (temperature, smoothing, focal, mixing).
+    /// The loss on labels for a batch, as the recipe asks (temperature, smoothing, focal, mixing, and
+    /// the data selection knobs: see `SampleSelection`). Adds the samples selection drops to
+    /// `droppedInStep`.
     package func labelLoss(logits: Tensor, batch: Batch, knobs values: [Knob: Double]) throws -> LossResult {
         let temperature = Float(values[.temperature] ?? 1)
         let lossRecipe = recipe.loss
+        let selection = SampleSelection(lossThreshold: values[.sampleLossThreshold], keepFraction: values[.keepFraction],
+                                        lossClip: values[.sampleLossClip])
         switch lossRecipe.kind {
         case .crossEntropy:
-            return try mixed(CrossEntropyLoss(temperature: temperature, labelSmoothing: lossRecipe.labelSmoothing), logits, batch)
+            return try selected(CrossEntropyLoss(temperature: temperature, labelSmoothing: lossRecipe.labelSmoothing),
+                                logits, batch, selection)
         case .focal:
-            return try mixed(FocalLoss(gamma: lossRecipe.gamma, temperature: temperature, labelSmoothing: lossRecipe.labelSmoothing),
-                             logits, batch)
+            return try selected(FocalLoss(gamma: lossRecipe.gamma, temperature: temperature, labelSmoothing: lossRecipe.labelSmoothing),
+                                logits, batch, selection)
         case .cyclicalFocal:
-            return try mixed(CyclicalFocalLoss(gammaHighConfidence: lossRecipe.gammaHighConfidence, gammaFocal: lossRecipe.gamma,
-                                               xi: Float(values[.focalMix]!), temperature: temperature,
-                                               labelSmoothing: lossRecipe.labelSmoothing), logits, batch)
+            return try selected(CyclicalFocalLoss(gammaHighConfidence: lossRecipe.gammaHighConfidence, gammaFocal: lossRecipe.gamma,
+                                                  xi: Float(values[.focalMix]!), temperature: temperature,
+                                                  labelSmoothing: lossRecipe.labelSmoothing), logits, batch, selection)
         }
     }
 
-    private func mixed<L: ClassificationLoss>(_ loss: L, _ logits: Tensor, _ batch: Batch) throws -> LossResult {
-        if let partners = batch.partnerLabels {
-            return try loss(logits: logits, labels: batch.labels, partnerLabels: partners, mixWeight: batch.mixWeight)
+    /// Without selection the batch mean, as always; with it, each sample's (mixed) loss weighted by `selection`.
+    private func selected<L: ClassificationLoss>(_ loss: L, _ logits: Tensor, _ batch: Batch,
+                                                 _ selection: SampleSelection) throws -> LossResult {
+        let partners = batch.partnerLabels
+        if selection.isOff {
+            return try partners.map { try loss(logits: logits, labels: batch.labels, partnerLabels: $0, mixWeight: batch.mixWeight) }
+                ?? loss(logits: logits, labels: batch.labels)
         }
-        return try loss(logits: logits, labels: batch.labels)
+        let losses = try partners.map { try loss.perSample(logits: logits, labels: batch.labels, partnerLabels: $0, mixWeight: batch.mixWeight) }
+            ?? loss.perSample(logits: logits, labels: batch.labels)
+        let (result, dropped) = selection.apply(to: losses)
+        droppedInStep += dropped
+        return result
+    }
+
+    /// Samples the current step's label loss left out of its gradient (data selection), for the epoch's
+    /// `dropped_share`.
+    private var droppedInStep = 0
+
+    /// Whether the phase selects samples: then every epoch logs `dropped_share`.
+    private var selectsSamples: Bool {
+        [Knob.sampleLossThreshold, .keepFraction, .sampleLossClip].contains { knobs.schedules[$0] != nil }
     }
 
     /// Recomputes batch-norm statistics from the recalibration images when the phase asks for it.
@@ -187,6 +209,9 @@ package final class Trainer {
     }
 
     static let evaluationBatchSize = 256
+    /// The metrics column of the share in [0, 1] of an epoch's samples that data selection left out of
+    /// the gradient (weighted 0, or above `sample_loss_clip`).
+    static let droppedShareName = "dropped_share"
 
     /// Trains from `start` (a resumed checkpoint's record, or nil for a fresh start) to the phase's end.
     package func run(resumingFrom start: TrainingRecord?) throws -> PhaseResult {
@@ -196,6 +221,7 @@ package final class Trainer {
                                           bestTop1: start?.bestTop1)
         // The objective's names are fixed for a run: those it logs at the first step.
         let knobNames = knobs.schedules.keys.map(\.rawValue) + (loggedValues?(position(epoch: 0, batch: 0)).keys.sorted() ?? [])
+            + (selectsSamples ? [Self.droppedShareName] : [])
         let log = try MetricsLog(folder: URL(fileURLWithPath: folder), knobNames: knobNames, history: history)
         var step = start?.step ?? 0
         let firstEpoch = start?.epoch ?? 0
@@ -228,13 +254,14 @@ package final class Trainer {
                 let values = knobValues(at: stepPosition)
                 apply(values)
                 optimizer.zeroGradients()
+                droppedInStep = 0
                 let (loss, logits) = try trainingStep(batch, values, stepPosition)
                 // A −∞ logit leaves the loss finite, but not the backward pass that follows.
                 guard loss.isFinite, loss < 1e4, logits.scalars.allSatisfy(\.isFinite) else {
                     throw TrainingError.diverged(epoch: epoch, step: step, loss: loss,
                                                  lastGood: FileManager.default.fileExists(atPath: keeper.lastPath) ? keeper.lastPath : nil)
                 }
-                metrics.add(loss: loss, logits: logits, labels: batch.labels)
+                metrics.add(loss: loss, logits: logits, labels: batch.labels, dropped: droppedInStep)
                 step += 1
                 batchIndex += 1
                 FaultInjection.reached(.step)
@@ -265,7 +292,8 @@ package final class Trainer {
                 validationLoss: validation.loss, validationTop1: validation.top1, validationTop5: validation.top5,
                 seconds: Date().timeIntervalSince(epochStart), imagesPerSecond: Double(metrics.images) / max(trainSeconds, 1e-9),
                 knobs: Dictionary(uniqueKeysWithValues: first.map { ($0.key.rawValue, $0.value) })
-                    .merging(loggedValues?(position(epoch: epoch, batch: 0)) ?? [:]) { knob, _ in knob })
+                    .merging(loggedValues?(position(epoch: epoch, batch: 0)) ?? [:]) { knob, _ in knob }
+                    .merging(selectsSamples ? [Self.droppedShareName: metrics.droppedShare] : [:]) { knob, _ in knob })
             history.append(record)
             // The checkpoints first: the metrics files must never hold an epoch last.h5 does not.
             try keeper.save(checkpoint(epoch: epoch + 1, step: step, history: history, knobNames: knobNames),
