@@ -121,7 +121,19 @@ package final class Trainer {
             ? data.loader(for: data.training.samples(at: Array(0..<min(recipe.preciseBN.images, data.training.count)),
                                                      name: "\(data.training.name), first \(recipe.preciseBN.images) for batch-norm recalibration"))
             : nil
+        if let pool = data.unlabeled {
+            let objective = SemiSupervisedObjective(model: model, pool: pool, normalization: data.normalization, cycle: cycle,
+                                                    seed: recipe.seed &+ (phase == .pretrain ? 0 : 1) &+ Self.unlabeledSeedOffset)
+            customStep = { [unowned self] batch, values, position in
+                try objective.step(batch, knobs: values, position: position) { try self.labelLoss(logits: $0, batch: batch, knobs: values) }
+            }
+            progressNote = { objective.progressNote }
+            loggedValues = { _ in objective.loggedValues }
+        }
     }
+
+    /// Keeps the unlabeled images' order and views apart from the labeled loader's streams.
+    static let unlabeledSeedOffset: UInt64 = 0x554E_4C41_4245_4C44
 
     /// The last step of the phase that occupies `cyclePhase` of the cycle.
     static func lastPosition(of cyclePhase: Phase, in cycle: JointCycle) -> Position {
