@@ -2,8 +2,9 @@
 import EpicycleRuntime
 import Testing
 
-/// A 6×5 grey ramp in pixel units: values 10, 17, 24, … (7 apart), so every operation has room to act.
-private let ramp: [Float] = (0..<30).map { Float(10 + 7 * $0) }
+/// A 6×5 grey image in pixel units, a ramp 10, 17, 24, … with every third pixel raised by 30, so that
+/// every operation has room to act (on a pure ramp, smoothing and so sharpness change nothing).
+private let ramp: [Float] = (0..<30).map { Float(10 + 7 * $0 + ($0 % 3 == 0 ? 30 : 0)) }
 
 private func applied(_ operation: RandAugmentOperation, magnitude: Float, to image: [Float] = ramp, seed: UInt64 = 3) -> [Float] {
     let workspace = AugmentationWorkspace(height: 6, width: 5, channels: 1)
@@ -49,17 +50,17 @@ private func applied(_ operation: RandAugmentOperation, magnitude: Float, to ima
     }
 
     @Test func sharpnessAmplifiesTheCentreAgainstItsNeighbours() {
-        // A 3×3 image with a bright centre: smooth = (4·90 + 90 + 8·10)/13 = 40 at the centre; factor
-        // 1.9 gives 40 + 1.9·50 = 135, the border stays.
+        // A 3×3 image with a bright centre: smooth = (5·90 + 8·10)/13 = 530/13 at the centre; factor
+        // 1.9 gives 530/13 + 1.9·(90 − 530/13) = 134.31, the border stays.
         var image = [Float](repeating: 10, count: 9)
         image[4] = 90
         var output = [Float](repeating: 0, count: 9)
         sharpenImage(image, &output, H: 3, W: 3, C: 1, factor: 1.9)
-        #expect(abs(output[4] - 135) < 1e-4)
+        #expect(abs(output[4] - (530 / 13 + 1.9 * (90 - 530 / 13))) < 1e-3)
         #expect(output.enumerated().allSatisfy { $0.offset == 4 || $0.element == 10 })
     }
 
-    @Test func policyDrawsItsOperationsFromTheStream() {
+    @Test func policyDrawsItsOperationsFromTheStream() throws {
         let policy = AugmentationPolicy([.randAugment(operations: 2)])
         func run(_ key: UInt64) -> [Float] {
             var image = ramp
