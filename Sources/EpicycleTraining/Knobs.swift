@@ -26,19 +26,10 @@ public enum Knob: String, CaseIterable, CodingKey, Sendable, Comparable {
     /// loss. Default 0.95 (FixMatch) in a phase with `unlabeled:` data; refused elsewhere.
     case confidenceThreshold = "confidence_threshold"
 
-    /// The value a recipe gets when it does not mention the knob; nil for knobs that are off unless set
-    /// (clipping) or that only one loss reads (`focal_mix`: `defaultFocalMix`).
-    public var defaultValue: Double? {
-        switch self {
-        case .learningRate: return 0.1
-        case .weightDecay: return 5e-4
-        case .momentum: return 0.9
-        case .batchSize: return 128
-        case .temperature: return 1
-        case .augmentationStrength: return 0
-        case .focalMix, .clipValue, .clipNorm, .unlabeledWeight, .confidenceThreshold: return nil
-        }
-    }
+    /// The value a recipe gets when it does not mention the knob (`KnobValues`' initial values); nil
+    /// for knobs that are off unless set (clipping) or that only one loss reads (`focal_mix`:
+    /// `defaultFocalMix`).
+    public var defaultValue: Double? { KnobValues()[self] }
 
     /// What is wrong with `value` for this knob, or nil.
     func problem(with value: Double) -> String? {
@@ -84,7 +75,8 @@ func wholeBatchSize(_ value: Double) -> Int {
     return Int(max(1, min(value.rounded(.toNearestOrAwayFromZero), Double(Int32.max))))
 }
 
-func formatNumber(_ value: Double) -> String {
+/// A number as recipe messages show it: whole numbers without a fraction (`3`, not `3.0`).
+public func formatNumber(_ value: Double) -> String {
     value == value.rounded() && abs(value) < 1e9 ? String(Int(value)) : "\(value)"
 }
 
@@ -134,10 +126,11 @@ public struct KnobSchedules: Decodable, Equatable, Sendable {
     }
 
     /// Every knob's value at a position of `cycle`, the batch size made whole (`wholeBatchSize`): what
-    /// training applies and logs, and what `epicycle schedule` prints.
-    func values(at position: Position, in cycle: JointCycle) -> [Knob: Double] {
-        var values = schedules.mapValues { cycle.value(of: $0, at: position) }
-        if let batchSize = values[.batchSize] { values[.batchSize] = Double(wholeBatchSize(batchSize)) }
+    /// training applies and logs, and what `epicycle schedule` prints. A knob without a schedule keeps
+    /// its default, or is absent when optional (`KnobValues`' subscript).
+    public func values(at position: Position, in cycle: JointCycle) -> KnobValues {
+        var values = KnobValues()
+        for knob in Knob.allCases { values[knob] = schedules[knob].map { cycle.value(of: $0, at: position) } }
         return values
     }
 

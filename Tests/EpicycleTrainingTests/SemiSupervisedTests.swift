@@ -63,7 +63,6 @@ import TestSupport
         (["pretrain.unlabeled.dataset=fashion-mnist"],
          "pretrain.unlabeled: names the phase's own dataset (fashion-mnist), whose training split holds its validation images"),
         (["pretrain.unlabeled.dataset=no-such-set"], "pretrain.unlabeled: "),
-        (["distill={losses: [{kind: labels}]}"], "pretrain.unlabeled: distill trains the student on labeled images only"),
     ])
     func refusalsNameTheKeyPath(overrides: [String], expected: String) {
         let message = problem(Self.recipe, overrides: overrides)
