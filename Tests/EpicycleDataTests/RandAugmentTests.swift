@@ -4,7 +4,7 @@ import Testing
 
 /// A 6×5 grey image in pixel units, a ramp 10, 17, 24, … with every third pixel raised by 30, so that
 /// every operation has room to act (on a pure ramp, smoothing and so sharpness change nothing).
-private let ramp: [Float] = (0..<30).map { Float(10 + 7 * $0 + ($0 % 3 == 0 ? 30 : 0)) }
+private let ramp: [Float] = (0..<30).map { (index: Int) -> Float in Float(10 + 7 * index + (index % 3 == 0 ? 30 : 0)) }
 
 private func applied(_ operation: RandAugmentOperation, magnitude: Float, to image: [Float] = ramp, seed: UInt64 = 3) -> [Float] {
     let workspace = AugmentationWorkspace(height: 6, width: 5, channels: 1)

@@ -21,7 +21,9 @@ import TestSupport
 
     func problem(_ text: String, overrides: [String] = []) -> String? {
         do {
-            _ = try PreparedRecipe(RecipeSource(text: text, origin: "semi.yaml", overrides: overrides), options: RunOptions(checkOnly: true))
+            let prepared = try PreparedRecipe(RecipeSource(text: text, origin: "semi.yaml", overrides: overrides),
+                                              options: RunOptions(checkOnly: true))
+            try prepared.validateKnobs(.pretrain, cycle: prepared.jointCycle)
             return nil
         } catch {
             return "\(error)"
