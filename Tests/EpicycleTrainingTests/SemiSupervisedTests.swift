@@ -134,4 +134,42 @@ import TestSupport
         b.training?.test = nil
         #expect(a.training?.bestTop1 == b.training?.bestTop1)
     }
+
+    /// Unlabeled images help where labels are scarce: 10 labeled Fashion-MNIST images per class and
+    /// 1,000 unlabeled ones, 30 epochs of 5 steps, FixMatch at μ = 3, τ = 0.7, λ_u = 1, against the
+    /// labeled images alone.
+    ///
+    /// Measured with `epicycle compare` over seeds 0–3 (this recipe, `--jobs 2`): labels-only test
+    /// top-1 58.93, 56.64, 57.75, 56.72 (57.51 ± 1.07); FixMatch 61.05, 59.18, 62.18, 56.68; paired
+    /// Δ +2.12, +2.54, +4.43, −0.04 (+2.26 ± 1.84, 95 % CI [−0.66, +5.18]). A run's numbers depend only
+    /// on the recipe and seed, so this seed-0 pair reproduces +2.12 exactly; the test asks for +1.0,
+    /// about one labels-only standard deviation over seeds, so it fails if the unlabeled loss stops
+    /// helping (seed 3 shows a single seed can gain nothing, which is why the claim over seeds is the
+    /// committed experiment's, Experiments/semi-supervised-fmnist.yaml, not this test's).
+    @Test func unlabeledImagesImproveOnLabelsOnly() throws {
+        let recipe = """
+            seed: 0
+            precise_bn: true
+            model: {architecture: resnet8}
+            optimizer: {kind: sgd, nesterov: true}
+            knobs:
+              learning_rate: {cosine: {peak: 0.05, final: 0.0005, warmup_epochs: 2, warmup_start: 0.01}}
+              weight_decay: 5e-4
+              augmentation_strength: 1
+              batch_size: 20
+            pretrain:
+              data: {dataset: fashion-mnist, per_class: 10, validation: 500, augmentation: "crop,flip"}
+              epochs: 30
+            """
+        let semiSupervised = ["pretrain.unlabeled={first: 1000, ratio: 3}", "knobs.confidence_threshold=0.7", "knobs.unlabeled_weight=1"]
+        func testTop1(_ overrides: [String], _ name: String) throws -> Double {
+            let folder = TrainingProgramTests.folder(name)
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            let result = try pretrain(recipe: RecipeSource(text: recipe, origin: "\(name).yaml", overrides: overrides),
+                                      options: RunOptions(output: folder, quiet: true))
+            return try #require(result.phases.first?.test).last.top1
+        }
+        let labelsOnly = try testTop1([], "labels-only"), fixMatch = try testTop1(semiSupervised, "fixmatch")
+        #expect(fixMatch - labelsOnly >= 1.0, "FixMatch \(fixMatch) %, labels only \(labelsOnly) %")
+    }
 }
