@@ -134,6 +134,9 @@ public final class DistillationObjective: TrainingObjective {
         lastTemperatures = [Double?](repeating: nil, count: terms.count)
     }
 
+    /// The labels term's (data selection applies to it alone).
+    public var droppedSamples: Int { labels.droppedSamples }
+
     /// `step(_:value:labelLoss:)` with the schedules read at `position` and the recipe's loss on labels
     /// at the step's knob values.
     public func step(_ batch: Batch, knobs: KnobValues, at position: CyclePosition) throws -> (loss: Float, logits: Tensor) {

@@ -27,6 +27,10 @@ public struct KnobValues: Equatable, Sendable {
     public var unlabeledWeight: Double?
     /// τ, the confidence a pseudo-label needs; nil in a phase without unlabeled data.
     public var confidenceThreshold: Double?
+    /// Data selection (`SampleSelection`); each nil: off.
+    public var sampleLossThreshold: Double?
+    public var keepFraction: Double?
+    public var sampleLossClip: Double?
 
     /// The defaults of every knob (what `Knob.defaultValue` reports).
     public init() {}
@@ -47,6 +51,9 @@ public struct KnobValues: Equatable, Sendable {
             case .focalMix: focalMix
             case .unlabeledWeight: unlabeledWeight
             case .confidenceThreshold: confidenceThreshold
+            case .sampleLossThreshold: sampleLossThreshold
+            case .keepFraction: keepFraction
+            case .sampleLossClip: sampleLossClip
             }
         }
         set {
@@ -62,6 +69,9 @@ public struct KnobValues: Equatable, Sendable {
             case .focalMix: focalMix = newValue
             case .unlabeledWeight: unlabeledWeight = newValue
             case .confidenceThreshold: confidenceThreshold = newValue
+            case .sampleLossThreshold: sampleLossThreshold = newValue
+            case .keepFraction: keepFraction = newValue
+            case .sampleLossClip: sampleLossClip = newValue
             }
         }
     }
@@ -77,6 +87,11 @@ public struct KnobValues: Equatable, Sendable {
         optimizer.set(.learningRate, to: Float(learningRate))
         optimizer.set(.weightDecay, to: Float(weightDecay))
         if let momentum { optimizer.set(.momentum, to: Float(momentum)) }
+    }
+
+    /// Which samples the label loss learns from.
+    public var sampleSelection: SampleSelection {
+        SampleSelection(lossThreshold: sampleLossThreshold, keepFraction: keepFraction, lossClip: sampleLossClip)
     }
 
     /// Clips the parameters' gradients by value or by norm, as the clipping knobs ask.

@@ -3,7 +3,8 @@ import EpicycleSchedules
 /// The hyper-parameters a recipe may put on a schedule (`knobs:` in a recipe).
 ///
 /// Which end is "easy" follows Smith (2022, §3–5): small weight decay, small softmax temperature
-/// (confident), small clipping threshold, *large* batch size, no augmentation, small learning rate.
+/// (confident), small clipping threshold, *large* batch size, no augmentation, small learning rate,
+/// small sample loss threshold, keep fraction and sample loss clip (hard samples excluded, §4.2).
 public enum Knob: String, CaseIterable, CodingKey, Sendable, Comparable {
     case learningRate = "learning_rate"
     case weightDecay = "weight_decay"
@@ -25,6 +26,15 @@ public enum Knob: String, CaseIterable, CodingKey, Sendable, Comparable {
     /// τ, the confidence a pseudo-label (or a teacher's prediction) needs to count in the unlabeled
     /// loss. Default 0.95 (FixMatch) in a phase with `unlabeled:` data; refused elsewhere.
     case confidenceThreshold = "confidence_threshold"
+    /// Samples whose label loss exceeds it get zero weight in the step (cyclical data selection, §4.2:
+    /// easy = low, hard samples excluded). Absent: off.
+    case sampleLossThreshold = "sample_loss_threshold"
+    /// φ in (0, 1]: each step learns from the easiest ⌈φ·N⌉ samples of its batch (easy = small, e.g.
+    /// cyclical 0.5 → 1 → 0.5). Absent: off (every sample).
+    case keepFraction = "keep_fraction"
+    /// c: each sample's label loss is clipped to min(loss, c), so samples above c add no gradient (the
+    /// soft form of data selection; easy = small). Absent: off.
+    case sampleLossClip = "sample_loss_clip"
 
     /// The value a recipe gets when it does not mention the knob (`KnobValues`' initial values); nil
     /// for knobs that are off unless set (clipping) or that only one loss reads (`focal_mix`:
@@ -36,7 +46,7 @@ public enum Knob: String, CaseIterable, CodingKey, Sendable, Comparable {
         let shown = formatNumber(value)
         let largest = RecipeLimits.knobMagnitude
         switch self {
-        case .learningRate, .weightDecay:
+        case .learningRate, .weightDecay, .unlabeledWeight:
             return (0...largest).contains(value) ? nil : "must be in [0, \(formatNumber(largest))], got \(shown)"
         case .momentum:
             return (0..<1).contains(value) ? nil : "must be in [0, 1), got \(shown)"
@@ -44,12 +54,12 @@ public enum Knob: String, CaseIterable, CodingKey, Sendable, Comparable {
             let sizes = RecipeLimits.batchSize
             return value.isFinite && value >= Double(sizes.lowerBound) && value <= Double(sizes.upperBound) ? nil
                 : outside(sizes, got: shown)
-        case .temperature, .clipValue, .clipNorm:
+        case .temperature, .clipValue, .clipNorm, .sampleLossThreshold, .sampleLossClip:
             return value > 0 && value <= largest ? nil : "must be in (0, \(formatNumber(largest))], got \(shown)"
-        case .unlabeledWeight:
-            return (0...largest).contains(value) ? nil : "must be in [0, \(formatNumber(largest))], got \(shown)"
         case .augmentationStrength, .focalMix, .confidenceThreshold:
             return (0...1).contains(value) ? nil : "must be in [0, 1], got \(shown)"
+        case .keepFraction:
+            return value > 0 && value <= 1 ? nil : "must be in (0, 1], got \(shown)"
         }
     }
 

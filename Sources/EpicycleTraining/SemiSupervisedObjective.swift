@@ -89,6 +89,9 @@ public final class SemiSupervisedObjective: TrainingObjective {
         }
     }
 
+    /// The labeled samples data selection dropped (`LabelObjective.droppedSamples`).
+    public var droppedSamples: Int { labels.droppedSamples }
+
     /// The epoch's share (%) of unlabeled images whose pseudo-label passed τ, and the share (%) of those
     /// pseudo-labels that are right (NaN without held-back labels or before any confident one), logged
     /// as `unlabeled.mask_rate` and `unlabeled.pseudo_label_accuracy` at the end of each epoch.

@@ -162,6 +162,14 @@ public final class Trainer {
     }
 
     static let evaluationBatchSize = 256
+    /// The metrics column of the share in [0, 1] of an epoch's samples that data selection left out of
+    /// the gradient (weighted 0, or above `sample_loss_clip`).
+    static let droppedShareName = "dropped_share"
+
+    /// Whether the phase selects samples: then every epoch logs `dropped_share`.
+    private var selectsSamples: Bool {
+        [Knob.sampleLossThreshold, .keepFraction, .sampleLossClip].contains { knobs.schedules[$0] != nil }
+    }
 
     /// Trains from `start` (a resumed checkpoint's record, or nil for a fresh start) to the phase's end.
     /// - Parameter start: from `resumeState`.
@@ -173,6 +181,7 @@ public final class Trainer {
         // The objective's names are fixed for a run: those it logs at the first step.
         let knobNames = knobs.schedules.keys.map(\.rawValue)
             + objective.loggedValues(at: CyclePosition(position(epoch: 0, batch: 0), in: cycle)).keys.sorted()
+            + (selectsSamples ? [Self.droppedShareName] : [])
         let log = try MetricsLog(folder: URL(fileURLWithPath: folder), knobNames: knobNames, history: history)
         var step = start?.step ?? 0
         let firstEpoch = start?.epoch ?? 0
@@ -205,13 +214,14 @@ public final class Trainer {
                 let values = knobValues(at: stepPosition)
                 values.bind(to: optimizer)
                 optimizer.zeroGradients()
+                let droppedBefore = objective.droppedSamples
                 let (loss, logits) = try trainingStep(batch, values, stepPosition)
                 // A −∞ logit leaves the loss finite, but not the backward pass that follows.
                 guard loss.isFinite, loss < 1e4, logits.scalars.allSatisfy(\.isFinite) else {
                     throw TrainingError.diverged(epoch: epoch, step: step, loss: loss,
                                                  lastGood: FileManager.default.fileExists(atPath: keeper.lastPath) ? keeper.lastPath : nil)
                 }
-                metrics.add(loss: loss, logits: logits, labels: batch.labels)
+                metrics.add(loss: loss, logits: logits, labels: batch.labels, dropped: objective.droppedSamples - droppedBefore)
                 step += 1
                 batchIndex += 1
                 FaultInjection.reached(.step)
@@ -240,7 +250,8 @@ public final class Trainer {
                 epoch: epoch + 1, step: step, trainLoss: metrics.loss, trainTop1: metrics.top1,
                 validationLoss: validation.loss, validationTop1: validation.top1, validationTop5: validation.top5,
                 seconds: Date().timeIntervalSince(epochStart), imagesPerSecond: Double(metrics.images) / max(trainSeconds, 1e-9),
-                knobs: first.named.merging(objective.loggedValues(at: CyclePosition(position(epoch: epoch, batch: 0), in: cycle))) { knob, _ in knob })
+                knobs: first.named.merging(objective.loggedValues(at: CyclePosition(position(epoch: epoch, batch: 0), in: cycle))) { knob, _ in knob }
+                    .merging(selectsSamples ? [Self.droppedShareName: metrics.droppedShare] : [:]) { knob, _ in knob })
             history.append(record)
             // The checkpoints first: the metrics files must never hold an epoch last.h5 does not.
             try keeper.save(checkpoint(epoch: epoch + 1, step: step, history: history, knobNames: knobNames),

@@ -51,6 +51,11 @@ public protocol TrainingObjective: AnyObject {
     /// Extra text for the progress line and the epoch line (distillation: the teacher's share of the
     /// time and each term's value); empty for none.
     var progressNote: String { get }
+
+    /// How many samples data selection (`sample_loss_threshold`, `keep_fraction`, `sample_loss_clip`)
+    /// has left out of the label loss's gradient since the objective was made: a running count, whose
+    /// increase over a step the loop adds to the epoch's `dropped_share`. 0 for an objective without.
+    var droppedSamples: Int { get }
 }
 
 extension TrainingObjective {
@@ -58,13 +63,16 @@ extension TrainingObjective {
     public var adapters: ModuleState { ModuleState() }
     public func loggedValues(at position: CyclePosition) -> [String: Double] { [:] }
     public var progressNote: String { "" }
+    public var droppedSamples: Int { 0 }
 }
 
 /// The default objective: the recipe's `loss:` on the batch's labels (cross-entropy, focal or cyclical
-/// focal, with label smoothing and mixed labels), at the step's `temperature` and `focal_mix`.
+/// focal, with label smoothing and mixed labels), at the step's `temperature` and `focal_mix`, weighted
+/// per sample by the data selection knobs (`SampleSelection`).
 public final class LabelObjective: TrainingObjective {
     public let model: Model
     public let loss: LossRecipe
+    public private(set) var droppedSamples = 0
 
     public init(model: Model, loss: LossRecipe) {
         self.model = model
@@ -78,31 +86,41 @@ public final class LabelObjective: TrainingObjective {
         return (result.value, output.logits)
     }
 
-    /// The loss on the batch's labels for `logits` (any model's: distillation's labels term reuses it).
+    /// The loss on the batch's labels for `logits` (any model's: distillation's labels term reuses it),
+    /// with the samples data selection drops added to `droppedSamples`.
     /// - Throws: a loss's error, or `RecipeError` when `cyclical_focal` meets knob values without a focal mix.
     public func labelLoss(logits: Tensor, batch: Batch, knobs: KnobValues) throws -> LossResult {
         let temperature = Float(knobs.temperature)
+        let selection = knobs.sampleSelection
         switch loss.kind {
         case .crossEntropy:
-            return try mixed(CrossEntropyLoss(temperature: temperature, labelSmoothing: loss.labelSmoothing), logits, batch)
+            return try selected(CrossEntropyLoss(temperature: temperature, labelSmoothing: loss.labelSmoothing), logits, batch, selection)
         case .focal:
-            return try mixed(FocalLoss(gamma: loss.gamma, temperature: temperature, labelSmoothing: loss.labelSmoothing),
-                             logits, batch)
+            return try selected(FocalLoss(gamma: loss.gamma, temperature: temperature, labelSmoothing: loss.labelSmoothing),
+                                logits, batch, selection)
         case .cyclicalFocal:
             // `Recipe.knobs(for:)` always schedules it for this loss.
             guard let focalMix = knobs.focalMix else {
                 throw RecipeError(path: "knobs.focal_mix", problem: "is required with loss.kind: cyclical_focal")
             }
-            return try mixed(CyclicalFocalLoss(gammaHighConfidence: loss.gammaHighConfidence, gammaFocal: loss.gamma,
-                                               xi: Float(focalMix), temperature: temperature,
-                                               labelSmoothing: loss.labelSmoothing), logits, batch)
+            return try selected(CyclicalFocalLoss(gammaHighConfidence: loss.gammaHighConfidence, gammaFocal: loss.gamma,
+                                                  xi: Float(focalMix), temperature: temperature,
+                                                  labelSmoothing: loss.labelSmoothing), logits, batch, selection)
         }
     }
 
-    private func mixed<L: ClassificationLoss>(_ loss: L, _ logits: Tensor, _ batch: Batch) throws -> LossResult {
-        if let partners = batch.partnerLabels {
-            return try loss(logits: logits, labels: batch.labels, partnerLabels: partners, mixWeight: batch.mixWeight)
+    /// Without selection the batch mean, as always; with it, each sample's (mixed) loss weighted by `selection`.
+    private func selected<L: ClassificationLoss>(_ loss: L, _ logits: Tensor, _ batch: Batch,
+                                                 _ selection: SampleSelection) throws -> LossResult {
+        let partners = batch.partnerLabels
+        if selection.isOff {
+            return try partners.map { try loss(logits: logits, labels: batch.labels, partnerLabels: $0, mixWeight: batch.mixWeight) }
+                ?? loss(logits: logits, labels: batch.labels)
         }
-        return try loss(logits: logits, labels: batch.labels)
+        let losses = try partners.map { try loss.perSample(logits: logits, labels: batch.labels, partnerLabels: $0, mixWeight: batch.mixWeight) }
+            ?? loss.perSample(logits: logits, labels: batch.labels)
+        let (result, dropped) = selection.apply(to: losses)
+        droppedSamples += dropped
+        return result
     }
 }

@@ -68,7 +68,9 @@ import TestSupport
             values[knob] = 0.75
             #expect(values[knob] == (knob == .batchSize ? 1 : 0.75), "\(knob.rawValue) round-trips (a batch size made whole)")
             values[knob] = nil
-            let optional = [Knob.momentum, .clipValue, .clipNorm, .focalMix].contains(knob)
+            let optional = [Knob.momentum, .clipValue, .clipNorm, .focalMix, .unlabeledWeight, .confidenceThreshold, .sampleLossThreshold,
+                            .keepFraction, .sampleLossClip]
+                .contains(knob)
             #expect(values[knob] == (optional ? nil : (knob == .batchSize ? 1 : 0.75)),
                     "\(knob.rawValue): nil turns an optional knob off and leaves a required one")
         }
@@ -183,6 +185,33 @@ import TestSupport
         #expect(throws: RecipeError(path: "knobs.focal_mix", problem: "is required with loss.kind: cyclical_focal")) {
             try LabelObjective(model: model, loss: Self.loss(.cyclicalFocal)).labelLoss(logits: logits, batch: batch, knobs: knobs)
         }
+    }
+
+    /// The data selection knobs weigh each sample's loss (`SampleSelection`), for plain and mixed
+    /// batches, and the objective counts the samples they drop.
+    @Test func selectionKnobsWeighTheSamplesAndCountTheDropped() throws {
+        let logits = randomTensor([6, 3], seed: 6, low: -3, high: 3)
+        var knobs = KnobValues()
+        knobs.temperature = 0.8
+        knobs.keepFraction = 0.5
+        knobs.sampleLossClip = 1.5
+        let objective = LabelObjective(model: try Self.model(), loss: Self.loss(.focal))
+        let reference = FocalLoss(gamma: 2, temperature: 0.8, labelSmoothing: 0.1)
+        var counted = 0
+        for mixed in [false, true] {
+            let batch = try Self.batch(mixed: mixed)
+            let losses = try batch.partnerLabels.map {
+                try reference.perSample(logits: logits, labels: batch.labels, partnerLabels: $0, mixWeight: batch.mixWeight)
+            } ?? reference.perSample(logits: logits, labels: batch.labels)
+            let (expected, dropped) = SampleSelection(keepFraction: 0.5, lossClip: 1.5).apply(to: losses)
+            let result = try objective.labelLoss(logits: logits, batch: batch, knobs: knobs)
+            #expect(result == expected, "mixed: \(mixed)")
+            #expect(dropped >= 3, "⌈0.5·6⌉ = 3 kept at most")
+            counted += dropped
+            #expect(objective.droppedSamples == counted, "a running count")
+        }
+        _ = try objective.labelLoss(logits: logits, batch: try Self.batch(), knobs: KnobValues())
+        #expect(objective.droppedSamples == counted, "no selection drops nothing")
     }
 
     /// A mixed batch (mixup) scores both label sets, weighted by λ.
