@@ -39,6 +39,10 @@ public enum Augmentation: Sendable, Equatable {
     /// area (1 − λ) at a uniform centre is pasted from the partner in the reversed batch, and λ is then
     /// corrected to the box's clipped area.
     case cutmix(maxAlpha: Float = 1.0)
+    /// RandAugment as FixMatch's strong augmentation uses it (Sohn et al. 2020, §2.3 and appendix:
+    /// "RandAugment with random magnitude"): `operations` operations drawn uniformly, with replacement,
+    /// from `RandAugmentOperation.allCases`, each at a magnitude uniform in [0, s].
+    case randAugment(operations: Int = 2)
 
     /// The name used in policies given as text.
     public var name: String {
@@ -52,6 +56,7 @@ public enum Augmentation: Sendable, Equatable {
         case .gaussianNoise: "noise"
         case .mixup: "mixup"
         case .cutmix: "cutmix"
+        case .randAugment: "randaugment"
         }
     }
 
@@ -60,6 +65,10 @@ public enum Augmentation: Sendable, Equatable {
         .randomCrop(), .horizontalFlip, .translation(), .affine(), .colorJitter(), .gaussianNoise(),
         .cutout(), .mixup(), .cutmix(),
     ]
+
+    /// Every augmentation a policy may name: `all`, and RandAugment, which stands for several of them
+    /// and is the strong view of semi-supervised training rather than part of the full policy.
+    public static let available: [Augmentation] = all + [.randAugment()]
 
     /// Mixup and CutMix work on whole batches; the others on one image at a time.
     public var mixesSamples: Bool {
@@ -86,16 +95,17 @@ public struct AugmentationPolicy: Sendable, Equatable, CustomStringConvertible {
     public static let full = AugmentationPolicy(Augmentation.all)
 
     /// A policy from text: `none`, `full`, or comma-separated names with default settings, e.g.
-    /// `crop,flip,cutout`. Names: crop, flip, translate, affine, cutout, jitter, noise, mixup, cutmix.
+    /// `crop,flip,cutout`. Names: crop, flip, translate, affine, cutout, jitter, noise, mixup, cutmix,
+    /// randaugment.
     public init(parsing text: String) throws {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         if trimmed == "none" || trimmed.isEmpty { self = .none; return }
         if trimmed == "full" { self = .full; return }
-        let valid = Augmentation.all.map(\.name)
+        let valid = Augmentation.available.map(\.name)
         var chosen = [Augmentation]()
         for part in trimmed.split(separator: ",") {
             let name = part.trimmingCharacters(in: .whitespaces)
-            guard let augmentation = Augmentation.all.first(where: { $0.name == name }) else {
+            guard let augmentation = Augmentation.available.first(where: { $0.name == name }) else {
                 throw DataError.invalidRequest(
                     "unknown augmentation '\(name)' in policy '\(text)'; valid names: \(valid.joined(separator: ", ")), or 'full' or 'none'")
             }
@@ -152,13 +162,10 @@ public struct AugmentationPolicy: Sendable, Equatable, CustomStringConvertible {
                 let angle = uniform(strength * maxRotationDegrees) * .pi / 180
                 let scale = 1 + uniform(strength * maxScaleChange)
                 let shear = uniform(strength * maxShearDegrees) * .pi / 180
-                // Forward map M = scale · R(angle) · [[1, tan shear], [0, 1]]; the kernel needs M⁻¹.
+                // Forward map M = scale · R(angle) · [[1, tan shear], [0, 1]].
                 let (cosine, sine, slope) = (cosf(angle), sinf(angle), tanf(shear))
-                let m = (scale * cosine, scale * (cosine * slope - sine), scale * sine, scale * (sine * slope + cosine))
-                let determinant = m.0 * m.3 - m.1 * m.2
-                let inverse = (m.3 / determinant, -m.1 / determinant, -m.2 / determinant, m.0 / determinant)
-                affineImage(workspace.current, workspace.spare, H: H, W: W, C: C, inverse: inverse, fill: 0)
-                workspace.swap()
+                workspace.warp(forward: (scale * cosine, scale * (cosine * slope - sine), scale * sine,
+                                         scale * (sine * slope + cosine)))
             case let .cutout(maxSizeFraction):
                 let side = Int((strength * maxSizeFraction * Float(min(H, W))).rounded())
                 guard side > 0 else { continue }
@@ -173,6 +180,11 @@ public struct AugmentationPolicy: Sendable, Equatable, CustomStringConvertible {
             case let .gaussianNoise(maxStandardDeviation):
                 addGaussianNoise(workspace.current, count: H * W * C,
                                  standardDeviation: strength * maxStandardDeviation * 255, generator: &random)
+            case let .randAugment(operations):
+                for _ in 0..<operations {
+                    let operation = RandAugmentOperation.allCases[Int(random.next() % UInt64(RandAugmentOperation.allCases.count))]
+                    operation.apply(to: workspace, magnitude: strength * random.nextUniform(), random: &random)
+                }
             case .mixup, .cutmix:
                 continue
             }

@@ -137,31 +137,14 @@ struct BatchMaker: Sendable {
     func make(_ index: Int, workspace: AugmentationWorkspace) -> Batch {
         let dataset = loader.dataset
         let indices = Array(order[(index * batchSize)..<min((index + 1) * batchSize, order.count)])
-        let imageSize = dataset.imageSize, channels = dataset.channels
-        let statistics = loader.normalization
-        let fill = statistics.mean.map { $0 * 255 }
-        let scale = statistics.standardDeviation.map { 1 / ($0 * 255) }
+        let channels = dataset.channels
         let stream = loader.epochStream(epoch)
         let sampleStream = stream.derived(DataLoader.StreamKey.samples)
 
-        var scalars = [Float](repeating: 0, count: indices.count * imageSize)
+        var scalars = [Float](repeating: 0, count: indices.count * dataset.imageSize)
         let mixWeight = scalars.withUnsafeMutableBufferPointer { output -> Float? in
-            dataset.pixels.withUnsafeBufferPointer { pixels in
-                for (slot, sample) in indices.enumerated() {
-                    workspace.load(pixels.baseAddress! + sample * imageSize)
-                    loader.policy.augmentImage(in: workspace, strength: strength, fill: fill,
-                                               generator: sampleStream.derived(UInt64(sample)))
-                    let image = workspace.current, destination = output.baseAddress! + slot * imageSize
-                    if channels == 1 {
-                        let (mean, factor) = (fill[0], scale[0])
-                        for i in 0..<imageSize { destination[i] = (image[i] - mean) * factor }
-                    } else {
-                        for p in 0..<(imageSize / channels) {
-                            for c in 0..<channels { destination[p * channels + c] = (image[p * channels + c] - fill[c]) * scale[c] }
-                        }
-                    }
-                }
-            }
+            renderImages(indices, of: dataset, normalization: loader.normalization, policy: loader.policy, strength: strength,
+                         workspace: workspace, into: output.baseAddress!) { sampleStream.derived(UInt64($0)) }
             return loader.policy.mixBatch(output.baseAddress!, count: indices.count, height: dataset.height,
                                           width: dataset.width, channels: channels, strength: strength,
                                           generator: stream.derived(DataLoader.StreamKey.batches).derived(UInt64(index)))
@@ -170,6 +153,31 @@ struct BatchMaker: Sendable {
         return Batch(images: Tensor(shape: [indices.count, dataset.height, dataset.width, channels], scalars: scalars),
                      labels: labels, partnerLabels: mixWeight == nil ? nil : labels.reversed(),
                      mixWeight: mixWeight ?? 1, sampleIndices: indices)
+    }
+}
+
+/// Augments the images at `indices` of `dataset` (image i with the generator `generator(sample)`)
+/// and writes them normalised, one after another, to `output` ([indices.count, H, W, C]).
+func renderImages(_ indices: [Int], of dataset: ImageDataset, normalization statistics: ChannelStatistics,
+                  policy: AugmentationPolicy, strength: Float, workspace: AugmentationWorkspace,
+                  into output: UnsafeMutablePointer<Float>, generator: (Int) -> RandomGenerator) {
+    let imageSize = dataset.imageSize, channels = dataset.channels
+    let fill = statistics.mean.map { $0 * 255 }
+    let scale = statistics.standardDeviation.map { 1 / ($0 * 255) }
+    dataset.pixels.withUnsafeBufferPointer { pixels in
+        for (slot, sample) in indices.enumerated() {
+            workspace.load(pixels.baseAddress! + sample * imageSize)
+            policy.augmentImage(in: workspace, strength: strength, fill: fill, generator: generator(sample))
+            let image = workspace.current, destination = output + slot * imageSize
+            if channels == 1 {
+                let (mean, factor) = (fill[0], scale[0])
+                for i in 0..<imageSize { destination[i] = (image[i] - mean) * factor }
+            } else {
+                for p in 0..<(imageSize / channels) {
+                    for c in 0..<channels { destination[p * channels + c] = (image[p * channels + c] - fill[c]) * scale[c] }
+                }
+            }
+        }
     }
 }
 

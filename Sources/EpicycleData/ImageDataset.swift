@@ -117,9 +117,16 @@ public struct ImageDataset: Sendable, Equatable {
     /// For semi-supervised use: the first `labeledPerClass` samples of every class keep their labels;
     /// all the others form an unlabeled pool whose labels are hidden.
     public func semiSupervisedSplit(labeledPerClass: Int) throws -> (labeled: ImageDataset, unlabeled: ImageDataset) {
-        let (labeled, rest) = try splitPerClass(labeledPerClass)
-        return (samples(at: labeled, name: "\(name), labeled \(labeledPerClass) per class"),
-                samples(at: rest, name: "\(name), unlabeled pool").withoutLabels())
+        let (labeled, rest) = try split(firstPerClass: labeledPerClass)
+        return (labeled, rest.withoutLabels())
+    }
+
+    /// The first `countPerClass` samples of every class (as `firstPerClass`), and all the others, each
+    /// keeping its label and the original order.
+    public func split(firstPerClass countPerClass: Int) throws -> (chosen: ImageDataset, rest: ImageDataset) {
+        let (chosen, rest) = try splitPerClass(countPerClass)
+        return (samples(at: chosen, name: "\(name), first \(countPerClass) per class"),
+                samples(at: rest, name: "\(name), all but the first \(countPerClass) per class"))
     }
 
     /// The same images with every label hidden (`hiddenLabel`).

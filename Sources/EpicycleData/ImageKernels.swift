@@ -130,3 +130,76 @@ func addGaussianNoise(_ image: UnsafeMutablePointer<Float>, count: Int, standard
         i += 2
     }
 }
+
+/// Inverts (255 − x) every value ≥ `threshold`; a threshold above 255 changes nothing.
+func solarizeImage(_ image: UnsafeMutablePointer<Float>, count: Int, threshold: Float) {
+    for i in 0..<count where image[i] >= threshold { image[i] = 255 - image[i] }
+}
+
+/// Keeps the top `bits` bits of every value's whole part (PIL `ImageOps.posterize`); 8 bits changes nothing.
+func posterizeImage(_ image: UnsafeMutablePointer<Float>, count: Int, bits: Int) {
+    guard bits < 8 else { return }
+    let mask = 0xFF << (8 - bits) & 0xFF
+    for i in 0..<count { image[i] = Float(Int(min(max(image[i], 0), 255)) & mask) }
+}
+
+/// Stretches each channel's range to [0, 255] (PIL `ImageOps.autocontrast`), blended with the original:
+/// x ← x + blend·(stretched − x). A constant channel stays as it is.
+func autoContrastImage(_ image: UnsafeMutablePointer<Float>, H: Int, W: Int, C: Int, blend: Float) {
+    for c in 0..<C {
+        var low = Float.infinity, high = -Float.infinity
+        for p in 0..<(H * W) {
+            low = min(low, image[p * C + c])
+            high = max(high, image[p * C + c])
+        }
+        guard high > low, blend > 0 else { continue }
+        let scale = 255 / (high - low)
+        for p in 0..<(H * W) {
+            let x = image[p * C + c]
+            image[p * C + c] = x + blend * ((x - low) * scale - x)
+        }
+    }
+}
+
+/// Histogram equalisation of each channel (values binned by their whole part): v ← 255·(cdf(v) −
+/// cdf_min)/(n − cdf_min), blended with the original as in `autoContrastImage`. A constant channel
+/// stays as it is.
+func equalizeImage(_ image: UnsafeMutablePointer<Float>, H: Int, W: Int, C: Int, blend: Float) {
+    let n = H * W
+    for c in 0..<C {
+        var cumulative = [Int](repeating: 0, count: 256)
+        for p in 0..<n { cumulative[Int(min(max(image[p * C + c], 0), 255))] += 1 }
+        for v in 1..<256 { cumulative[v] += cumulative[v - 1] }
+        let smallest = cumulative.first { $0 > 0 } ?? 0
+        guard n > smallest, blend > 0 else { continue }
+        let scale = 255 / Float(n - smallest)
+        for p in 0..<n {
+            let x = image[p * C + c]
+            let equalized = Float(cumulative[Int(min(max(x, 0), 255))] - smallest) * scale
+            image[p * C + c] = x + blend * (equalized - x)
+        }
+    }
+}
+
+/// PIL `ImageEnhance.Sharpness`: s = the image under the smoothing kernel [[1, 1, 1], [1, 5, 1],
+/// [1, 1, 1]]/13 (border pixels kept), destination = clamp(s + factor·(x − s)); factor 1 is the image.
+func sharpenImage(_ source: UnsafePointer<Float>, _ destination: UnsafeMutablePointer<Float>,
+                  H: Int, W: Int, C: Int, factor: Float) {
+    for y in 0..<H {
+        for x in 0..<W {
+            for c in 0..<C {
+                let index = (y * W + x) * C + c
+                guard y > 0, x > 0, y < H - 1, x < W - 1 else {
+                    destination[index] = source[index]
+                    continue
+                }
+                var sum = 4 * source[index]
+                for dy in -1...1 {
+                    for dx in -1...1 { sum += source[((y + dy) * W + x + dx) * C + c] }
+                }
+                let smooth = sum / 13
+                destination[index] = min(max(smooth + factor * (source[index] - smooth), 0), 255)
+            }
+        }
+    }
+}

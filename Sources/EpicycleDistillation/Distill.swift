@@ -73,6 +73,9 @@ public func distill(teacher teacherPath: String?, recipe source: RecipeSource, o
     let prepared = try PreparedRecipe(source, options: options, for: DistillationObjective.self)
     let recipe = prepared.recipe
     let distillRecipe = try DistillRecipe.required(in: recipe)
+    if recipe.pretrain?.unlabeled != nil {
+        throw RecipeError(path: "pretrain.unlabeled", problem: "distill trains the student on labeled images only; remove the unlabeled section")
+    }
     guard var data = prepared.pretrainData else { throw DistillRecipe.missingPretrain }
     guard let path = distillRecipe.teacher else { throw DistillationError.noTeacher }
     let (teacher, teacherInput) = try loadTeacherAndInput(from: path)

@@ -54,6 +54,12 @@ public enum Schedule: Hashable, Sendable {
     /// `stepSize` (half a cycle) count steps, or epochs when `granularity` is `.epoch`.
     case triangular(base: Double, maximum: Double, stepSize: Int, granularity: Granularity = .step)
 
+    /// The sigmoid-shaped ramp-up of Temporal Ensembling (Laine & Aila 2017, §3.1 and appendix A) and
+    /// Mean Teacher (Tarvainen & Valpola 2017) for an unlabeled-loss weight: `value · exp(−5(1 − t)²)`
+    /// with `t = min(1, e / epochs)`, e the epochs since the start of the cycle (fractional per step).
+    /// It starts at `value · e⁻⁵ ≈ 0.0067 · value` and holds `value` from epoch `epochs` on.
+    case rampUp(value: Double, epochs: Int, granularity: Granularity = .epoch)
+
     /// The value at `position`.
     public func value(at position: Position) -> Double {
         switch self {
@@ -110,6 +116,10 @@ public enum Schedule: Hashable, Sendable {
             let cycle = (1 + iteration / (2 * half)).rounded(.down)
             let x = abs(iteration / half - 2 * cycle + 1)
             return base + (maximum - base) * max(0, 1 - x)
+
+        case let .rampUp(value, epochs, granularity):
+            let t = min(1, position.elapsedEpochs(granularity) / Double(epochs))
+            return value * exp(-5 * (1 - t) * (1 - t))
         }
     }
 
@@ -119,7 +129,7 @@ public enum Schedule: Hashable, Sendable {
         case .constant, .step: .epoch
         case let .cyclical(_, _, _, granularity), let .cosine(_, _, _, _, granularity),
              let .warmRestarts(_, _, _, _, granularity), let .oneCycle(_, _, _, _, granularity),
-             let .triangular(_, _, _, granularity):
+             let .triangular(_, _, _, granularity), let .rampUp(_, _, granularity):
             granularity
         }
     }
@@ -187,6 +197,8 @@ extension Schedule: CustomStringConvertible {
         case let .triangular(base, maximum, stepSize, granularity):
             return "triangular \(formatted(base)) ↔ \(formatted(maximum)) "
                 + "(half cycle \(stepSize) \(granularity.rawValue)s)"
+        case let .rampUp(value, epochs, granularity):
+            return "ramp-up to \(formatted(value)) over \(epochs) epochs, exp(−5(1 − t)²) (per \(granularity.rawValue))"
         }
     }
 }

@@ -50,7 +50,7 @@ public struct ScheduleError: Error, Hashable, Sendable, CustomStringConvertible 
 
 extension Schedule {
     /// The recipe keys of the kinds of schedule, as listed in messages.
-    static let kindNames = ["constant", "cyclical", "step", "cosine", "warm_restarts", "one_cycle", "triangular"]
+    static let kindNames = ["constant", "cyclical", "step", "cosine", "warm_restarts", "one_cycle", "triangular", "rampup"]
 
     /// This schedule's recipe key.
     var kindName: String {
@@ -62,6 +62,7 @@ extension Schedule {
         case .warmRestarts: "warm_restarts"
         case .oneCycle: "one_cycle"
         case .triangular: "triangular"
+        case .rampUp: "rampup"
         }
     }
 
@@ -139,6 +140,9 @@ extension Schedule {
             try finite("base", base)
             try finite("maximum", maximum)
             try atLeast(1, "step_size", stepSize, atMost: ScheduleLimits.steps)
+        case let .rampUp(value, epochs, _):
+            try finite("value", value)
+            try atLeast(1, "epochs", epochs, atMost: ScheduleLimits.epochs)
         }
     }
 }
@@ -213,6 +217,10 @@ extension Schedule: Decodable {
             return .triangular(base: try fields.number("base"), maximum: try fields.number("maximum"),
                                stepSize: try fields.integer("step_size", "a positive integer"),
                                granularity: try fields.granularity(default: .step))
+        case "rampup":
+            let fields = try Fields(kind, in: mapping, keys: ["value", "epochs", "per"], required: ["value", "epochs"])
+            return .rampUp(value: try fields.number("value"), epochs: try fields.integer("epochs", "a positive integer"),
+                           granularity: try fields.granularity(default: .epoch))
         default:
             throw ScheduleError(path: shortenedForMessage(kind),
                                 problem: "unknown kind of schedule; expected \(kindNames.joined(separator: ", "))")
@@ -265,6 +273,10 @@ extension Schedule: Encodable {
             try fields.encode(base, forKey: "base")
             try fields.encode(maximum, forKey: "maximum")
             try fields.encode(stepSize, forKey: "step_size")
+            try fields.encode(granularity.rawValue, forKey: "per")
+        case let .rampUp(value, epochs, granularity):
+            try fields.encode(value, forKey: "value")
+            try fields.encode(epochs, forKey: "epochs")
             try fields.encode(granularity.rawValue, forKey: "per")
         }
     }

@@ -23,6 +23,10 @@ public struct KnobValues: Equatable, Sendable {
     public var augmentationStrength = 0.0
     /// ξ of the cyclical focal loss; nil with any other loss.
     public var focalMix: Double?
+    /// λ_u, the unlabeled loss's weight; nil in a phase without unlabeled data.
+    public var unlabeledWeight: Double?
+    /// τ, the confidence a pseudo-label needs; nil in a phase without unlabeled data.
+    public var confidenceThreshold: Double?
     /// Data selection (`SampleSelection`); each nil: off.
     public var sampleLossThreshold: Double?
     public var keepFraction: Double?
@@ -45,6 +49,8 @@ public struct KnobValues: Equatable, Sendable {
             case .clipNorm: clipNorm
             case .augmentationStrength: augmentationStrength
             case .focalMix: focalMix
+            case .unlabeledWeight: unlabeledWeight
+            case .confidenceThreshold: confidenceThreshold
             case .sampleLossThreshold: sampleLossThreshold
             case .keepFraction: keepFraction
             case .sampleLossClip: sampleLossClip
@@ -61,6 +67,8 @@ public struct KnobValues: Equatable, Sendable {
             case .clipNorm: clipNorm = newValue
             case .augmentationStrength: augmentationStrength = newValue ?? augmentationStrength
             case .focalMix: focalMix = newValue
+            case .unlabeledWeight: unlabeledWeight = newValue
+            case .confidenceThreshold: confidenceThreshold = newValue
             case .sampleLossThreshold: sampleLossThreshold = newValue
             case .keepFraction: keepFraction = newValue
             case .sampleLossClip: sampleLossClip = newValue

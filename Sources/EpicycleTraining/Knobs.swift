@@ -20,6 +20,12 @@ public enum Knob: String, CaseIterable, CodingKey, Sendable, Comparable {
     case augmentationStrength = "augmentation_strength"
     /// ξ of the cyclical focal loss: the weight of the high-confidence term.
     case focalMix = "focal_mix"
+    /// λ_u, the weight of the unlabeled-data loss of a phase with `unlabeled:` data (easy end 0:
+    /// labeled data only). Default 1 (FixMatch) there; refused elsewhere.
+    case unlabeledWeight = "unlabeled_weight"
+    /// τ, the confidence a pseudo-label (or a teacher's prediction) needs to count in the unlabeled
+    /// loss. Default 0.95 (FixMatch) in a phase with `unlabeled:` data; refused elsewhere.
+    case confidenceThreshold = "confidence_threshold"
     /// Samples whose label loss exceeds it get zero weight in the step (cyclical data selection, §4.2:
     /// easy = low, hard samples excluded). Absent: off.
     case sampleLossThreshold = "sample_loss_threshold"
@@ -40,7 +46,7 @@ public enum Knob: String, CaseIterable, CodingKey, Sendable, Comparable {
         let shown = formatNumber(value)
         let largest = RecipeLimits.knobMagnitude
         switch self {
-        case .learningRate, .weightDecay:
+        case .learningRate, .weightDecay, .unlabeledWeight:
             return (0...largest).contains(value) ? nil : "must be in [0, \(formatNumber(largest))], got \(shown)"
         case .momentum:
             return (0..<1).contains(value) ? nil : "must be in [0, 1), got \(shown)"
@@ -50,7 +56,7 @@ public enum Knob: String, CaseIterable, CodingKey, Sendable, Comparable {
                 : outside(sizes, got: shown)
         case .temperature, .clipValue, .clipNorm, .sampleLossThreshold, .sampleLossClip:
             return value > 0 && value <= largest ? nil : "must be in (0, \(formatNumber(largest))], got \(shown)"
-        case .augmentationStrength, .focalMix:
+        case .augmentationStrength, .focalMix, .confidenceThreshold:
             return (0...1).contains(value) ? nil : "must be in [0, 1], got \(shown)"
         case .keepFraction:
             return value > 0 && value <= 1 ? nil : "must be in (0, 1], got \(shown)"
@@ -65,6 +71,10 @@ public enum Knob: String, CaseIterable, CodingKey, Sendable, Comparable {
     /// per epoch (Smith 2022, "Cyclical Focal Loss", arXiv 2202.08978). The factor is the run's: 1 for a
     /// run on its own (the reference's factor-1 variant), peaking at the end of pretraining in a cycle.
     static let defaultFocalMix = Schedule.cyclical(easy: 1, hard: 0)
+
+    /// The semi-supervised knobs' values in a phase with `unlabeled:` data that does not set them:
+    /// FixMatch's λ_u = 1 and τ = 0.95 (Sohn et al. 2020, §4).
+    static let semiSupervisedDefaults: [Knob: Schedule] = [.unlabeledWeight: .constant(1), .confidenceThreshold: .constant(0.95)]
 }
 
 /// The batch size a scheduled value trains with: rounded half away from zero (a cyclical 256 → 100

@@ -108,8 +108,12 @@ public struct PreparedRecipe {
             throw RecipeError(path: "name", problem: "the recipe has none and its file name '\(shortenedForMessage(name))' is not a safe folder name under Checkpoints/; set name: (letters, digits, '-', '_', '.')")
         }
         output = options.output ?? recipe.output ?? "Checkpoints/\(name)"
-        pretrainData = try recipe.pretrain.map { try PreparedData($0.data, path: "pretrain.data") }
-        finetuneData = try recipe.finetune.map { try PreparedData($0.data, path: "finetune.data") }
+        pretrainData = try recipe.pretrain.map {
+            try PreparedData($0.data, path: "pretrain.data", unlabeled: $0.unlabeled, unlabeledPath: "pretrain.unlabeled")
+        }
+        finetuneData = try recipe.finetune.map {
+            try PreparedData($0.data, path: "finetune.data", unlabeled: $0.unlabeled, unlabeledPath: "finetune.unlabeled")
+        }
         // Every run sets its threads, so one that follows another in the same process does not inherit them.
         setThreads(min(recipe.threads ?? onlineProcessorCount, options.threadLimit ?? .max))
     }
@@ -157,7 +161,9 @@ public struct PreparedRecipe {
             try KnobSchedules([knob: schedule]).validate(over: cycle, pathPrefix: prefix)
         }
         guard let data = phase == .pretrain ? pretrainData : finetuneData, let batchSchedule = schedules[.batchSize] else { return }
-        let largestBatch = (0..<cycle.totalEpochs).map { Int(cycle.value(of: batchSchedule, at: cycle.startOfEpoch($0))) }.max() ?? 1
+        let largestLabeledBatch = (0..<cycle.totalEpochs).map { Int(cycle.value(of: batchSchedule, at: cycle.startOfEpoch($0))) }.max() ?? 1
+        // A semi-supervised step runs the labeled batch and both views of μ times as many unlabeled images.
+        let largestBatch = largestLabeledBatch * (1 + 2 * (data.unlabeled?.ratio ?? 0))
         let model = spec ?? recipe.model.spec(inputChannels: data.channels, numClasses: data.classCount)
         let shape = data.training.imageShape
         let estimate: MemoryEstimate

@@ -84,7 +84,12 @@ public struct Recipe: Decodable, Sendable {
             + [("pretrain.knobs.", pretrain?.knobs), ("finetune.knobs.", finetune?.knobs)].compactMap { prefix, knobs in
                 knobs.map { (prefix, $0) }
             }
+        let semiSupervised = [pretrain, finetune].map { $0?.unlabeled != nil }
         for (prefix, own) in sections {
+            let phases = prefix == "knobs." ? semiSupervised : [prefix == "pretrain.knobs." ? semiSupervised[0] : semiSupervised[1]]
+            for knob in [Knob.unlabeledWeight, .confidenceThreshold] where own.schedules[knob] != nil && !phases.contains(true) {
+                throw RecipeError(path: prefix + knob.rawValue, problem: "only applies to a phase with unlabeled data (its unlabeled: section)")
+            }
             if loss.kind != .cyclicalFocal && own.schedules[.focalMix] != nil {
                 throw RecipeError(path: prefix + "focal_mix", problem: "only applies with loss.kind: cyclical_focal")
             }
@@ -108,6 +113,12 @@ public struct Recipe: Decodable, Sendable {
         var all = knobs.merging(own).withDefaults
         if loss.kind == .cyclicalFocal && all.schedules[.focalMix] == nil {
             all.schedules[.focalMix] = Knob.defaultFocalMix
+        }
+        if phase == .pretrain ? pretrain?.unlabeled != nil : finetune?.unlabeled != nil {
+            all.schedules.merge(Knob.semiSupervisedDefaults) { set, _ in set }
+        } else {
+            // A shared semi-supervised knob does not reach a phase without unlabeled data.
+            for knob in Knob.semiSupervisedDefaults.keys { all.schedules[knob] = nil }
         }
         // Only SGD has a momentum knob (AdamW's β1 is fixed by `optimizer.beta1`).
         if optimizer.kind == .adamw { all.schedules[.momentum] = nil }
@@ -244,8 +255,10 @@ public struct PhaseRecipe: Decodable, Sendable {
     public var knobs: KnobSchedules
     /// Parameter-name prefixes kept fixed (e.g. `[conv1, bn1, layer1]`); fine-tuning only.
     public var freeze: [String]
+    /// Unlabeled images for semi-supervised training (`UnlabeledRecipe`); nil: labeled data only.
+    public var unlabeled: UnlabeledRecipe?
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case data, epochs, knobs, freeze }
+    enum CodingKeys: String, CodingKey, CaseIterable { case data, epochs, knobs, freeze, unlabeled }
 
     public init(from decoder: any Decoder) throws {
         try decoder.rejectUnknownKeys(CodingKeys.self)
@@ -257,6 +270,7 @@ public struct PhaseRecipe: Decodable, Sendable {
         self.epochs = epochs
         knobs = try container.decodeIfPresent(KnobSchedules.self, forKey: .knobs) ?? KnobSchedules()
         freeze = try container.list(of: String.self, forKey: .freeze, maxCount: RecipeLimits.listLength) ?? []
+        unlabeled = try container.decodeIfPresent(UnlabeledRecipe.self, forKey: .unlabeled)
     }
 }
 

@@ -1,6 +1,7 @@
 import EpicycleCheckpoint
 import EpicycleData
 import EpicycleRuntime
+import Foundation
 
 /// A phase's data made ready, as the recipe's `data:` section asks: the training images, the
 /// validation images that select the best epoch, the test images scored once at the end, and the
@@ -19,6 +20,8 @@ public struct PreparedData: Sendable {
     public let datasetName: String
     /// Output index i is the dataset's original label `classes[i]`.
     public let classes: [Int]
+    /// The phase's unlabeled images (its `unlabeled:` section), or nil for labeled training only.
+    public let unlabeled: UnlabeledPool?
 
     public var classCount: Int { training.classCount }
     public var channels: Int { training.channels }
@@ -28,9 +31,12 @@ public struct PreparedData: Sendable {
     /// `eval` sees exactly the images training validated on.
     static let validationSplitSeed: UInt64 = 0
 
-    /// - Parameter normalization: the input pipeline's statistics when they are fixed already (a
-    ///   fine-tune or a student adopts its checkpoint's); nil computes them from the training images.
-    public init(_ recipe: DataRecipe, path: String, normalization fixed: ChannelStatistics? = nil) throws {
+    /// - Parameters:
+    ///   - normalization: the input pipeline's statistics when they are fixed already (a fine-tune or a
+    ///     student adopts its checkpoint's); nil computes them from the training images.
+    ///   - unlabeled: the phase's `unlabeled:` section, found at `unlabeledPath`.
+    public init(_ recipe: DataRecipe, path: String, normalization fixed: ChannelStatistics? = nil,
+                unlabeled unlabeledRecipe: UnlabeledRecipe? = nil, unlabeledPath: String = "unlabeled") throws {
         do {
             let format = recipe.format.flatMap(DatasetFormat.init(rawValue:))
             let source = try DatasetSource.resolve(name: recipe.folder == nil ? recipe.dataset : nil, folder: recipe.folder,
@@ -47,9 +53,14 @@ public struct PreparedData: Sendable {
             if let heldOut = recipe.validation.heldOutCount(of: training.count) {
                 (training, validation) = try training.validationSplit(count: heldOut, seed: Self.validationSplitSeed)
             }
+            let beforeSubsetting = training
             if let first = recipe.first { training = try training.first(first) }
             if let perClass = recipe.perClass { training = try training.firstPerClass(perClass) }
             self.training = training
+            unlabeled = try unlabeledRecipe.map { unlabeledRecipe in
+                try UnlabeledPool(unlabeledRecipe, path: unlabeledPath, phase: recipe, phasePath: path, labeled: training,
+                                  beforeSubsetting: beforeSubsetting)
+            }
             self.validation = validation
             test = splits.test
             validatesOnTest = recipe.validation == .test
@@ -116,6 +127,66 @@ public struct PreparedData: Sendable {
         InputPipeline(dataset: datasetName, height: training.height, width: training.width, channels: training.channels,
                       mean: normalization.mean, standardDeviation: normalization.standardDeviation,
                       classes: classes, classNames: training.classNames)
+    }
+}
+
+/// A phase's unlabeled images (`UnlabeledRecipe`), and their labels held back for the log.
+public struct UnlabeledPool: Sendable {
+    /// The images with every label hidden: all that training reads.
+    public let images: ImageDataset
+    /// The labels the pool's images had, in pool order, read only for the logged pseudo-label accuracy;
+    /// nil when a separate source's classes are not the phase's.
+    public let heldBackLabels: [Int32]?
+    public let weakPolicy: AugmentationPolicy
+    public let strongPolicy: AugmentationPolicy
+    /// μ: unlabeled images per labeled image in a step.
+    public let ratio: Int
+
+    /// - Parameters:
+    ///   - phase: the phase's `data:` (at `phasePath`), which chose `labeled` out of `beforeSubsetting`,
+    ///     its training images after validation was held out.
+    init(_ recipe: UnlabeledRecipe, path: String, phase: DataRecipe, phasePath: String, labeled: ImageDataset,
+         beforeSubsetting: ImageDataset) throws {
+        var pool: ImageDataset
+        do {
+            pool = try Self.images(recipe, path: path, phase: phase, phasePath: phasePath, labeled: labeled,
+                                   beforeSubsetting: beforeSubsetting)
+        } catch let error as DataError {
+            throw RecipeError(path: path, problem: error.description)
+        }
+        if let first = recipe.first, first < pool.count { pool = pool.samples(at: Array(0..<first), name: "\(pool.name), first \(first)") }
+        guard pool.count > 0 else { throw RecipeError(path: path, problem: "has no images (\(pool.name))") }
+        heldBackLabels = pool.classNames == labeled.classNames ? pool.labels : nil
+        images = pool.withoutLabels()
+        weakPolicy = try UnlabeledRecipe.policy(recipe.weak, path: path + ".weak")
+        strongPolicy = try UnlabeledRecipe.policy(recipe.strong, path: path + ".strong")
+        ratio = recipe.ratio
+    }
+
+    /// The pool's images, labels still on: a separate source's training split, or the phase's
+    /// training images its `per_class` or `first` left out.
+    private static func images(_ recipe: UnlabeledRecipe, path: String, phase: DataRecipe, phasePath: String,
+                               labeled: ImageDataset, beforeSubsetting: ImageDataset) throws -> ImageDataset {
+        if recipe.dataset != nil || recipe.folder != nil {
+            let source = try DatasetSource.resolve(name: recipe.folder == nil ? recipe.dataset : nil, folder: recipe.folder,
+                                                   format: recipe.format.flatMap(DatasetFormat.init(rawValue:)))
+            let phaseSource = try DatasetSource.resolve(name: phase.folder == nil ? phase.dataset : nil, folder: phase.folder,
+                                                        format: phase.format.flatMap(DatasetFormat.init(rawValue:)))
+            guard URL(fileURLWithPath: source.folder).standardizedFileURL != URL(fileURLWithPath: phaseSource.folder).standardizedFileURL else {
+                throw RecipeError(path: path, problem: "names the phase's own dataset (\(source.name)), whose training split holds its validation images; leave out dataset and folder to use its images not chosen as labeled")
+            }
+            var pool = try loadDataset(source).training
+            if let classes = recipe.classes { pool = try pool.classes(classes) }
+            guard pool.imageShape == labeled.imageShape else {
+                throw RecipeError(path: path, problem: "\(source.name) has \(pool.imageShape.map(String.init).joined(separator: "×")) images, the phase's \(labeled.imageShape.map(String.init).joined(separator: "×"))")
+            }
+            return pool
+        }
+        if let perClass = phase.perClass { return try beforeSubsetting.split(firstPerClass: perClass).rest }
+        if let first = phase.first {
+            return beforeSubsetting.samples(at: Array(first..<beforeSubsetting.count), name: "\(beforeSubsetting.name), after the first \(first)")
+        }
+        throw RecipeError(path: path, problem: "the phase labels all its training images; choose the labeled ones with \(phasePath).per_class or \(phasePath).first, or give a separate dataset or folder")
     }
 }
 

@@ -47,6 +47,8 @@ private func decodingError(_ json: String) -> String {
              .triangular(base: 0.001, maximum: 0.006, stepSize: 2000, granularity: .step)),
             (#"{"triangular": {"base": 0.001, "maximum": 0.006, "step_size": 4, "per": "epoch"}}"#,
              .triangular(base: 0.001, maximum: 0.006, stepSize: 4, granularity: .epoch)),
+            (#"{"rampup": {"value": 1, "epochs": 10}}"#, .rampUp(value: 1, epochs: 10, granularity: .epoch)),
+            (#"{"rampup": {"value": 2, "epochs": 3, "per": "step"}}"#, .rampUp(value: 2, epochs: 3, granularity: .step)),
         ]
         for (json, expected) in cases {
             #expect(try decode(json) == expected, "\(json)")
@@ -74,6 +76,9 @@ private func decodingError(_ json: String) -> String {
         (#"{"one_cycle": {"peak": 0.1, "final_div_factor": -2}}"#, "one_cycle.final_div_factor: must be > 0, got -2"),
         (#"{"triangular": {"base": 0.001, "maximum": 0.006, "step_size": 0}}"#,
          "triangular.step_size: must be a positive integer, got 0"),
+        (#"{"rampup": {"value": 1, "epochs": 0}}"#, "rampup.epochs: must be a positive integer, got 0"),
+        (#"{"rampup": {"value": 1}}"#, "rampup.epochs: missing; rampup needs value, epochs"),
+        (#"{"rampup": {"value": 1, "epochs": 200000}}"#, "rampup.epochs: must be at most 100000, got 200000"),
         // Upper bounds, so that no epoch or step arithmetic on a recipe's numbers can overflow or hang.
         (#"{"cyclical": {"easy": 0.5, "hard": 2, "factor": 1e300}}"#, "cyclical.factor: must be at most 1000, got 1e+300"),
         (#"{"step": {"initial": 0.1, "milestones": [30, 9223372036854775807]}}"#,
@@ -91,11 +96,11 @@ private func decodingError(_ json: String) -> String {
         (#"{"cyclical": {"easy": 0.5}}"#, "cyclical.hard: missing; cyclical needs easy, hard"),
         (#"{"warm_restarts": {"maximum": 0.1}}"#, "warm_restarts.first_period: missing; warm_restarts needs maximum, first_period"),
         (#"{"cosin": {"peak": 0.1}}"#,
-         "cosin: unknown kind of schedule; expected constant, cyclical, step, cosine, warm_restarts, one_cycle, triangular"),
+         "cosin: unknown kind of schedule; expected constant, cyclical, step, cosine, warm_restarts, one_cycle, triangular, rampup"),
         (#"{"cosine": {"peak": 0.1}, "step": {"initial": 0.1, "milestones": [3]}}"#,
          "expected one kind of schedule, got 2: cosine, step"),
         ("{}", "expected a number or a schedule (one of constant, cyclical, step, cosine, warm_restarts, one_cycle, "
-            + "triangular), got an empty mapping"),
+            + "triangular, rampup), got an empty mapping"),
         // Wrong types.
         (#""fast""#, #"expected a number or a schedule such as {cyclical: {easy: 0.5, hard: 2}}, got "fast""#),
         ("[1, 2]", "expected a number or a schedule such as {cyclical: {easy: 0.5, hard: 2}}, got a list"),
@@ -155,6 +160,7 @@ private func decodingError(_ json: String) -> String {
             .warmRestarts(maximum: 0.1, minimum: 1e-4, firstPeriod: 10, periodMultiplier: 2),
             .oneCycle(peak: 0.4, divFactor: 10, finalDivFactor: 100, pctStart: 0.25, granularity: .epoch),
             .triangular(base: 0.001, maximum: 0.006, stepSize: 2000),
+            .rampUp(value: 0.5, epochs: 7, granularity: .step),
         ]
         for schedule in schedules {
             #expect(try JSONDecoder().decode(Schedule.self, from: encoder.encode(schedule)) == schedule, "\(schedule)")

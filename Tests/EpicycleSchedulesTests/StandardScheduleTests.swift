@@ -1,3 +1,4 @@
+import Foundation
 import EpicycleSchedules
 import Testing
 
@@ -99,6 +100,24 @@ import Testing
         // Per epoch with a half cycle of 2 epochs: epochs 0…4 → base, mid, max, mid, base.
         let perEpoch = Schedule.triangular(base: 0, maximum: 1, stepSize: 2, granularity: .epoch)
         #expect(perEpoch.samples(totalEpochs: 5, stepsPerEpoch: 7) == [0, 0.5, 1, 0.5, 0])
+    }
+
+    // Laine & Aila (2017) / Tarvainen & Valpola (2017): value·exp(−5(1 − t)²), t = min(1, e/N). With
+    // value 2 and N = 4: e = 0 → 2e⁻⁵ = 0.0134759…, e = 1 → 2e^(−5·9/16), e = 2 → 2e^(−5/4), e = 3 →
+    // 2e^(−5/16), from e = 4 on → 2. Per step with 4 steps per epoch, step 6 is epoch 1.5: t = 3/8.
+    @Test func rampUp() {
+        let schedule = Schedule.rampUp(value: 2, epochs: 4)
+        let expected: [Int: Double] = [0: 2 * exp(-5.0), 1: 2 * exp(-5.0 * 9 / 16), 2: 2 * exp(-1.25), 3: 2 * exp(-5.0 / 16),
+                                       4: 2, 9: 2]
+        for (epoch, value) in expected {
+            expectNear(schedule.value(at: Position(epoch: epoch, totalEpochs: 10)), value, "epoch \(epoch)")
+        }
+        expectNear(schedule.value(at: Position(epoch: 0, totalEpochs: 10)), 0.013475893998170934)
+        let perStep = Schedule.rampUp(value: 2, epochs: 4, granularity: .step)
+        expectNear(perStep.value(at: Position(step: 6, stepsPerEpoch: 4, totalEpochs: 10)), 2 * exp(-5 * 0.625 * 0.625))
+        // Per epoch, the same step reads epoch 1.
+        expectNear(schedule.value(at: Position(step: 6, stepsPerEpoch: 4, totalEpochs: 10)), 2 * exp(-5.0 * 9 / 16))
+        #expect(Schedule.rampUp(value: 1, epochs: 3).description == "ramp-up to 1 over 3 epochs, exp(−5(1 − t)²) (per epoch)")
     }
 
     @Test func descriptions() {

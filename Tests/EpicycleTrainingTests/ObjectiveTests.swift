@@ -68,7 +68,8 @@ import TestSupport
             values[knob] = 0.75
             #expect(values[knob] == (knob == .batchSize ? 1 : 0.75), "\(knob.rawValue) round-trips (a batch size made whole)")
             values[knob] = nil
-            let optional = [Knob.momentum, .clipValue, .clipNorm, .focalMix, .sampleLossThreshold, .keepFraction, .sampleLossClip]
+            let optional = [Knob.momentum, .clipValue, .clipNorm, .focalMix, .unlabeledWeight, .confidenceThreshold, .sampleLossThreshold,
+                            .keepFraction, .sampleLossClip]
                 .contains(knob)
             #expect(values[knob] == (optional ? nil : (knob == .batchSize ? 1 : 0.75)),
                     "\(knob.rawValue): nil turns an optional knob off and leaves a required one")

@@ -1,0 +1,114 @@
+import EpicycleData
+import EpicycleRuntime
+import EpicycleSchedules
+
+/// Semi-supervised training of a phase with `unlabeled:` data (Smith 2022, §4.3):
+///
+///     L = L_labeled + λ_u · L_unlabeled
+///
+/// with L_labeled the recipe's loss on the labeled batch and L_unlabeled FixMatch's consistency loss
+/// (`FixMatchLoss`, Sohn et al. 2020) on μ·B unlabeled images: the pseudo-label of each image's weak
+/// view, kept where its confidence reaches τ, is the target of its strong view. λ_u is
+/// `knobs.unlabeled_weight` and τ `knobs.confidence_threshold`, both at the step's cycle position; a
+/// cyclical λ_u from 0 starts and ends on labeled data only.
+///
+/// The labeled batch and both views go through the model as one batch in training mode, so batch
+/// norm normalises them together, as FixMatch's reference code does; the weak view's rows get no
+/// gradient. Steps with λ_u = 0 draw no unlabeled images and are plain labeled steps.
+///
+/// The pool's held-back labels are read only to count, for the log, how many confident
+/// pseudo-labels are right: nothing that training computes depends on them. The trainer runs this
+/// objective for every phase with `unlabeled:` data.
+public final class SemiSupervisedObjective: TrainingObjective {
+    public let model: Model
+    public let loader: UnlabeledLoader
+    /// μ.
+    public let ratio: Int
+    private let labels: LabelObjective
+    private let heldBackLabels: [Int32]?
+    // The current epoch's tallies, for the logged mask rate and pseudo-label accuracy.
+    private var tallyEpoch = -1
+    private var unlabeledImages = 0, confidentImages = 0, correctPseudoLabels = 0
+
+    /// The names of the values it logs per epoch, beside the knobs.
+    public static let maskRateName = "unlabeled.mask_rate", accuracyName = "unlabeled.pseudo_label_accuracy"
+
+    /// - Parameters:
+    ///   - loss: the recipe's loss on the labeled images.
+    ///   - normalization: the labeled images', so that both feed the model alike.
+    ///   - seed: the root of the unlabeled images' order and views.
+    public init(model: Model, loss: LossRecipe, pool: UnlabeledPool, normalization: ChannelStatistics, seed: UInt64) {
+        self.model = model
+        labels = LabelObjective(model: model, loss: loss)
+        loader = UnlabeledLoader(pool: pool.images, normalization: normalization, weakPolicy: pool.weakPolicy,
+                                 strongPolicy: pool.strongPolicy, seed: seed)
+        ratio = pool.ratio
+        heldBackLabels = pool.heldBackLabels
+    }
+
+    /// One step: forward and backward of the labeled batch and, while λ_u > 0, of its unlabeled batch;
+    /// returns L and the labeled batch's logits.
+    public func step(_ batch: Batch, knobs: KnobValues, at cyclePosition: CyclePosition) throws -> (loss: Float, logits: Tensor) {
+        let position = cyclePosition.position
+        if position.epoch != tallyEpoch {
+            (tallyEpoch, unlabeledImages, confidentImages, correctPseudoLabels) = (position.epoch, 0, 0, 0)
+        }
+        // `Recipe.knobs(for:)` schedules both for every phase with unlabeled data.
+        guard let lambda = knobs.unlabeledWeight, let threshold = knobs.confidenceThreshold else {
+            throw RecipeError(path: "knobs.unlabeled_weight", problem: "is required in a phase with unlabeled data")
+        }
+        let weight = Float(lambda)
+        guard weight > 0 else { return try labels.step(batch, knobs: knobs, at: cyclePosition) }
+        let batchInEpoch = position.step - cyclePosition.cycle.position(epoch: position.epoch).step
+        let unlabeled = loader.batch(batchInEpoch, epoch: position.epoch, size: ratio * batch.count,
+                                     strength: Float(knobs.augmentationStrength))
+        let images = Tensor(shape: [batch.count + 2 * unlabeled.count] + Array(batch.images.shape.dropFirst()),
+                            scalars: batch.images.scalars + unlabeled.weak.scalars + unlabeled.strong.scalars)
+        let logits = try model.forward(images, mode: .training).logits  // [B + 2μB, K]
+        let classes = logits.shape[1]
+        func rows(_ start: Int, _ count: Int) -> Tensor {
+            Tensor(shape: [count, classes], scalars: Array(logits.scalars[(start * classes)..<((start + count) * classes)]))
+        }
+        let labeledLogits = rows(0, batch.count)
+        let labeled = try labels.labelLoss(logits: labeledLogits, batch: batch, knobs: knobs)
+        let consistency = try FixMatchLoss(threshold: Float(threshold))(
+            weakLogits: rows(batch.count, unlabeled.count), strongLogits: rows(batch.count + unlabeled.count, unlabeled.count))
+        // The weak view's rows stay zero: its pseudo-labels are targets, not predictions to train.
+        model.backward(Tensor(shape: logits.shape,
+                              scalars: labeled.gradient.scalars + [Float](repeating: 0, count: unlabeled.count * classes)
+                                  + consistency.loss.gradient.scalars.map { weight * $0 }))
+        tally(consistency, samples: unlabeled.sampleIndices)
+        return (Float(Double(labeled.value) + Double(weight) * Double(consistency.loss.value)), labeledLogits)
+    }
+
+    private func tally(_ result: ConsistencyResult, samples: [Int]) {
+        unlabeledImages += samples.count
+        for (row, sample) in samples.enumerated() where result.confident[row] {
+            confidentImages += 1
+            if let heldBackLabels, heldBackLabels[sample] == result.pseudoLabels[row] { correctPseudoLabels += 1 }
+        }
+    }
+
+    /// The labeled samples data selection dropped (`LabelObjective.droppedSamples`).
+    public var droppedSamples: Int { labels.droppedSamples }
+
+    /// The epoch's share (%) of unlabeled images whose pseudo-label passed τ, and the share (%) of those
+    /// pseudo-labels that are right (NaN without held-back labels or before any confident one), logged
+    /// as `unlabeled.mask_rate` and `unlabeled.pseudo_label_accuracy` at the end of each epoch.
+    public func loggedValues(at position: CyclePosition) -> [String: Double] {
+        [Self.maskRateName: maskRate, Self.accuracyName: pseudoLabelAccuracy]
+    }
+
+    private var maskRate: Double { unlabeledImages > 0 ? 100 * Double(confidentImages) / Double(unlabeledImages) : .nan }
+
+    private var pseudoLabelAccuracy: Double {
+        heldBackLabels != nil && confidentImages > 0 ? 100 * Double(correctPseudoLabels) / Double(confidentImages) : .nan
+    }
+
+    /// The progress and epoch lines' note: the mask rate and pseudo-label accuracy so far this epoch.
+    public var progressNote: String {
+        guard maskRate.isFinite else { return "unlabeled off (λ_u = 0)" }
+        let accuracy = pseudoLabelAccuracy.isFinite ? String(format: "%.1f %%", pseudoLabelAccuracy) : "n/a"
+        return String(format: "unlabeled mask %.1f %%, pseudo-labels right %@", maskRate, accuracy)
+    }
+}

@@ -1,0 +1,175 @@
+import EpicycleCheckpoint
+import EpicycleData
+import EpicycleRuntime
+import EpicycleSchedules
+@testable import EpicycleTraining
+import Foundation
+import Testing
+import TestSupport
+
+/// Semi-supervised training (`unlabeled:`): its recipe checks, its data, and real runs on small
+/// Fashion-MNIST subsets.
+@Suite(.serialized) struct SemiSupervisedTests {
+    static let recipe = """
+        model: {architecture: resnet8}
+        knobs: {unlabeled_weight: {cyclical: {easy: 0, hard: 1, factor: 2}}}
+        pretrain:
+          data: {classes: [0, 1, 2], per_class: 20, validation: 300}
+          unlabeled: {first: 200, ratio: 2}
+          epochs: 3
+        """
+
+    func problem(_ text: String, overrides: [String] = []) -> String? {
+        do {
+            let prepared = try PreparedRecipe(RecipeSource(text: text, origin: "semi.yaml", overrides: overrides),
+                                              options: RunOptions(checkOnly: true))
+            try prepared.validateKnobs(.pretrain, cycle: prepared.jointCycle)
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    @Test func defaultsFillTheSemiSupervisedKnobsOfItsPhaseOnly() throws {
+        let recipe = try RecipeSource(text: Self.recipe, origin: "semi.yaml").decode(Recipe.self)
+        let unlabeled = try #require(recipe.pretrain?.unlabeled)
+        #expect(unlabeled.ratio == 2 && unlabeled.weak == "crop,flip" && unlabeled.strong == "crop,flip,randaugment,cutout")
+        let knobs = recipe.knobs(for: .pretrain).schedules
+        #expect(knobs[.unlabeledWeight] == .cyclical(easy: 0, hard: 1, factor: 2))
+        #expect(knobs[.confidenceThreshold] == .constant(0.95))
+        // A labeled-only phase of the same recipe gets neither knob.
+        let withFinetune = try RecipeSource(text: Self.recipe + "\nfinetune: {data: {classes: [3, 4]}, epochs: 1}", origin: "semi.yaml")
+            .decode(Recipe.self)
+        #expect(withFinetune.knobs(for: .finetune).schedules[.unlabeledWeight] == nil)
+        #expect(withFinetune.knobs(for: .finetune).schedules[.confidenceThreshold] == nil)
+    }
+
+    @Test(arguments: [
+        (["pretrain.unlabeled=null", "knobs.unlabeled_weight=1"],
+         "knobs.unlabeled_weight: only applies to a phase with unlabeled data (its unlabeled: section)"),
+        (["pretrain.unlabeled=null", "knobs={confidence_threshold: 0.9}"],
+         "knobs.confidence_threshold: only applies to a phase with unlabeled data (its unlabeled: section)"),
+        (["pretrain.unlabeled.ratio=0"], "pretrain.unlabeled.ratio: must be a whole number from 1 to 64, got 0"),
+        (["pretrain.unlabeled.ratio=1000000"], "pretrain.unlabeled.ratio: must be a whole number from 1 to 64, got 1000000"),
+        (["pretrain.unlabeled.first=0"], "pretrain.unlabeled.first: must be ≥ 1, got 0"),
+        (["pretrain.unlabeled.strong=crop,mixup"],
+         "pretrain.unlabeled.strong: 'mixup' mixes images, so a pseudo-label would belong to two; use per-image augmentations"),
+        (["pretrain.unlabeled.weak=crop,spin"], "pretrain.unlabeled.weak: unknown augmentation 'spin'"),
+        (["pretrain.unlabeled.classes=[1]"],
+         "pretrain.unlabeled.classes: applies to a separate source only (dataset or folder); the phase's own unlabeled images keep its classes"),
+        (["pretrain.unlabeled.labels=true"], "pretrain.unlabeled.labels: unknown key; expected one of dataset, folder, format"),
+        (["knobs.confidence_threshold=1.5"], "knobs.confidence_threshold: must be in [0, 1], got 1.5"),
+        (["knobs.unlabeled_weight=-1"], "knobs.unlabeled_weight: must be in [0, 1000000], got -1"),
+        (["pretrain.data.per_class=null"],
+         "pretrain.unlabeled: the phase labels all its training images; choose the labeled ones with pretrain.data.per_class or pretrain.data.first, or give a separate dataset or folder"),
+        (["pretrain.unlabeled.dataset=fashion-mnist"],
+         "pretrain.unlabeled: names the phase's own dataset (fashion-mnist), whose training split holds its validation images"),
+        (["pretrain.unlabeled.dataset=no-such-set"], "pretrain.unlabeled: "),
+    ])
+    func refusalsNameTheKeyPath(overrides: [String], expected: String) {
+        let message = problem(Self.recipe, overrides: overrides)
+        #expect(message?.hasPrefix(expected) == true, "\(overrides): \(message ?? "accepted")")
+    }
+
+    @Test func thePoolIsTheUnchosenTrainingImagesAndNeverValidation() throws {
+        let prepared = try PreparedRecipe(RecipeSource(text: Self.recipe, origin: "semi.yaml", overrides: ["pretrain.unlabeled.first=null"]),
+                                          options: RunOptions(checkOnly: true))
+        let data = try #require(prepared.pretrainData)
+        let pool = try #require(data.unlabeled)
+        #expect(pool.images.labels.allSatisfy { $0 == ImageDataset.hiddenLabel })
+        // Three classes of 6000 training images, 300 held out, 60 labeled: the rest is the pool.
+        #expect(pool.images.count == 18_000 - 300 - 60)
+        #expect(pool.heldBackLabels?.count == pool.images.count)
+        // No pool image is a validation or a labeled image (Fashion-MNIST has no duplicates among these).
+        func keys(_ images: ImageDataset) -> Set<[UInt8]> {
+            Set((0..<images.count).map { Array(images.pixels[($0 * images.imageSize)..<(($0 + 1) * images.imageSize)]) })
+        }
+        let poolKeys = keys(pool.images)
+        #expect(poolKeys.isDisjoint(with: keys(data.validation)))
+        #expect(poolKeys.isDisjoint(with: keys(data.training)))
+        // The resolved knobs show the defaults.
+        #expect(prepared.recipe.knobs(for: .pretrain).schedules[.confidenceThreshold] == .constant(0.95))
+    }
+
+    /// The pool's labels are held back for the log only: with every one of them changed, training,
+    /// selection and every logged figure but the pseudo-label accuracy are the same, bit for bit.
+    @Test func trainingNeverReadsTheHeldBackLabels() throws {
+        let data = TrainingProgramTests.folder("held-back-data")
+        let splits = try loadDataset(DatasetSource.named())
+        let train = try splits.training.first(400), test = try splits.test.first(200)
+        try TrainingProgramTests.writeIDXPair(train, to: data + "/train")
+        try TrainingProgramTests.writeIDXPair(test, to: data + "/t10k")
+        // Validation on the test split keeps the training file's order, so images 100… are the pool.
+        let text = """
+            seed: 2
+            model: {architecture: resnet8}
+            knobs: {learning_rate: 0.05, batch_size: 50, augmentation_strength: 1, confidence_threshold: 0, unlabeled_weight: 1}
+            pretrain:
+              data: {folder: \(data), format: idx, validation: test, first: 100, augmentation: "crop,flip"}
+              unlabeled: {ratio: 1}
+              epochs: 2
+            """
+        let real = TrainingProgramTests.folder("held-back-real"), scrambled = TrainingProgramTests.folder("held-back-scrambled")
+        _ = try pretrain(recipe: RecipeSource(text: text, origin: "held.yaml"), options: RunOptions(output: real, quiet: true))
+        let changed = train.labels.enumerated().map { index, label in index < 100 ? label : (label + 1) % 10 }
+        try TrainingProgramTests.writeIDXPair(ImageDataset(name: "scrambled", height: 28, width: 28, channels: 1,
+                                                           classNames: train.classNames, pixels: train.pixels, labels: changed),
+                                              to: data + "/train")
+        _ = try pretrain(recipe: RecipeSource(text: text, origin: "held.yaml"), options: RunOptions(output: scrambled, quiet: true))
+
+        var a = try Checkpoint.read(from: real + "/last.h5"), b = try Checkpoint.read(from: scrambled + "/last.h5")
+        TrainingProgramTests.expectIdentical(a, b)
+        #expect(a.training?.rngState == b.training?.rngState)
+        let columns = try #require(a.training?.metrics.columns)
+        let accuracy = SemiSupervisedObjective.accuracyName
+        #expect(columns.contains(SemiSupervisedObjective.maskRateName) && columns.contains(accuracy))
+        for column in columns where !["seconds", "img_per_s", accuracy].contains(column) {
+            #expect(a.training?.metrics.column(column) == b.training?.metrics.column(column), "metrics column \(column)")
+        }
+        // τ = 0 keeps every pseudo-label: right about as often as the model is, wrong under shifted labels.
+        let realAccuracy = try #require(a.training?.metrics.column(accuracy)), scrambledAccuracy = try #require(b.training?.metrics.column(accuracy))
+        #expect(zip(realAccuracy, scrambledAccuracy).allSatisfy { $0.isFinite && $1.isFinite && $0 != $1 })
+        #expect(a.training?.metrics.column(SemiSupervisedObjective.maskRateName) == [100, 100])
+        a.training?.test = nil
+        b.training?.test = nil
+        #expect(a.training?.bestTop1 == b.training?.bestTop1)
+    }
+
+    /// Unlabeled images help where labels are scarce: 10 labeled Fashion-MNIST images per class and
+    /// 1,000 unlabeled ones, 30 epochs of 5 steps, FixMatch at μ = 3, τ = 0.7, λ_u = 1, against the
+    /// labeled images alone.
+    ///
+    /// Measured with `epicycle compare` over seeds 0–3 (this recipe, `--jobs 2`): labels-only test
+    /// top-1 58.93, 56.64, 57.75, 56.72 (57.51 ± 1.07); FixMatch 61.05, 59.18, 62.18, 56.68; paired
+    /// Δ +2.12, +2.54, +4.43, −0.04 (+2.26 ± 1.84, 95 % CI [−0.66, +5.18]). A run's numbers depend only
+    /// on the recipe and seed, so this seed-0 pair reproduces +2.12 exactly; the test asks for +1.0,
+    /// about one labels-only standard deviation over seeds, so it fails if the unlabeled loss stops
+    /// helping (seed 3 shows a single seed can gain nothing, which is why the claim over seeds is the
+    /// committed experiment's, Experiments/semi-supervised-fmnist.yaml, not this test's).
+    @Test func unlabeledImagesImproveOnLabelsOnly() throws {
+        let recipe = """
+            seed: 0
+            precise_bn: true
+            model: {architecture: resnet8}
+            optimizer: {kind: sgd, nesterov: true}
+            knobs:
+              learning_rate: {cosine: {peak: 0.05, final: 0.0005, warmup_epochs: 2, warmup_start: 0.01}}
+              weight_decay: 5e-4
+              augmentation_strength: 1
+              batch_size: 20
+            pretrain:
+              data: {dataset: fashion-mnist, per_class: 10, validation: 500, augmentation: "crop,flip"}
+              epochs: 30
+            """
+        let semiSupervised = ["pretrain.unlabeled={first: 1000, ratio: 3}", "knobs.confidence_threshold=0.7", "knobs.unlabeled_weight=1"]
+        func testTop1(_ overrides: [String], _ name: String) throws -> Double {
+            let folder = TrainingProgramTests.folder(name)
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            let result = try pretrain(recipe: RecipeSource(text: recipe, origin: "\(name).yaml", overrides: overrides),
+                                      options: RunOptions(output: folder, quiet: true))
+            return try #require(result.phases.first?.test).last.top1
+        }
+        let labelsOnly = try testTop1([], "labels-only"), fixMatch = try testTop1(semiSupervised, "fixmatch")
+        #expect(fixMatch - labelsOnly >= 1.0, "FixMatch \(fixMatch) %, labels only \(labelsOnly) %")
+    }
+}
