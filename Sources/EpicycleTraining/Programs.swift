@@ -150,6 +150,10 @@ package struct PreparedRecipe {
         let schedules = recipe.knobs(for: phase).schedules
         for (knob, schedule) in schedules {
             let prefix = own[knob] != nil ? "\(phase.rawValue).knobs." : "knobs."
+            do { try schedule.validate(totalEpochs: cycle.totalEpochs, totalSteps: cycle.totalSteps) } catch {
+                let nested = error.nested(in: prefix + knob.rawValue)
+                throw RecipeError(path: nested.path, problem: nested.problem)
+            }
             try KnobSchedules([knob: schedule]).validate(over: cycle, pathPrefix: prefix)
         }
         guard let data = phase == .pretrain ? pretrainData : finetuneData, let batchSchedule = schedules[.batchSize] else { return }
@@ -159,7 +163,8 @@ package struct PreparedRecipe {
         let estimate: MemoryEstimate
         do {
             estimate = try model.memoryEstimate(height: shape[0], width: shape[1], batchSize: largestBatch,
-                                                optimizerSlots: recipe.optimizer.kind == .adamw ? 2 : 1)
+                                                optimizerSlots: (recipe.optimizer.kind == .adamw ? 2 : 1)
+                                                    + (recipe.optimizer.lookahead == nil ? 0 : 1))
         } catch let error as RuntimeError {
             throw RecipeError(path: modelPath, problem: error.description)
         }
@@ -180,13 +185,16 @@ package struct PreparedRecipe {
         let groups = recipe.optimizer.noDecayOnNormAndBias
             ? ParameterGroup.standard(parameters, weightDecay: weightDecay)
             : [ParameterGroup(parameters: parameters, weightDecay: weightDecay)]
+        let lookahead = recipe.optimizer.lookahead
         switch recipe.optimizer.kind {
         case .sgd:
-            return SGD(groups: groups, learningRate: 0.1, momentum: 0.9, nesterov: recipe.optimizer.nesterov,
-                       decoupledWeightDecay: recipe.optimizer.decoupledWeightDecay)
+            let sgd = SGD(groups: groups, learningRate: 0.1, momentum: 0.9, nesterov: recipe.optimizer.nesterov,
+                          decoupledWeightDecay: recipe.optimizer.decoupledWeightDecay)
+            return lookahead.map { Lookahead(sgd, synchronizationPeriod: $0.k, alpha: $0.alpha) } ?? sgd
         case .adamw:
-            return AdamW(groups: groups, beta1: recipe.optimizer.beta1, beta2: recipe.optimizer.beta2,
-                         epsilon: recipe.optimizer.epsilon)
+            let adamw = AdamW(groups: groups, beta1: recipe.optimizer.beta1, beta2: recipe.optimizer.beta2,
+                              epsilon: recipe.optimizer.epsilon)
+            return lookahead.map { Lookahead(adamw, synchronizationPeriod: $0.k, alpha: $0.alpha) } ?? adamw
         }
     }
 }
