@@ -178,12 +178,15 @@ public struct EpochProgress: Equatable, Sendable {
     public var lossSum: Double
     public var top1Correct: Int
     public var top5Correct: Int
+    /// Samples the step's data selection left out of the gradient (attr `epoch_dropped`; 0 without selection).
+    public var droppedSamples: Int
 
-    public init(images: Int, lossSum: Double, top1Correct: Int, top5Correct: Int) {
+    public init(images: Int, lossSum: Double, top1Correct: Int, top5Correct: Int, droppedSamples: Int = 0) {
         self.images = images
         self.lossSum = lossSum
         self.top1Correct = top1Correct
         self.top5Correct = top5Correct
+        self.droppedSamples = droppedSamples
     }
 }
 

@@ -235,11 +235,13 @@ private struct RecordReader {
         return record
     }
 
-    /// A mid-epoch save's running sums: all four attributes, counts between 0 and the images seen.
+    /// A mid-epoch save's running sums: all four attributes (and `epoch_dropped`, which files written
+    /// before data selection lack: 0), counts between 0 and the images seen.
     private func epochProgress(_ group: HDF5Location) throws -> EpochProgress {
         let images = try integer("epoch_images", of: group, in: 0...Int(Int32.max))
         var counts: [Int] = []
-        for name in ["epoch_top1_correct", "epoch_top5_correct"] {
+        let names = ["epoch_top1_correct", "epoch_top5_correct"] + (try group.hasAttribute("epoch_dropped") ? ["epoch_dropped"] : [])
+        for name in names {
             let count = try integer(name, of: group, in: 0...Int.max)
             guard (0...images).contains(count) else {
                 throw CheckpointError.invalidValue(file: file, object: attributeName(name, of: group),
@@ -248,7 +250,7 @@ private struct RecordReader {
             counts.append(count)
         }
         return EpochProgress(images: Int(images), lossSum: try double("epoch_loss_sum", of: group),
-                             top1Correct: Int(counts[0]), top5Correct: Int(counts[1]))
+                             top1Correct: Int(counts[0]), top5Correct: Int(counts[1]), droppedSamples: counts.count > 2 ? counts[2] : 0)
     }
 
     // MARK: Tensors

@@ -2,15 +2,17 @@ import EpicycleRuntime
 import Foundation
 
 extension Checkpoint {
-    /// A readable summary for `epicycle inspect`: the file header, architecture, parameter count,
-    /// each tensor's name, shape and dtype, optimizer, training state, metrics and recipe.
-    /// - Parameter listingEveryTensor: list every tensor; otherwise lists longer than 12 show their
+    /// A readable summary for `epicycle inspect`: the file header, architecture, input pipeline and
+    /// classes, parameter count, each tensor's name, shape and dtype, optimizer, training state, test
+    /// scores, metrics and recipe.
+    /// - Parameter listingEveryTensor: list every tensor and class; otherwise lists longer than 12 show their
     ///   first 8 and last 3 entries around a "… N more" line.
     public func summary(listingEveryTensor: Bool = false) -> String {
         var lines = ["\(sourceName)  (\(Checkpoint.formatName) v\(Checkpoint.formatVersion), written \(created), "
                      + "Epicycle \(softwareVersion))"]
         lines += labelled("architecture", architecture)
         lines.append("classes: \(numClasses)")
+        if let input { lines += inputLines(input, all: listingEveryTensor) }
         lines.append("parameters: \(formatCount(model.parameterCount)) in \(counted(model.parameters.count, "tensor"))")
         lines += tensorTable(model.parameters.map { ($0.name, $0.tensor.shape, "float32") }, all: listingEveryTensor)
         lines.append("buffers: \(counted(model.buffers.count, "tensor"))")
@@ -39,9 +41,25 @@ extension Checkpoint {
                 lines.append("  last: " + zip(metrics.columns, last).map { "\($0) \(String(format: "%.4g", $1))" }
                     .joined(separator: ", "))
             }
+            if let test = training.test {
+                lines.append("test: \(test.last.images) images, final top-1 \(String(format: "%.2f", test.last.top1)) %, "
+                             + "best.h5 (epoch \(test.bestEpoch)) \(String(format: "%.2f", test.best.top1)) %")
+            }
             lines += labelled("recipe", training.recipe)
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// The `/data` record: image shape and normalisation, then output index ← dataset label (and name).
+    private func inputLines(_ input: InputPipeline, all: Bool) -> [String] {
+        func list(_ values: [Float]) -> String { "[" + values.map { String(format: "%.4g", $0) }.joined(separator: ", ") + "]" }
+        let rows = input.classes.indices.map { index in
+            "  \(index) ← \(input.classes[index])" + (input.classNames[index].isEmpty ? "" : " \(input.classNames[index])")
+        }
+        return ["data: \(input.dataset), \(input.height)×\(input.width)×\(input.channels), "
+                + "mean \(list(input.mean)), std \(list(input.standardDeviation))",
+                "  output index ← dataset label:"]
+            + folded(rows, all: all, noun: "class").map { "  " + $0 }
     }
 
     private func bufferRow(_ buffer: (name: String, value: Buffer.Value)) -> (String, [Int], String) {
@@ -72,10 +90,7 @@ private func formatCount(_ count: Int) -> String {
 
 /// Aligned rows of name, shape and dtype, folded to the first 8 and last 3 beyond 12 rows.
 private func tensorTable(_ rows: [(name: String, shape: [Int], dtype: String)], all: Bool) -> [String] {
-    let (head, tail, hidden) = all || rows.count <= 12
-        ? (rows[...], rows[rows.endIndex...], 0)
-        : (rows.prefix(8), rows.suffix(3), rows.count - 11)
-    let shown = head + tail
+    let shown = all || rows.count <= 12 ? rows[...] : rows.prefix(8) + rows.suffix(3)
     let nameWidth = shown.map(\.name.count).max() ?? 0
     let shapeWidth = shown.map { describeShape($0.shape).count }.max() ?? 0
     func line(_ row: (name: String, shape: [Int], dtype: String)) -> String {
@@ -83,5 +98,11 @@ private func tensorTable(_ rows: [(name: String, shape: [Int], dtype: String)], 
         return "  " + row.name.padding(toLength: nameWidth, withPad: " ", startingAt: 0) + "  "
             + shape.padding(toLength: shapeWidth, withPad: " ", startingAt: 0) + "  " + row.dtype
     }
-    return head.map(line) + (hidden > 0 ? ["  … \(hidden) more (--all lists every tensor)"] : []) + tail.map(line)
+    return folded(rows.map(line), all: all, noun: "tensor")
+}
+
+/// The lines themselves, or beyond 12 the first 8 and last 3 around a "… N more" line.
+private func folded(_ lines: [String], all: Bool, noun: String) -> [String] {
+    guard !all && lines.count > 12 else { return lines }
+    return lines.prefix(8) + ["  … \(lines.count - 11) more (--all lists every \(noun))"] + lines.suffix(3)
 }

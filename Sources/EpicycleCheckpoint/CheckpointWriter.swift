@@ -222,6 +222,7 @@ private struct RecordWriter {
             try group.writeAttribute("epoch_loss_sum", double: progress.lossSum)
             try group.writeAttribute("epoch_top1_correct", int64: Int64(progress.top1Correct))
             try group.writeAttribute("epoch_top5_correct", int64: Int64(progress.top5Correct))
+            try group.writeAttribute("epoch_dropped", int64: Int64(progress.droppedSamples))
         }
         _ = try training.rngState.withUnsafeBytes {
             try group.writeDataset("rng_state", shape: [training.rngState.count], fileType: epicycle_H5T_STD_U64LE(),

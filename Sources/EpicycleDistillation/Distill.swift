@@ -70,14 +70,10 @@ public func distill(teacher teacherPath: String?, recipe source: RecipeSource, o
         let quoted = "\"" + teacherPath.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
         source = try RecipeSource(text: source.text, origin: source.origin, overrides: ["distill.teacher=" + quoted])
     }
-    let prepared = try PreparedRecipe(source, options: options)
+    let prepared = try PreparedRecipe(source, options: options, for: DistillationObjective.self)
     let recipe = prepared.recipe
-    guard let distillRecipe = recipe.distill else {
-        throw RecipeError(path: "distill", problem: "is required for distillation (the teacher and the loss terms)")
-    }
-    guard recipe.pretrain != nil, var data = prepared.pretrainData else {
-        throw RecipeError(path: "pretrain", problem: "is required: the student trains on the pretrain phase")
-    }
+    let distillRecipe = try DistillRecipe.required(in: recipe)
+    guard var data = prepared.pretrainData else { throw DistillRecipe.missingPretrain }
     guard let path = distillRecipe.teacher else { throw DistillationError.noTeacher }
     let (teacher, teacherInput) = try loadTeacherAndInput(from: path)
     guard teacher.spec.inputChannels == data.channels else {
@@ -104,7 +100,7 @@ public func distill(teacher teacherPath: String?, recipe source: RecipeSource, o
 
     let student = try Model(recipe.model.spec(inputChannels: data.channels, numClasses: data.classCount), seed: recipe.seed)
     let objective = try DistillationObjective(student: student, teacher: teacher, terms: distillRecipe.losses,
-                                              imageShape: data.training.imageShape, seed: recipe.seed)
+                                              imageShape: data.training.imageShape, seed: recipe.seed, loss: recipe.loss)
     let adapters = objective.adapters.parameters.isEmpty ? nil : objective.adapters
     let optimizer = prepared.makeOptimizer(for: student.state.parameters + objective.adapters.parameters, phase: .pretrain)
     let start = options.resume
@@ -112,13 +108,7 @@ public func distill(teacher teacherPath: String?, recipe source: RecipeSource, o
                           optimizer: optimizer, adapters: adapters) : nil
     let trainer = Trainer(model: student, optimizer: optimizer, program: .distill, phase: .pretrain, cyclePhase: .pretrain,
                           cycle: cycle, recipe: recipe, recipeText: prepared.text, data: data, folder: prepared.output,
-                          progress: ProgressReporter(quiet: options.quiet), adapters: adapters)
-    trainer.customStep = { [unowned trainer] batch, values, position in
-        try objective.step(batch, value: { trainer.cycle.value(of: $0, at: position) },
-                           labelLoss: { try trainer.labelLoss(logits: $0, batch: batch, knobs: values) })
-    }
-    trainer.progressNote = { objective.progressNote }
-    trainer.loggedValues = { [unowned trainer] position in objective.scheduledValues { trainer.cycle.value(of: $0, at: position) } }
+                          progress: ProgressReporter(quiet: options.quiet), objective: objective)
     logger.info("distilling \(recipe.model.architecture) from \(teacher.spec.architecture) (\(path))")
     let result = try trainer.run(resumingFrom: start)
     return ProgramResult(phases: [result], checkpoint: result.folder + "/last.h5")

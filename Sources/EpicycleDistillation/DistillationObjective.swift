@@ -34,11 +34,15 @@ public struct DistillationTerm {
 /// The student's loss in distillation: the weighted sum Σ_k w_k(t)·L_k of its terms, with every
 /// weight and temperature evaluated at the step's cycle position, and one forward and backward pass
 /// of the student per step. The teacher runs in inference mode on the same (augmented) batch, caches
-/// nothing and is never updated.
-public final class DistillationObjective {
+/// nothing and is never updated. Its recipe section is `distill:` (`DistillRecipe`).
+public final class DistillationObjective: TrainingObjective {
+    public static var recipeSection: (any RecipeSection.Type)? { DistillRecipe.self }
+
     public let student: Model
     public let teacher: Model
     public let terms: [DistillationTerm]
+    /// The recipe's loss on labels, which the `labels` term uses.
+    public let labels: LabelObjective
     /// The hint regressors, named `hint.<k>.conv.weight`, `hint.<k>.bn.*` (k counts the hint terms).
     public let adapters: ModuleState
     /// Each term's name in logged values (see `scheduledValues`), in `terms` order.
@@ -60,11 +64,14 @@ public final class DistillationObjective {
     /// - Parameters:
     ///   - imageShape: [H, W, C] of the training images.
     ///   - seed: draws the regressors' initial weights.
+    ///   - loss: the recipe's `loss:`, for the `labels` term.
     /// - Throws: `RecipeError` naming `distill.losses[i]…` for an unknown feature name (listing the valid
     ///   ones), sizes that cannot be matched, or channels that must agree and do not.
-    public init(student: Model, teacher: Model, terms recipes: [DistillTermRecipe], imageShape: [Int], seed: UInt64) throws {
+    public init(student: Model, teacher: Model, terms recipes: [DistillTermRecipe], imageShape: [Int], seed: UInt64,
+                loss: LossRecipe = LossRecipe()) throws {
         self.student = student
         self.teacher = teacher
+        labels = LabelObjective(model: student, loss: loss)
         for (index, term) in recipes.enumerated() {
             let path = "distill.losses[\(index)]."
             if let name = term.student, !student.featureNames.contains(name) {
@@ -125,6 +132,15 @@ public final class DistillationObjective {
         termNames = names.enumerated().map { index, name in names.filter { $0 == name }.count > 1 ? "\(name)[\(index)]" : name }
         lastValues = [Float](repeating: .nan, count: terms.count)
         lastTemperatures = [Double?](repeating: nil, count: terms.count)
+    }
+
+    /// The labels term's (data selection applies to it alone).
+    public var droppedSamples: Int { labels.droppedSamples }
+
+    /// `step(_:value:labelLoss:)` with the schedules read at `position` and the recipe's loss on labels
+    /// at the step's knob values.
+    public func step(_ batch: Batch, knobs: KnobValues, at position: CyclePosition) throws -> (loss: Float, logits: Tensor) {
+        try step(batch, value: position.value(of:), labelLoss: { try labels.labelLoss(logits: $0, batch: batch, knobs: knobs) })
     }
 
     /// One training step's loss: forward passes of student (training mode) and teacher (inference
@@ -208,6 +224,11 @@ public final class DistillationObjective {
     /// `distill.losses`, when two terms would share a name). The labels term's temperature is
     /// `knobs.temperature`, logged as a knob.
     /// - Parameter value: a schedule's value at the position.
+    public func loggedValues(at position: CyclePosition) -> [String: Double] {
+        scheduledValues(position.value(of:))
+    }
+
+    /// `loggedValues`, with `value` reading each schedule.
     public func scheduledValues(_ value: (Schedule) -> Double) -> [String: Double] {
         var values: [String: Double] = [:]
         for (name, term) in zip(termNames, terms) {

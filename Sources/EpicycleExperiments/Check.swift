@@ -16,9 +16,9 @@ public func checkFile(_ path: String, overrides: [String] = [], checkpoint: Stri
         return "ok (experiment: \(experiment.variants.count) variants × \(experiment.seeds.count) seeds)"
     }
     let source = try RecipeSource(text: text, origin: path, overrides: overrides)
-    let recipe = try source.decode(Recipe.self)
+    let recipe = try source.decodeRecipe(sections: [DistillRecipe.self])
     let options = RunOptions(quiet: true, checkOnly: true)
-    if recipe.distill != nil {
+    if recipe.section(DistillRecipe.self) != nil {
         _ = try distill(teacher: nil, recipe: source, options: options)
         return "ok (distill)"
     }

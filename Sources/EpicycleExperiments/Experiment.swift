@@ -16,10 +16,7 @@ public enum ExperimentProgram: String, CaseIterable, Sendable {
                 throw RecipeError(path: "pretrain", problem: "is required for pretraining")
             }
         case .distill:
-            let decoded = try recipe.decode(Recipe.self)
-            guard decoded.distill != nil else {
-                throw RecipeError(path: "distill", problem: "is required for distillation (the teacher and the loss terms)")
-            }
+            _ = try DistillRecipe.required(in: recipe.decodeRecipe(sections: [DistillRecipe.self]))
         case .cycle:
             let decoded = try recipe.decode(Recipe.self)
             guard decoded.pretrain != nil, decoded.finetune != nil else {

@@ -3,7 +3,8 @@ import EpicycleSchedules
 /// The hyper-parameters a recipe may put on a schedule (`knobs:` in a recipe).
 ///
 /// Which end is "easy" follows Smith (2022, §3–5): small weight decay, small softmax temperature
-/// (confident), small clipping threshold, *large* batch size, no augmentation, small learning rate.
+/// (confident), small clipping threshold, *large* batch size, no augmentation, small learning rate,
+/// small sample loss threshold, keep fraction and sample loss clip (hard samples excluded, §4.2).
 public enum Knob: String, CaseIterable, CodingKey, Sendable, Comparable {
     case learningRate = "learning_rate"
     case weightDecay = "weight_decay"
@@ -19,20 +20,20 @@ public enum Knob: String, CaseIterable, CodingKey, Sendable, Comparable {
     case augmentationStrength = "augmentation_strength"
     /// ξ of the cyclical focal loss: the weight of the high-confidence term.
     case focalMix = "focal_mix"
+    /// Samples whose label loss exceeds it get zero weight in the step (cyclical data selection, §4.2:
+    /// easy = low, hard samples excluded). Absent: off.
+    case sampleLossThreshold = "sample_loss_threshold"
+    /// φ in (0, 1]: each step learns from the easiest ⌈φ·N⌉ samples of its batch (easy = small, e.g.
+    /// cyclical 0.5 → 1 → 0.5). Absent: off (every sample).
+    case keepFraction = "keep_fraction"
+    /// c: each sample's label loss is clipped to min(loss, c), so samples above c add no gradient (the
+    /// soft form of data selection; easy = small). Absent: off.
+    case sampleLossClip = "sample_loss_clip"
 
-    /// The value a recipe gets when it does not mention the knob; nil for knobs that are off unless set
-    /// (clipping) or that only one loss reads (`focal_mix`: `defaultFocalMix`).
-    public var defaultValue: Double? {
-        switch self {
-        case .learningRate: return 0.1
-        case .weightDecay: return 5e-4
-        case .momentum: return 0.9
-        case .batchSize: return 128
-        case .temperature: return 1
-        case .augmentationStrength: return 0
-        case .focalMix, .clipValue, .clipNorm: return nil
-        }
-    }
+    /// The value a recipe gets when it does not mention the knob (`KnobValues`' initial values); nil
+    /// for knobs that are off unless set (clipping) or that only one loss reads (`focal_mix`:
+    /// `defaultFocalMix`).
+    public var defaultValue: Double? { KnobValues()[self] }
 
     /// What is wrong with `value` for this knob, or nil.
     func problem(with value: Double) -> String? {
@@ -47,10 +48,12 @@ public enum Knob: String, CaseIterable, CodingKey, Sendable, Comparable {
             let sizes = RecipeLimits.batchSize
             return value.isFinite && value >= Double(sizes.lowerBound) && value <= Double(sizes.upperBound) ? nil
                 : outside(sizes, got: shown)
-        case .temperature, .clipValue, .clipNorm:
+        case .temperature, .clipValue, .clipNorm, .sampleLossThreshold, .sampleLossClip:
             return value > 0 && value <= largest ? nil : "must be in (0, \(formatNumber(largest))], got \(shown)"
         case .augmentationStrength, .focalMix:
             return (0...1).contains(value) ? nil : "must be in [0, 1], got \(shown)"
+        case .keepFraction:
+            return value > 0 && value <= 1 ? nil : "must be in (0, 1], got \(shown)"
         }
     }
 
@@ -72,7 +75,8 @@ func wholeBatchSize(_ value: Double) -> Int {
     return Int(max(1, min(value.rounded(.toNearestOrAwayFromZero), Double(Int32.max))))
 }
 
-func formatNumber(_ value: Double) -> String {
+/// A number as recipe messages show it: whole numbers without a fraction (`3`, not `3.0`).
+public func formatNumber(_ value: Double) -> String {
     value == value.rounded() && abs(value) < 1e9 ? String(Int(value)) : "\(value)"
 }
 
@@ -122,10 +126,11 @@ public struct KnobSchedules: Decodable, Equatable, Sendable {
     }
 
     /// Every knob's value at a position of `cycle`, the batch size made whole (`wholeBatchSize`): what
-    /// training applies and logs, and what `epicycle schedule` prints.
-    func values(at position: Position, in cycle: JointCycle) -> [Knob: Double] {
-        var values = schedules.mapValues { cycle.value(of: $0, at: position) }
-        if let batchSize = values[.batchSize] { values[.batchSize] = Double(wholeBatchSize(batchSize)) }
+    /// training applies and logs, and what `epicycle schedule` prints. A knob without a schedule keeps
+    /// its default, or is absent when optional (`KnobValues`' subscript).
+    public func values(at position: Position, in cycle: JointCycle) -> KnobValues {
+        var values = KnobValues()
+        for knob in Knob.allCases { values[knob] = schedules[knob].map { cycle.value(of: $0, at: position) } }
         return values
     }
 

@@ -27,6 +27,7 @@ public struct RunningMetrics {
     private var lossSum = 0.0
     private var top1Correct = 0
     private var top5Correct = 0
+    private var droppedSamples = 0
 
     public init() {}
 
@@ -37,15 +38,19 @@ public struct RunningMetrics {
         lossSum = progress.lossSum
         top1Correct = progress.top1Correct
         top5Correct = progress.top5Correct
+        droppedSamples = progress.droppedSamples
     }
 
     /// The sums so far, as a mid-epoch checkpoint stores them.
     public var progress: EpochProgress {
-        EpochProgress(images: images, lossSum: lossSum, top1Correct: top1Correct, top5Correct: top5Correct)
+        EpochProgress(images: images, lossSum: lossSum, top1Correct: top1Correct, top5Correct: top5Correct,
+                      droppedSamples: droppedSamples)
     }
 
-    public mutating func add(loss: Float, logits: Tensor, labels: [Int32]) {
+    /// - Parameter dropped: how many of the batch's samples data selection left out of the gradient.
+    public mutating func add(loss: Float, logits: Tensor, labels: [Int32], dropped: Int = 0) {
         images += labels.count
+        droppedSamples += dropped
         lossSum += Double(loss) * Double(labels.count)
         top1Correct += topKCorrect(logits: logits, labels: labels, k: 1)
         top5Correct += topKCorrect(logits: logits, labels: labels, k: min(5, logits.shape[1]))
@@ -56,6 +61,8 @@ public struct RunningMetrics {
     public var top1: Double { images == 0 ? .nan : 100 * Double(top1Correct) / Double(images) }
     /// Percent (top-k with k = min(5, classes)).
     public var top5: Double { images == 0 ? .nan : 100 * Double(top5Correct) / Double(images) }
+    /// The share in [0, 1] of the epoch's samples that data selection left out of the gradient.
+    public var droppedShare: Double { images == 0 ? .nan : Double(droppedSamples) / Double(images) }
 }
 
 /// One row of the metrics history: an epoch's training and validation figures and the knob values

@@ -39,7 +39,7 @@ public struct ProgramResult: Sendable {
     /// The final checkpoint (`last.h5` of the last phase).
     public var checkpoint: String
 
-    package init(phases: [PhaseResult], checkpoint: String) {
+    public init(phases: [PhaseResult], checkpoint: String) {
         self.phases = phases
         self.checkpoint = checkpoint
     }
@@ -84,19 +84,23 @@ extension Checkpoint {
     }
 }
 
-package let logger = Logger(label: "epicycle")
+/// The log every program writes its notices to (an objective's program too).
+public let logger = Logger(label: "epicycle")
 
 /// A recipe made ready to run: decoded, its data loaded, its cycle laid out and every knob checked.
-package struct PreparedRecipe {
-    package let recipe: Recipe
-    package let text: String
+public struct PreparedRecipe {
+    public let recipe: Recipe
+    /// The recipe text checkpoints store.
+    public let text: String
     let name: String
-    package let output: String
-    package let pretrainData: PreparedData?
-    package let finetuneData: PreparedData?
+    /// The run folder.
+    public let output: String
+    public let pretrainData: PreparedData?
+    public let finetuneData: PreparedData?
 
-    package init(_ source: RecipeSource, options: RunOptions) throws {
-        let recipe = try source.decode(Recipe.self)
+    /// - Parameter objective: the objective that will train on it; the recipe may hold its section.
+    public init(_ source: RecipeSource, options: RunOptions, for objective: any TrainingObjective.Type = LabelObjective.self) throws {
+        let recipe = try source.decodeRecipe(sections: objective.recipeSection.map { [$0] } ?? [])
         self.recipe = recipe
         text = source.text
         name = recipe.name ?? URL(fileURLWithPath: source.origin).deletingPathExtension().lastPathComponent
@@ -114,7 +118,7 @@ package struct PreparedRecipe {
     /// cycle of `cycleEpochs` epochs with default factor `factor`. The batch size changes only per
     /// epoch (`KnobSchedules` refuses a per-step one), so every epoch's length is known before training
     /// and reads no step count.
-    package func epochSteps(_ phase: Phase, epochs: Int, firstEpoch: Int, cycleEpochs: Int, factor: Double) -> [Int] {
+    func epochSteps(_ phase: Phase, epochs: Int, firstEpoch: Int, cycleEpochs: Int, factor: Double) -> [Int] {
         guard epochs > 0 else { return [] }
         let loader = (phase == .pretrain ? pretrainData : finetuneData)!.trainingLoader(seed: 0)
         let batchSize = recipe.knobs(for: phase).schedules[.batchSize]!.withDefaultFactor(factor)
@@ -126,7 +130,7 @@ package struct PreparedRecipe {
 
     /// The cycle of the recipe's phases as `pretrain`, `cycle` and `schedule` run it: pretraining then
     /// fine-tuning, or a recipe's only phase as a cycle of its own.
-    package var jointCycle: JointCycle {
+    public var jointCycle: JointCycle {
         guard let pretraining = recipe.pretrain?.epochs else {
             let epochs = recipe.finetune!.epochs
             return JointCycle(pretrainingEpochSteps: epochSteps(.finetune, epochs: epochs, firstEpoch: 0, cycleEpochs: epochs, factor: 1),
@@ -144,8 +148,8 @@ package struct PreparedRecipe {
     /// it, then that the model fits this machine's memory at the phase's largest batch size.
     /// - Parameter spec: the model the phase trains (a fine-tune's comes from its checkpoint);
     ///   default: the recipe's model on the phase's data.
-    package func validateKnobs(_ phase: Phase, cycle: JointCycle, model spec: ModelSpec? = nil,
-                               modelPath: String = "model.architecture") throws {
+    public func validateKnobs(_ phase: Phase, cycle: JointCycle, model spec: ModelSpec? = nil,
+                              modelPath: String = "model.architecture") throws {
         let own = (phase == .pretrain ? recipe.pretrain : recipe.finetune)?.knobs.schedules ?? [:]
         let schedules = recipe.knobs(for: phase).schedules
         for (knob, schedule) in schedules {
@@ -179,7 +183,7 @@ package struct PreparedRecipe {
     }
 
     /// The recipe's optimizer over named parameters (a model's, and any adapters beside it).
-    package func makeOptimizer(for parameters: [(name: String, parameter: Parameter)], phase: Phase) -> any Optimizer {
+    public func makeOptimizer(for parameters: [(name: String, parameter: Parameter)], phase: Phase) -> any Optimizer {
         let weightDecay = Float(recipe.knobs(for: phase).schedules[.weightDecay]?.value(
             at: Position(epoch: 0, totalEpochs: 1, step: 0, totalSteps: 1)) ?? 0)
         let groups = recipe.optimizer.noDecayOnNormAndBias
@@ -201,8 +205,8 @@ package struct PreparedRecipe {
 
 /// Reads `last.h5` to resume, checking it belongs to this program and recipe.
 /// Adapters, when given, are restored from the checkpoint's `/adapters` too.
-package func resumeState(folder: String, program: TrainingRecord.Program, recipeText: String, model: Model,
-                         optimizer: any Optimizer, adapters: ModuleState? = nil) throws -> TrainingRecord? {
+public func resumeState(folder: String, program: TrainingRecord.Program, recipeText: String, model: Model,
+                        optimizer: any Optimizer, adapters: ModuleState? = nil) throws -> TrainingRecord? {
     let path = folder + "/last.h5"
     guard FileManager.default.fileExists(atPath: path) else { return nil }
     let checkpoint = try Checkpoint.read(from: path)
@@ -471,7 +475,7 @@ struct EvaluationSource {
     /// - Parameters: dataset, folder, classes: replace the stored ones when given.
     init(_ checkpoint: Checkpoint, path: String, dataset: String? = nil, folder: String? = nil, classes: [Int]? = nil) {
         if let record = checkpoint.training,
-           let recipe = try? RecipeSource(text: record.recipe, origin: path).decode(Recipe.self) {
+           let recipe = try? RecipeSource(text: record.recipe, origin: path).decodeRecipe(ignoringOtherSections: true) {
             // A distilled student trained on the recipe's pretrain phase.
             dataRecipe = (record.program == .finetune ? recipe.finetune : recipe.pretrain)?.data ?? dataRecipe
         } else if let input = checkpoint.input {

@@ -4,8 +4,9 @@ import EpicycleSchedules
 
 /// The whole description of a run (see DESIGN.md, "Recipes"). One recipe format serves `pretrain`
 /// (needs `pretrain:`), `finetune` (needs `finetune:`) and `cycle` (needs both): knobs at the top
-/// level apply to every phase, and a phase's own `knobs:` override them for that phase. `distill`
-/// uses `pretrain:` as the student's phase and its own `distill:` section (see `DistillRecipe`).
+/// level apply to every phase, and a phase's own `knobs:` override them for that phase. An objective
+/// from another module adds its own top-level section (`distill:`, a `RecipeSection`), which only a
+/// recipe decoded for it may hold (`RecipeSource.decodeRecipe(sections:)`).
 public struct Recipe: Decodable, Sendable {
     public var name: String?
     public var seed: UInt64
@@ -15,8 +16,6 @@ public struct Recipe: Decodable, Sendable {
     public var knobs: KnobSchedules
     public var pretrain: PhaseRecipe?
     public var finetune: PhaseRecipe?
-    /// The teacher and the loss terms of `epicycle distill`.
-    public var distill: DistillRecipe?
     /// Where checkpoints and metrics go; default `Checkpoints/<name>`.
     public var output: String?
     /// Also keep `epoch-N.h5` every this many epochs (0: only `last.h5` and `best.h5`).
@@ -26,15 +25,25 @@ public struct Recipe: Decodable, Sendable {
     public var threads: Int?
     /// When batch-norm running statistics are recomputed before validation and saving.
     public var preciseBN: PreciseBNRecipe
+    /// The objectives' sections the recipe holds, by key.
+    private var sections: [String: any RecipeSection]
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, seed, model, optimizer, loss, knobs, pretrain, finetune, distill, output
+        case name, seed, model, optimizer, loss, knobs, pretrain, finetune, output
         case checkpointEvery = "checkpoint_every", threads, preciseBN = "precise_bn"
     }
 
     public init(from decoder: any Decoder) throws {
-        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let sectionTypes = decoder.userInfo[.recipeSections] as? RecipeSectionTypes ?? RecipeSectionTypes()
+        if !sectionTypes.ignoresOthers {
+            try decoder.rejectUnknownKeys(CodingKeys.self, besides: sectionTypes.types.map { $0.key })
+        }
         let container = try decoder.container(keyedBy: CodingKeys.self)
+        let sectionContainer = try decoder.container(keyedBy: AnyKey.self)
+        sections = [:]
+        for type in sectionTypes.types {
+            if let section = try Self.decodeSection(type, from: sectionContainer) { sections[type.key] = section }
+        }
         name = try container.text(forKey: .name, maxLength: RecipeLimits.nameLength)
         if let name, !isSafeRunName(name) {
             throw RecipeError(path: "name", problem: "becomes a folder name under Checkpoints/: use letters, digits, '-', '_' and '.', not starting with '.', got '\(shortenedForMessage(name))'")
@@ -46,7 +55,6 @@ public struct Recipe: Decodable, Sendable {
         knobs = try container.decodeIfPresent(KnobSchedules.self, forKey: .knobs) ?? KnobSchedules()
         pretrain = try container.decodeIfPresent(PhaseRecipe.self, forKey: .pretrain)
         finetune = try container.decodeIfPresent(PhaseRecipe.self, forKey: .finetune)
-        distill = try container.decodeIfPresent(DistillRecipe.self, forKey: .distill)
         output = try container.text(forKey: .output)
         if let output, output.isEmpty || output.hasPrefix("/") || output.split(separator: "/").contains("..") {
             throw RecipeError(path: "output", problem: "must be a folder inside the working folder (relative, without '..'), got '\(shortenedForMessage(output))'; --output writes anywhere")
@@ -54,13 +62,20 @@ public struct Recipe: Decodable, Sendable {
         preciseBN = try container.decodeIfPresent(PreciseBNRecipe.self, forKey: .preciseBN) ?? PreciseBNRecipe()
         checkpointEvery = try container.wholeNumber(forKey: .checkpointEvery, in: RecipeLimits.checkpointEvery) ?? 0
         threads = try container.wholeNumber(forKey: .threads, in: RecipeLimits.threads)
-        if distill != nil && pretrain == nil {
-            throw RecipeError(path: "distill", problem: "the student trains on the recipe's 'pretrain' phase; add one (pretrain: {data: …, epochs: …})")
-        }
         if pretrain == nil && finetune == nil {
             throw RecipeError(path: "", problem: "a recipe needs a 'pretrain' or a 'finetune' phase (or both, for 'cycle')")
         }
         try refuseIgnoredKnobs()
+    }
+
+    private static func decodeSection<Section: RecipeSection>(_ type: Section.Type,
+                                                               from container: KeyedDecodingContainer<AnyKey>) throws -> Section? {
+        try container.decodeIfPresent(type, forKey: AnyKey(stringValue: type.key))
+    }
+
+    /// The recipe's section of type `Section`, nil when the recipe has none or was not decoded for it.
+    public func section<Section: RecipeSection>(_ type: Section.Type) -> Section? {
+        sections[type.key] as? Section
     }
 
     /// Knobs this configuration would not use are errors, not silently dropped settings.
@@ -75,10 +90,6 @@ public struct Recipe: Decodable, Sendable {
             }
             if optimizer.kind == .adamw && own.schedules[.momentum] != nil {
                 throw RecipeError(path: prefix + "momentum", problem: "applies only to optimizer.kind: sgd; AdamW's β1 is optimizer.beta1")
-            }
-            if optimizer.lookahead != nil && own.schedules[.momentum] != nil {
-                throw RecipeError(path: prefix + "momentum", problem: "is not passed through optimizer.lookahead yet; "
-                                  + "remove it (SGD keeps momentum 0.9) or remove lookahead")
             }
         }
         // A phase's clip_value beside the shared clip_norm (or the reverse) would leave one of them unused.

@@ -65,10 +65,30 @@ func keyPath(_ codingPath: [any CodingKey]) -> String {
         .joined(separator: ".").replacingOccurrences(of: ".[", with: "[")
 }
 
+/// A top-level recipe section of an objective outside this module (distillation's `distill:`): the
+/// recipe accepts it only when decoded for it (`RecipeSource.decodeRecipe(sections:)`), and the
+/// objective reads it back with `Recipe.section(_:)`. Its decoder should name key paths in its errors
+/// (`RecipeError`, with the helpers on `Decoder` and `KeyedDecodingContainer` here).
+public protocol RecipeSection: Decodable, Sendable {
+    /// The section's top-level key, e.g. `distill`.
+    static var key: String { get }
+}
+
+/// Which objective sections a recipe is decoded with (`Decoder.userInfo[.recipeSections]`).
+struct RecipeSectionTypes {
+    var types: [any RecipeSection.Type] = []
+    /// Accept, unread, any top-level key that is neither the recipe's nor one of `types`.
+    var ignoresOthers = false
+}
+
+extension CodingUserInfoKey {
+    static let recipeSections = CodingUserInfoKey(rawValue: "epicycle.recipeSections")!
+}
+
 extension Decoder {
-    /// Throws for any key of this mapping that `Keys` does not list, naming the valid ones.
-    func rejectUnknownKeys<Keys: CodingKey & CaseIterable>(_ keys: Keys.Type) throws {
-        let valid = Keys.allCases.map(\.stringValue)
+    /// Throws for any key of this mapping that neither `Keys` nor `besides` lists, naming the valid ones.
+    public func rejectUnknownKeys<Keys: CodingKey & CaseIterable>(_ keys: Keys.Type, besides others: [String] = []) throws {
+        let valid = Keys.allCases.map(\.stringValue) + others
         for key in try container(keyedBy: AnyKey.self).allKeys where !valid.contains(key.stringValue) {
             throw RecipeError(path: keyPath(codingPath + [key]),
                               problem: "unknown key; expected one of \(valid.joined(separator: ", "))")
@@ -76,7 +96,7 @@ extension Decoder {
     }
 
     /// The key path of this decoder, for messages about the value as a whole.
-    var path: String { keyPath(codingPath) }
+    public var path: String { keyPath(codingPath) }
 }
 
 extension KeyedDecodingContainer {
@@ -86,7 +106,7 @@ extension KeyedDecodingContainer {
     }
 
     /// Text, or nil when absent; longer than `maxLength` characters is an error.
-    func text(forKey key: Key, maxLength: Int = RecipeLimits.textLength) throws -> String? {
+    public func text(forKey key: Key, maxLength: Int = RecipeLimits.textLength) throws -> String? {
         guard contains(key), (try? decodeNil(forKey: key)) != true else { return nil }
         guard let value = try? decode(String.self, forKey: key) else {
             throw RecipeError(path: keyPath(codingPath + [key]), problem: "expected text, got \(summary(forKey: key))")
@@ -111,7 +131,7 @@ extension KeyedDecodingContainer {
     /// A list of at most `maxCount` elements, or nil when absent. Text or number elements of the
     /// wrong type are reported by their index, e.g. `pretrain.data.classes[2]: expected a whole
     /// number, got 'x'`; mappings (loss terms) report their own errors.
-    func list<Element: Decodable>(of type: Element.Type, forKey key: Key, maxCount: Int) throws -> [Element]? {
+    public func list<Element: Decodable>(of type: Element.Type, forKey key: Key, maxCount: Int) throws -> [Element]? {
         guard contains(key), (try? decodeNil(forKey: key)) != true else { return nil }
         guard var elements = try? nestedUnkeyedContainer(forKey: key) else {
             throw RecipeError(path: keyPath(codingPath + [key]), problem: "expected a list, got \(summary(forKey: key))")
@@ -135,7 +155,7 @@ extension KeyedDecodingContainer {
     }
 
     /// Decodes a schedule; a schedule's own error gets this key's full path in front.
-    func decodeSchedule(forKey key: Key) throws -> Schedule? {
+    public func decodeSchedule(forKey key: Key) throws -> Schedule? {
         do {
             return try decodeIfPresent(Schedule.self, forKey: key)
         } catch let error as ScheduleError {
@@ -294,7 +314,7 @@ func checkSize(of root: Node, origin: String) throws {
 
 /// Parses YAML text, with Yams' message (line, column and what it found) shortened, and bounded in
 /// how many values it may hold.
-package func composeRecipe(_ text: String, origin: String) throws -> Node {
+public func composeRecipe(_ text: String, origin: String) throws -> Node {
     let root: Node
     do {
         root = try Yams.compose(yaml: text) ?? Node.mapping(Node.Mapping([]))
@@ -409,11 +429,25 @@ public struct RecipeSource: Equatable, Sendable {
         }
     }
 
+    /// Decodes the recipe with the sections of the objectives that will run it.
+    /// - Parameters:
+    ///   - sections: the objectives' sections the recipe may hold (see `RecipeSection`); any other
+    ///     unknown key is an error.
+    ///   - ignoringOtherSections: accept other unknown top-level keys unread, for a recipe a checkpoint
+    ///     stores (it was checked when it ran, perhaps with an objective this caller does not load).
+    public func decodeRecipe(sections: [any RecipeSection.Type] = [], ignoringOtherSections: Bool = false) throws -> Recipe {
+        try decode(Recipe.self, userInfo: [.recipeSections: RecipeSectionTypes(types: sections, ignoresOthers: ignoringOtherSections)])
+    }
+
     /// Decodes the recipe text into `type`, turning every problem into a key-path message.
     public func decode<T: Decodable>(_ type: T.Type) throws -> T {
+        try decode(type, userInfo: [:])
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, userInfo: [CodingUserInfoKey: Any]) throws -> T {
         let node = try composeRecipe(text, origin: origin)
         do {
-            return try YAMLDecoder().decode(type, from: node)
+            return try YAMLDecoder().decode(type, from: node, userInfo: userInfo)
         } catch let error as RecipeError {
             throw error
         } catch {

@@ -84,7 +84,7 @@ extension POSIXError {
 /// Opens `folder` for one run: takes its lock and, unless resuming, refuses to write over an earlier
 /// run there (a `last.h5` or `metrics.csv` in the folder or in one of `phases`, its phase
 /// sub-folders), or with `options.overwrite` removes that run's files first.
-package func openRunFolder(_ folder: String, options: RunOptions, phases: [String] = []) throws -> RunFolderLock {
+public func openRunFolder(_ folder: String, options: RunOptions, phases: [String] = []) throws -> RunFolderLock {
     guard !(options.resume && options.overwrite) else { throw RunFolderError.resumeAndOverwrite }
     let lock = try RunFolderLock(folder)
     guard !options.resume else { return lock }

@@ -52,17 +52,17 @@ public struct PhaseResult: Sendable {
 }
 
 /// Everything one phase of training needs. The training loop itself is `run()`; every program
-/// (pretraining, fine-tuning, distillation) goes through it.
-package final class Trainer {
-    package let model: Model
-    package let optimizer: any Optimizer
+/// (pretraining, fine-tuning, distillation) goes through it, differing only by its `objective`.
+public final class Trainer {
+    public let model: Model
+    public let optimizer: any Optimizer
     let program: TrainingRecord.Program
     /// Which recipe phase runs (its knobs and data).
     let phase: Phase
     /// Which half of the joint cycle it occupies: the same as `phase`, except for a fine-tune of a
     /// model with no recorded pretraining, which is a cycle of its own.
     let cyclePhase: Phase
-    package let cycle: JointCycle
+    public let cycle: JointCycle
     let knobs: KnobSchedules
     let recipe: Recipe
     let recipeText: String
@@ -70,19 +70,9 @@ package final class Trainer {
     let epochs: Int
     let folder: String
     let progress: ProgressReporter
-    /// Extra per-step work for programs that add terms to the loss (distillation): given the batch,
-    /// the knob values and the cycle position they were taken at, runs forward and backward and
-    /// returns the loss and logits.
-    package typealias StepFunction = (_ batch: Batch, _ knobs: [Knob: Double], _ position: Position) throws
-        -> (loss: Float, logits: Tensor)
-    package var customStep: StepFunction?
-    /// Extra text for the progress line and the epoch line (distillation: the teacher's share of the time).
-    package var progressNote: (() -> String)?
-    /// Scheduled values of the objective, by name, logged beside the knobs in every epoch's record
-    /// (distillation: each loss term's weight and temperature), at the epoch's first step as the knobs are.
-    package var loggedValues: ((Position) -> [String: Double])?
-    /// Trainable extras beside the model (distillation regressors): clipped with the model's
-    /// gradients and saved under `/adapters` in every checkpoint.
+    /// What each step computes.
+    public let objective: any TrainingObjective
+    /// The objective's trainable extras, nil when it has none (then checkpoints have no `/adapters`).
     let adapters: ModuleState?
 
     private let trainingLoader: DataLoader
@@ -92,9 +82,15 @@ package final class Trainer {
     /// the phase keeps its moving averages (see `PreciseBNRecipe`).
     private let recalibrationLoader: DataLoader?
 
-    package init(model: Model, optimizer: any Optimizer, program: TrainingRecord.Program, phase: Phase, cyclePhase: Phase,
-                 cycle: JointCycle, recipe: Recipe, recipeText: String, data: PreparedData, folder: String,
-                 progress: ProgressReporter, adapters: ModuleState? = nil) {
+    /// - Parameters:
+    ///   - optimizer: over the model's parameters and the objective's adapters.
+    ///   - program: what checkpoints record as having trained the model.
+    ///   - cyclePhase: the half of `cycle` the phase occupies (see `cyclePhase`).
+    ///   - recipeText: the recipe as checkpoints store it (a resume must match it).
+    ///   - objective: what a step computes; default `LabelObjective` with the recipe's `loss:`.
+    public init(model: Model, optimizer: any Optimizer, program: TrainingRecord.Program, phase: Phase, cyclePhase: Phase,
+                cycle: JointCycle, recipe: Recipe, recipeText: String, data: PreparedData, folder: String,
+                progress: ProgressReporter, objective: (any TrainingObjective)? = nil) {
         self.model = model
         self.optimizer = optimizer
         self.program = program
@@ -108,7 +104,9 @@ package final class Trainer {
         self.epochs = cyclePhase == .pretrain ? cycle.pretrainingEpochs : cycle.finetuningEpochs
         self.folder = folder
         self.progress = progress
-        self.adapters = adapters
+        let objective = objective ?? LabelObjective(model: model, loss: recipe.loss)
+        self.objective = objective
+        adapters = objective.adapters.parameters.isEmpty ? nil : objective.adapters
         trainingLoader = data.trainingLoader(seed: recipe.seed &+ (phase == .pretrain ? 0 : 1))
         validationLoader = data.validationLoader()
         trainableParameters = (model.state.parameters + (adapters?.parameters ?? [])).map(\.parameter).filter(\.trainable)
@@ -141,43 +139,13 @@ package final class Trainer {
             : cycle.finetuningPosition(epoch: epoch, stepInEpoch: batch)
     }
 
-    func knobValues(at position: Position) -> [Knob: Double] {
+    func knobValues(at position: Position) -> KnobValues {
         knobs.values(at: position, in: cycle)
     }
 
     /// Epochs from the cycle's start at the end of `epoch` (what the checkpoint records).
     func cycleEpochs(afterEpoch epoch: Int) -> Double {
         Double((cyclePhase == .pretrain ? 0 : cycle.pretrainingEpochs) + epoch)
-    }
-
-    private func apply(_ values: [Knob: Double]) {
-        optimizer.learningRate = Float(values[.learningRate]!)
-        optimizer.setWeightDecay(Float(values[.weightDecay]!))
-        if let sgd = optimizer as? SGD, let momentum = values[.momentum] { sgd.momentum = Float(momentum) }
-    }
-
-    /// The loss on labels for a batch, as the recipe asks (temperature, smoothing, focal, mixing).
-    package func labelLoss(logits: Tensor, batch: Batch, knobs values: [Knob: Double]) throws -> LossResult {
-        let temperature = Float(values[.temperature] ?? 1)
-        let lossRecipe = recipe.loss
-        switch lossRecipe.kind {
-        case .crossEntropy:
-            return try mixed(CrossEntropyLoss(temperature: temperature, labelSmoothing: lossRecipe.labelSmoothing), logits, batch)
-        case .focal:
-            return try mixed(FocalLoss(gamma: lossRecipe.gamma, temperature: temperature, labelSmoothing: lossRecipe.labelSmoothing),
-                             logits, batch)
-        case .cyclicalFocal:
-            return try mixed(CyclicalFocalLoss(gammaHighConfidence: lossRecipe.gammaHighConfidence, gammaFocal: lossRecipe.gamma,
-                                               xi: Float(values[.focalMix]!), temperature: temperature,
-                                               labelSmoothing: lossRecipe.labelSmoothing), logits, batch)
-        }
-    }
-
-    private func mixed<L: ClassificationLoss>(_ loss: L, _ logits: Tensor, _ batch: Batch) throws -> LossResult {
-        if let partners = batch.partnerLabels {
-            return try loss(logits: logits, labels: batch.labels, partnerLabels: partners, mixWeight: batch.mixWeight)
-        }
-        return try loss(logits: logits, labels: batch.labels)
     }
 
     /// Recomputes batch-norm statistics from the recalibration images when the phase asks for it.
@@ -187,15 +155,26 @@ package final class Trainer {
     }
 
     static let evaluationBatchSize = 256
+    /// The metrics column of the share in [0, 1] of an epoch's samples that data selection left out of
+    /// the gradient (weighted 0, or above `sample_loss_clip`).
+    static let droppedShareName = "dropped_share"
+
+    /// Whether the phase selects samples: then every epoch logs `dropped_share`.
+    private var selectsSamples: Bool {
+        [Knob.sampleLossThreshold, .keepFraction, .sampleLossClip].contains { knobs.schedules[$0] != nil }
+    }
 
     /// Trains from `start` (a resumed checkpoint's record, or nil for a fresh start) to the phase's end.
-    package func run(resumingFrom start: TrainingRecord?) throws -> PhaseResult {
+    /// - Parameter start: from `resumeState`.
+    public func run(resumingFrom start: TrainingRecord?) throws -> PhaseResult {
         let began = Date()
         var history = start.map { record in record.metrics.rows.map { EpochRecord(columns: record.metrics.columns, values: $0) } } ?? []
         var keeper = try CheckpointKeeper(directory: folder, everyEpochs: recipe.checkpointEvery > 0 ? recipe.checkpointEvery : nil,
                                           bestTop1: start?.bestTop1)
         // The objective's names are fixed for a run: those it logs at the first step.
-        let knobNames = knobs.schedules.keys.map(\.rawValue) + (loggedValues?(position(epoch: 0, batch: 0)).keys.sorted() ?? [])
+        let knobNames = knobs.schedules.keys.map(\.rawValue)
+            + objective.loggedValues(at: CyclePosition(position(epoch: 0, batch: 0), in: cycle)).keys.sorted()
+            + (selectsSamples ? [Self.droppedShareName] : [])
         let log = try MetricsLog(folder: URL(fileURLWithPath: folder), knobNames: knobNames, history: history)
         var step = start?.step ?? 0
         let firstEpoch = start?.epoch ?? 0
@@ -203,7 +182,7 @@ package final class Trainer {
         // batches are skipped (the epoch's data order depends only on the seed and the epoch).
         var batchesToSkip = step - (history.last?.step ?? 0)
         try start?.checkResumable(file: keeper.lastPath, epochs: epochs) { epoch in
-            trainingLoader.batchCount(batchSize: wholeBatchSize(knobValues(at: position(epoch: epoch, batch: 0))[.batchSize]!))
+            trainingLoader.batchCount(batchSize: knobValues(at: position(epoch: epoch, batch: 0)).batchSize)
         }
         let interrupt = InterruptFlag.shared
         interrupt.arm()
@@ -212,8 +191,8 @@ package final class Trainer {
         for epoch in firstEpoch..<epochs {
             let epochStart = Date()
             let first = knobValues(at: position(epoch: epoch, batch: 0))
-            let batchSize = Int(first[.batchSize]!)
-            let strength = Float(first[.augmentationStrength]!)
+            let batchSize = first.batchSize
+            let strength = Float(first.augmentationStrength)
             let batches = trainingLoader.batchCount(batchSize: batchSize)
             // A mid-epoch checkpoint carries the epoch's sums so far, so its figures cover every batch.
             var metrics = RunningMetrics(continuing: epoch == firstEpoch ? start?.epochProgress : nil)
@@ -226,15 +205,16 @@ package final class Trainer {
                 }
                 let stepPosition = position(epoch: epoch, batch: batchIndex)
                 let values = knobValues(at: stepPosition)
-                apply(values)
+                values.bind(to: optimizer)
                 optimizer.zeroGradients()
+                let droppedBefore = objective.droppedSamples
                 let (loss, logits) = try trainingStep(batch, values, stepPosition)
                 // A −∞ logit leaves the loss finite, but not the backward pass that follows.
                 guard loss.isFinite, loss < 1e4, logits.scalars.allSatisfy(\.isFinite) else {
                     throw TrainingError.diverged(epoch: epoch, step: step, loss: loss,
                                                  lastGood: FileManager.default.fileExists(atPath: keeper.lastPath) ? keeper.lastPath : nil)
                 }
-                metrics.add(loss: loss, logits: logits, labels: batch.labels)
+                metrics.add(loss: loss, logits: logits, labels: batch.labels, dropped: objective.droppedSamples - droppedBefore)
                 step += 1
                 batchIndex += 1
                 FaultInjection.reached(.step)
@@ -242,8 +222,7 @@ package final class Trainer {
                 progress.step(phase: program.rawValue, epoch: epoch, epochs: epochs, batch: batchIndex, batches: batches,
                               imagesPerSecond: Double(metrics.images) / max(elapsed, 1e-9),
                               secondsLeft: elapsed / Double(batchIndex) * Double(batches - batchIndex),
-                              loss: metrics.loss, knobs: Dictionary(uniqueKeysWithValues: values.map { ($0.key.rawValue, $0.value) }),
-                              extra: progressNote?() ?? "")
+                              loss: metrics.loss, knobs: values.named, extra: objective.progressNote)
                 if interrupt.isSet && batchIndex < batches {
                     // The step is done: save it (last.h5 only) and stop; --resume continues from here.
                     try keeper.saveMidEpoch(checkpoint(epoch: epoch, step: step, history: history, knobNames: knobNames,
@@ -264,8 +243,8 @@ package final class Trainer {
                 epoch: epoch + 1, step: step, trainLoss: metrics.loss, trainTop1: metrics.top1,
                 validationLoss: validation.loss, validationTop1: validation.top1, validationTop5: validation.top5,
                 seconds: Date().timeIntervalSince(epochStart), imagesPerSecond: Double(metrics.images) / max(trainSeconds, 1e-9),
-                knobs: Dictionary(uniqueKeysWithValues: first.map { ($0.key.rawValue, $0.value) })
-                    .merging(loggedValues?(position(epoch: epoch, batch: 0)) ?? [:]) { knob, _ in knob })
+                knobs: first.named.merging(objective.loggedValues(at: CyclePosition(position(epoch: epoch, batch: 0), in: cycle))) { knob, _ in knob }
+                    .merging(selectsSamples ? [Self.droppedShareName: metrics.droppedShare] : [:]) { knob, _ in knob })
             history.append(record)
             // The checkpoints first: the metrics files must never hold an epoch last.h5 does not.
             try keeper.save(checkpoint(epoch: epoch + 1, step: step, history: history, knobNames: knobNames),
@@ -276,7 +255,7 @@ package final class Trainer {
                 String(format: "%@ epoch %d/%d  train loss %.4f top-1 %.2f  %@ loss %.4f top-1 %.2f top-5 %.2f  %.0f img/s  %@",
                        program.rawValue, epoch + 1, epochs, metrics.loss, metrics.top1, validationName, validation.loss,
                        validation.top1, validation.top5, record.imagesPerSecond, formatKnobs(record.knobs))
-                    + (progressNote.map { "  " + $0() } ?? ""),
+                    + (objective.progressNote.isEmpty ? "" : "  " + objective.progressNote),
                 secondsLeft: left)
             // A Ctrl-C during the last batch, the validation or the saves: everything is saved, so stop here.
             if interrupt.isSet { throw TrainingError.interrupted(savedTo: keeper.lastPath) }
@@ -323,19 +302,10 @@ package final class Trainer {
         try evaluateModel(model, on: loader, split: split, source: folder).score
     }
 
-    private func trainingStep(_ batch: Batch, _ values: [Knob: Double], _ position: Position) throws -> (Float, Tensor) {
-        let (loss, logits): (Float, Tensor)
-        if let customStep {
-            (loss, logits) = try customStep(batch, values, position)
-        } else {
-            let output = try model.forward(batch.images, mode: .training)
-            let result = try labelLoss(logits: output.logits, batch: batch, knobs: values)
-            model.backward(result.gradient)
-            (loss, logits) = (result.value, output.logits)
-        }
+    private func trainingStep(_ batch: Batch, _ values: KnobValues, _ position: Position) throws -> (Float, Tensor) {
+        let (loss, logits) = try objective.step(batch, knobs: values, at: CyclePosition(position, in: cycle))
         if !loss.isFinite { return (loss, logits) }
-        if let threshold = values[.clipValue] { clipGradientsByValue(trainableParameters, threshold: Float(threshold)) }
-        if let maxNorm = values[.clipNorm] { clipGradientsByNorm(trainableParameters, maxNorm: Float(maxNorm)) }
+        values.clipGradients(trainableParameters)
         optimizer.step()
         return (loss, logits)
     }

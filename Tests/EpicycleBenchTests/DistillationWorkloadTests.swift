@@ -19,7 +19,7 @@ import Testing
         """
 
     @Test func benchStepIsTheDistillationObjectiveOfTheRecipe() throws {
-        let losses = try #require(try RecipeSource(text: Self.recipe, origin: "bench.yaml").decode(Recipe.self).distill).losses
+        let losses = try #require(try RecipeSource(text: Self.recipe, origin: "bench.yaml").decodeRecipe(sections: [DistillRecipe.self]).section(DistillRecipe.self)).losses
         #expect(BenchWorkload.distillationTerms == losses)
 
         // The objective `epicycle distill` builds for those terms, on the same models, seeds and batch.

@@ -28,11 +28,20 @@ extension CheckpointTests {
             let folder = try makeTemporaryFolder()
             defer { try? FileManager.default.removeItem(atPath: folder) }
             var original = makeFullCheckpoint()
-            original.training?.epochProgress = EpochProgress(images: 384, lossSum: 0.1 + 0.2, top1Correct: 301, top5Correct: 384)
+            original.training?.epochProgress = EpochProgress(images: 384, lossSum: 0.1 + 0.2, top1Correct: 301, top5Correct: 384,
+                                                             droppedSamples: 97)
             let path = folder + "/mid-epoch.h5"
             try original.write(to: path)
             expectIdentical(try Checkpoint.read(from: path), original)
+            #expect(try Checkpoint.read(from: path).training?.epochProgress?.droppedSamples == 97)
 
+            original.training?.epochProgress?.droppedSamples = 385
+            try original.write(to: path)
+            #expect(checkpointError { _ = try Checkpoint.read(from: path) }
+                    == .invalidValue(file: path, object: "attribute 'epoch_dropped' of '/training'",
+                                     reason: "is 385, expected 0…384 (epoch_images)"))
+
+            original.training?.epochProgress?.droppedSamples = 0
             original.training?.epochProgress?.top1Correct = 385
             try original.write(to: path)
             #expect(checkpointError { _ = try Checkpoint.read(from: path) }

@@ -149,7 +149,7 @@ func untrainedTeacher(in folder: String) throws -> String {
         func problem(_ distill: String) -> RecipeError? {
             let text = "model: {architecture: resnet8}\npretrain: {epochs: 1}\n" + distill
             do {
-                _ = try RecipeSource(text: text, origin: "r").decode(Recipe.self)
+                _ = try RecipeSource(text: text, origin: "r").decodeRecipe(sections: [DistillRecipe.self])
                 return nil
             } catch {
                 return error as? RecipeError

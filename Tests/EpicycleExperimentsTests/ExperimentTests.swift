@@ -73,7 +73,7 @@ let tinyBase = """
         ("program: pretrain\n\(tinyBase)\nseeds: [0, 0]\nvariants: {a: {}}", "seeds: lists seed 0 twice"),
         ("program: pretrain\n\(tinyBase)\nseeds: [0]\nbaseline: b\nvariants: {a: {}}", "baseline: 'b' is not a variant; expected one of a"),
         ("program: pretrain\n\(tinyBase)\nseeds: [0]\nvariants: {a: {seed: 3}}", "variants.a.seed: is set by the experiment runner (seeds, run folders, threads); remove it from the variant"),
-        ("program: pretrain\n\(tinyBase)\nseeds: [0]\nvariants: {a: {knobs.weight_decy: 1}}", "variants.a: knobs.weight_decy: unknown key; expected one of learning_rate, weight_decay, momentum, batch_size, temperature, clip_value, clip_norm, augmentation_strength, focal_mix"),
+        ("program: pretrain\n\(tinyBase)\nseeds: [0]\nvariants: {a: {knobs.weight_decy: 1}}", "variants.a: knobs.weight_decy: unknown key; expected one of learning_rate, weight_decay, momentum, batch_size, temperature, clip_value, clip_norm, augmentation_strength, focal_mix, sample_loss_threshold, keep_fraction, sample_loss_clip"),
         ("program: pretrain\n\(tinyBase)\nseeds: [0]\nvariants: {a/b: {}}", "variants.a/b: a variant name becomes a folder name: use letters, digits, '-', '_' and '.'"),
         ("program: pretrain\nseeds: [0]\nvariants: {a: {}}", "an experiment needs 'recipe: <file>' or an inline 'base:' recipe"),
         ("program: pretrain\n\(tinyBase)\nvariants: {a: {}}", "seeds: is required, e.g. [0, 1, 2]"),

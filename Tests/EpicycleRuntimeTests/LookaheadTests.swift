@@ -61,6 +61,20 @@ import TestSupport
         #expect(p.value == copy.value)
     }
 
+    /// Schedules set the inner optimizer's hyper-parameters through the wrapper's declared table.
+    @Test func scheduledHyperParametersReachTheInnerOptimizer() {
+        let p = parameter([1, 2])
+        let sgd = Lookahead(SGD(groups: ParameterGroup.standard([("fc.weight", p)], weightDecay: 0), learningRate: 0.1),
+                            synchronizationPeriod: 5, alpha: 0.5)
+        #expect(sgd.scheduledHyperParameters == sgd.inner.scheduledHyperParameters)
+        sgd.set(.momentum, to: 0.7)
+        sgd.set(.learningRate, to: 0.02)
+        sgd.set(.weightDecay, to: 0.3)
+        #expect(sgd.inner.momentum == 0.7 && sgd.inner.learningRate == 0.02 && sgd.inner.groups[0].weightDecay == 0.3)
+        let adamw = Lookahead(AdamW(groups: [ParameterGroup(parameters: [("w", p)], weightDecay: 0)]), synchronizationPeriod: 5, alpha: 0.5)
+        #expect(!adamw.scheduledHyperParameters.contains(.momentum))
+    }
+
     @Test func exportsItsStateBesideTheInnerOptimizers() {
         let p = parameter([1, 2])
         let lookahead = Lookahead(SGD(groups: [ParameterGroup(parameters: [("fc.weight", p)], weightDecay: 0)],

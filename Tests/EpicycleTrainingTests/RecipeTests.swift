@@ -55,8 +55,6 @@ import Testing
         ("optimizer: {kind: sgd, lookahead: {k: 0}}\n", "optimizer.lookahead.k: must be a whole number from 1 to 1000000, got 0"),
         ("optimizer: {kind: adamw, lookahead: {alpha: 1.5}}\n", "optimizer.lookahead.alpha: must be in (0, 1], got 1.5"),
         ("optimizer: {kind: sgd, lookahead: {steps: 5}}\n", "optimizer.lookahead.steps: unknown key; expected one of k, alpha"),
-        ("optimizer: {kind: sgd, lookahead: {k: 5}}\nknobs:\n  momentum: 0.8\n",
-         "knobs.momentum: is not passed through optimizer.lookahead yet"),
         ("knobs:\n  batch_size: 100.5\n", "knobs.batch_size: must be a whole number, got 100.5"),
         ("knobs:\n  batch_size: {one_cycle: {peak: 256}}\n", "knobs.batch_size: changes once per epoch"),
     ])

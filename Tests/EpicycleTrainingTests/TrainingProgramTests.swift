@@ -479,6 +479,41 @@ import TestSupport
         #expect(separate.phases[0].history.map(\.validationTop1) == result.phases[1].history.map(\.validationTop1))
     }
 
+    /// Data selection end to end: a cyclical keep fraction 0.5 → 1 → 0.5 drops half of each batch (⌈n/2⌉
+    /// of n kept) in the first and last epoch and nothing in the middle, and says so in `dropped_share`
+    /// (history, metrics.csv, `epicycle schedule`); a selection that keeps everything trains bit for bit
+    /// like no selection, and without selection knobs there is no such column.
+    @Test func dataSelectionLogsTheDroppedShare() throws {
+        let output = Self.folder("selection")
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let plain = try pretrain(recipe: RecipeSource(text: Self.pretrainRecipe, origin: "plain.yaml"),
+                                 options: RunOptions(output: output + "/plain", quiet: true))
+        #expect(plain.phases[0].history.allSatisfy { $0.knobs["dropped_share"] == nil })
+        let lenient = try pretrain(
+            recipe: RecipeSource(text: Self.pretrainRecipe, origin: "lenient.yaml",
+                                 overrides: ["knobs.sample_loss_threshold=1e6", "knobs.keep_fraction=1", "knobs.sample_loss_clip=1e6"]),
+            options: RunOptions(output: output + "/lenient", quiet: true))
+        #expect(lenient.phases[0].history.map { $0.knobs["dropped_share"] } == [0, 0, 0])
+        Self.expectIdentical(try Checkpoint.read(from: output + "/plain/last.h5"), try Checkpoint.read(from: output + "/lenient/last.h5"))
+
+        let cyclical = try RecipeSource(text: Self.pretrainRecipe, origin: "keep.yaml",
+                                        overrides: ["knobs.keep_fraction={cyclical: {easy: 0.5, hard: 1, factor: 2}}"])
+        let table = try scheduleTable(recipe: cyclical)
+        #expect(try #require(table.values.first { $0.knob == .keepFraction }).values == [0.5, 1, 0.5])
+        #expect(table.text.contains("keep_fraction"))
+        let result = try pretrain(recipe: cyclical, options: RunOptions(output: output + "/keep", quiet: true))
+        let history = result.phases[0].history
+        #expect(history.map { $0.knobs["keep_fraction"]! } == [0.5, 1, 0.5])
+        // 320 training images in 5 batches of 64: 32 of each dropped at keep fraction 0.5.
+        #expect(history.map { $0.knobs["dropped_share"]! } == [0.5, 0, 0.5])
+        let csv = try String(contentsOfFile: output + "/keep/metrics.csv", encoding: .utf8).split(separator: "\n")
+        let header = csv[0].split(separator: ",")
+        let column = try #require(header.firstIndex(of: "dropped_share"), "metrics.csv has a dropped_share column: \(header)")
+        #expect(csv.dropFirst().map { $0.split(separator: ",")[column] } == ["0.5", "0", "0.5"])
+        // Dropping half of every batch trains on different gradients.
+        #expect(history.map(\.trainLoss) != plain.phases[0].history.map(\.trainLoss))
+    }
+
     @Test func scheduleTableFollowsTheJointCycle() throws {
         let text = Self.pretrainRecipe + "\nfinetune:\n  data: {classes: [5, 6]}\n  epochs: 1\n"
         let table = try scheduleTable(recipe: RecipeSource(text: text, origin: "table.yaml"))

@@ -25,10 +25,10 @@ public struct CrossEntropyLoss: ClassificationLoss, Sendable {
     }
 
     /// - Throws: see `ClassificationLoss`; also `LossError.invalidHyperParameter` when ε is outside [0, 1].
-    public func callAsFunction(logits: Tensor, labels: [Int32]) throws -> LossResult {
+    public func perSample(logits: Tensor, labels: [Int32]) throws -> SampleLosses {
         let rows = try validatedRows(logits)
         try rows.checkLabels(labels, loss: Self.name)
-        return loss(rows) { n, k in k == Int(labels[n]) ? 1 : 0 }
+        return losses(rows) { n, k in k == Int(labels[n]) ? 1 : 0 }
     }
 
     /// Cross-entropy against soft targets (rows of class probabilities summing to 1), as for mixup
@@ -42,7 +42,7 @@ public struct CrossEntropyLoss: ClassificationLoss, Sendable {
                                              expected: "targets \(describeShape(logits.shape)) like the logits",
                                              found: targets.shape)
         }
-        return loss(rows) { n, k in Double(targets.scalars[n * rows.classes + k]) }
+        return losses(rows) { n, k in Double(targets.scalars[n * rows.classes + k]) }.mean()
     }
 
     private static let name = "CrossEntropyLoss"
@@ -53,26 +53,23 @@ public struct CrossEntropyLoss: ClassificationLoss, Sendable {
         return try LogSoftmaxRows(loss: Self.name, logits: logits, temperature: temperature)
     }
 
-    // `target(n, k)` is the unsmoothed target probability of class k for sample n.
-    private func loss(_ rows: LogSoftmaxRows, target: (Int, Int) -> Double) -> LossResult {
+    // `target(n, k)` is the unsmoothed target probability of class k for sample n; ∂L_n/∂u = p − t.
+    private func losses(_ rows: LogSoftmaxRows, target: (Int, Int) -> Double) -> SampleLosses {
         let (N, K) = (rows.rows, rows.classes)
         let epsilon = Double(labelSmoothing)
         let uniform = epsilon / Double(K)
-        let gradientScale = 1 / (Double(temperature) * Double(N))
-        var gradient = Tensor(zeros: [N, K])  // [N, K]
-        var total: Double = 0
+        var values = [Double](repeating: 0, count: N)  // [N]
+        var gradients = [Double](repeating: 0, count: N * K)  // [N, K]
         rows.logProbabilities.withUnsafeBufferPointer { l in
-            gradient.scalars.withUnsafeMutableBufferPointer { g in
-                for n in 0..<N {
-                    for k in 0..<K {
-                        let logP = Double(l[n * K + k])
-                        let t = (1 - epsilon) * target(n, k) + uniform
-                        total -= t * logP
-                        g[n * K + k] = Float((exp(logP) - t) * gradientScale)
-                    }
+            for n in 0..<N {
+                for k in 0..<K {
+                    let logP = Double(l[n * K + k])
+                    let t = (1 - epsilon) * target(n, k) + uniform
+                    values[n] -= t * logP
+                    gradients[n * K + k] = exp(logP) - t
                 }
             }
         }
-        return LossResult(value: Float(total / Double(N)), gradient: gradient)
+        return SampleLosses(samples: N, classes: K, temperature: Double(temperature), values: values, gradients: gradients)
     }
 }

@@ -35,7 +35,7 @@ public struct CyclicalFocalLoss: ClassificationLoss, Sendable {
         self.labelSmoothing = labelSmoothing
     }
 
-    public func callAsFunction(logits: Tensor, labels: [Int32]) throws -> LossResult {
+    public func perSample(logits: Tensor, labels: [Int32]) throws -> SampleLosses {
         let name = "CyclicalFocalLoss"
         try checkHyperParameter(gammaHighConfidence, loss: name, name: "gammaHighConfidence",
                                 requirement: "finite and ≥ 0",

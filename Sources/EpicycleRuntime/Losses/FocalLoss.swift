@@ -30,7 +30,7 @@ public struct FocalLoss: ClassificationLoss, Sendable {
         self.labelSmoothing = labelSmoothing
     }
 
-    public func callAsFunction(logits: Tensor, labels: [Int32]) throws -> LossResult {
+    public func perSample(logits: Tensor, labels: [Int32]) throws -> SampleLosses {
         let name = "FocalLoss"
         try checkHyperParameter(gamma, loss: name, name: "gamma", requirement: "finite and ≥ 0",
                                 valid: gamma >= 0 && gamma.isFinite)
@@ -73,47 +73,44 @@ func highConfidenceModulation(gamma: Double, _ x: ClassProbability) -> Modulatio
     return Modulation(weight: weight, slope: slope)
 }
 
-/// The mean over the batch of −Σ_k q_k·w(p_k)·log p_k, with q = (1 − ε)·onehot(y) + ε/K the
-/// label-smoothed target (ε = 0 leaves the single term −w(p_y)·log p_y), and its gradient. With
-/// u = z / T and p = softmax(u), from ∂p_k/∂u_j = p_k·(δ[j, k] − p_j):
+/// Each sample's −Σ_k q_k·w(p_k)·log p_k, with q = (1 − ε)·onehot(y) + ε/K the label-smoothed target
+/// (ε = 0 leaves the single term −w(p_y)·log p_y), and its gradient. With u = z / T and
+/// p = softmax(u), from ∂p_k/∂u_j = p_k·(δ[j, k] − p_j):
 ///
 ///     ∂L_n/∂u_j = q_j·g_j − p_j·Σ_k q_k·g_k,   g_k = −w′(p_k)·p_k·log p_k − w(p_k)
 ///
-/// ∂/∂z carries a further 1/T and the mean 1/N. Classes with q_k = 0 add nothing and are skipped.
+/// ∂/∂z carries a further 1/T. Classes with q_k = 0 add nothing and are skipped.
 func modulatedCrossEntropy(
     loss: String, logits: Tensor, labels: [Int32], temperature: Float, labelSmoothing: Float,
     modulation: (ClassProbability) -> Modulation
-) throws -> LossResult {
+) throws -> SampleLosses {
     try checkHyperParameter(labelSmoothing, loss: loss, name: "labelSmoothing", requirement: "in [0, 1]",
                             valid: (0...1).contains(labelSmoothing))
     let rows = try LogSoftmaxRows(loss: loss, logits: logits, temperature: temperature)
     try rows.checkLabels(labels, loss: loss)
     let (N, K) = (rows.rows, rows.classes)
     let epsilon = Double(labelSmoothing), uniform = Double(labelSmoothing) / Double(K)
-    let gradientScale = 1 / (Double(temperature) * Double(N))
-    var gradient = Tensor(zeros: [N, K])  // [N, K]
+    var values = [Double](repeating: 0, count: N)  // [N]
+    var gradients = [Double](repeating: 0, count: N * K)  // [N, K]: ∂L_n/∂u
     var weighted = [Double](repeating: 0, count: K)  // [K]: q_k·g_k of the current sample
-    var total: Double = 0
     rows.logProbabilities.withUnsafeBufferPointer { l in
-        gradient.scalars.withUnsafeMutableBufferPointer { dz in
-            for n in 0..<N {
-                let y = Int(labels[n])
-                var weightedSum: Double = 0
-                for k in 0..<K {
-                    let q = (k == y ? 1 - epsilon : 0) + uniform
-                    guard q > 0 else { weighted[k] = 0; continue }
-                    let logP = Double(l[n * K + k])
-                    let m = modulation(ClassProbability(p: exp(logP), oneMinusP: -expm1(logP), logP: logP))
-                    total -= q * m.weight * logP
-                    weighted[k] = q * (m.slope - m.weight)
-                    weightedSum += weighted[k]
-                }
-                for k in 0..<K {
-                    let p = exp(Double(l[n * K + k]))
-                    dz[n * K + k] = Float((weighted[k] - p * weightedSum) * gradientScale)
-                }
+        for n in 0..<N {
+            let y = Int(labels[n])
+            var weightedSum: Double = 0
+            for k in 0..<K {
+                let q = (k == y ? 1 - epsilon : 0) + uniform
+                guard q > 0 else { weighted[k] = 0; continue }
+                let logP = Double(l[n * K + k])
+                let m = modulation(ClassProbability(p: exp(logP), oneMinusP: -expm1(logP), logP: logP))
+                values[n] -= q * m.weight * logP
+                weighted[k] = q * (m.slope - m.weight)
+                weightedSum += weighted[k]
+            }
+            for k in 0..<K {
+                let p = exp(Double(l[n * K + k]))
+                gradients[n * K + k] = weighted[k] - p * weightedSum
             }
         }
     }
-    return LossResult(value: Float(total / Double(N)), gradient: gradient)
+    return SampleLosses(samples: N, classes: K, temperature: Double(temperature), values: values, gradients: gradients)
 }

@@ -35,19 +35,24 @@ public enum LossError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// A loss of class logits against integer labels.
+/// A loss of class logits against integer labels, defined per sample; its batch loss is the mean.
 public protocol ClassificationLoss {
-    /// The mean loss over the batch and its gradient with respect to the logits.
+    /// Each sample's loss and its gradient.
     /// - Parameters:
     ///   - logits: `[batch, classes]`, row-major.
     ///   - labels: one class index per row, each in `0..<classes`.
     /// - Throws: `LossError.labelOutOfRange` naming the first bad label, `LossError.labelCountMismatch`,
     ///   `LossError.invalidHyperParameter`, or `RuntimeError.shapeMismatch` when the logits are not
     ///   `[batch, classes]` with both at least 1.
-    func callAsFunction(logits: Tensor, labels: [Int32]) throws -> LossResult
+    func perSample(logits: Tensor, labels: [Int32]) throws -> SampleLosses
 }
 
 extension ClassificationLoss {
+    /// The mean loss over the batch and its gradient with respect to the logits (throws as `perSample`).
+    public func callAsFunction(logits: Tensor, labels: [Int32]) throws -> LossResult {
+        try perSample(logits: logits, labels: labels).mean()
+    }
+
     /// The loss against mixed targets, as mixup and CutMix need: λ·L(z, y_a) + (1 − λ)·L(z, y_b).
     ///
     /// For cross-entropy this equals the loss against the soft target λ·t(y_a) + (1 − λ)·t(y_b), label
@@ -59,10 +64,7 @@ extension ClassificationLoss {
     public func callAsFunction(
         logits: Tensor, labels: [Int32], partnerLabels: [Int32], mixWeight: Float
     ) throws -> LossResult {
-        guard (0...1).contains(mixWeight) else {
-            throw LossError.invalidHyperParameter(loss: String(describing: Self.self), name: "mixWeight",
-                                                  value: mixWeight, requirement: "in [0, 1]")
-        }
+        try checkMixWeight(mixWeight)
         let first = try self(logits: logits, labels: labels)
         let second = try self(logits: logits, labels: partnerLabels)
         let lambda = Double(mixWeight)
@@ -75,6 +77,21 @@ extension ClassificationLoss {
         }
         let value = lambda * Double(first.value) + (1 - lambda) * Double(second.value)
         return LossResult(value: Float(value), gradient: gradient)
+    }
+
+    /// Each sample's mixed loss λ·L_n(z, y_a) + (1 − λ)·L_n(z, y_b) and its gradient, for selecting
+    /// samples of a mixed batch (parameters as for the batch loss above).
+    public func perSample(
+        logits: Tensor, labels: [Int32], partnerLabels: [Int32], mixWeight: Float
+    ) throws -> SampleLosses {
+        try checkMixWeight(mixWeight)
+        let first = try perSample(logits: logits, labels: labels)
+        return first.mixed(with: try perSample(logits: logits, labels: partnerLabels), weight: Double(mixWeight))
+    }
+
+    private func checkMixWeight(_ mixWeight: Float) throws {
+        try checkHyperParameter(mixWeight, loss: String(describing: Self.self), name: "mixWeight", requirement: "in [0, 1]",
+                                valid: (0...1).contains(mixWeight))
     }
 }
 

@@ -38,6 +38,16 @@ public final class AdamW: Optimizer {
         self.epsilon = epsilon
     }
 
+    public var scheduledHyperParameters: [ScheduledHyperParameter] { [.learningRate, .weightDecay] }
+
+    public func set(_ hyperParameter: ScheduledHyperParameter, to value: Float) {
+        switch hyperParameter {
+        case .learningRate: learningRate = value
+        case .weightDecay: setWeightDecay(value)
+        case .momentum: preconditionFailure("AdamW has no scheduled momentum: its β1 is fixed when it is constructed")
+        }
+    }
+
     public func newState(for parameter: Parameter) -> State {
         State(expAvg: Tensor(zeros: parameter.value.shape), expAvgSq: Tensor(zeros: parameter.value.shape), step: 0)
     }

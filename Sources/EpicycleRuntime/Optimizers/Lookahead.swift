@@ -43,6 +43,13 @@ public final class Lookahead<Inner: Optimizer>: Optimizer {
         self.alpha = alpha
     }
 
+    /// The inner optimizer's table: schedules reach it through the wrapper.
+    public var scheduledHyperParameters: [ScheduledHyperParameter] { inner.scheduledHyperParameters }
+
+    public func set(_ hyperParameter: ScheduledHyperParameter, to value: Float) {
+        inner.set(hyperParameter, to: value)
+    }
+
     public var learningRate: Float {
         get { inner.learningRate }
         set { inner.learningRate = newValue }

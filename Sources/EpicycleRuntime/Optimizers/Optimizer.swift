@@ -4,10 +4,18 @@
 /// fresh state, created on the parameter's first update, and the update itself. `step()` walks the
 /// groups, skips frozen parameters (`trainable == false`) and updates the rest in place. Every
 /// hyper-parameter is a plain property read at each step, so schedules may change any of them
-/// between steps.
+/// between steps; `scheduledHyperParameters` declares which ones a schedule may set through `set(_:to:)`.
 public protocol Optimizer: AnyObject {
     /// Per-parameter state, e.g. a momentum buffer.
     associatedtype ParameterState
+
+    /// The hyper-parameters this optimizer lets schedules set between steps, its declared table
+    /// (SGD: all of them; AdamW: no momentum, its β1 stays as constructed).
+    var scheduledHyperParameters: [ScheduledHyperParameter] { get }
+    /// Sets one scheduled hyper-parameter; the weight decay goes to the groups that follow the
+    /// schedule (`setWeightDecay`).
+    /// - Precondition: `scheduledHyperParameters` lists it.
+    func set(_ hyperParameter: ScheduledHyperParameter, to value: Float)
 
     var learningRate: Float { get set }
     var groups: [ParameterGroup] { get set }
@@ -51,6 +59,15 @@ extension Optimizer {
     public func setWeightDecay(_ value: Float) {
         for index in groups.indices where groups[index].decays { groups[index].weightDecay = value }
     }
+}
+
+/// A hyper-parameter that a schedule may change between optimizer steps.
+public enum ScheduledHyperParameter: String, CaseIterable, Sendable {
+    case learningRate
+    /// λ of every group with `decays == true`.
+    case weightDecay
+    /// μ of SGD's momentum buffer.
+    case momentum
 }
 
 /// An optimizer's state as a checkpoint stores it.

@@ -40,6 +40,16 @@ public final class SGD: Optimizer {
         self.decoupledWeightDecay = decoupledWeightDecay
     }
 
+    public var scheduledHyperParameters: [ScheduledHyperParameter] { ScheduledHyperParameter.allCases }
+
+    public func set(_ hyperParameter: ScheduledHyperParameter, to value: Float) {
+        switch hyperParameter {
+        case .learningRate: learningRate = value
+        case .weightDecay: setWeightDecay(value)
+        case .momentum: momentum = value
+        }
+    }
+
     public func newState(for parameter: Parameter) -> State {
         State(momentumBuffer: nil)
     }

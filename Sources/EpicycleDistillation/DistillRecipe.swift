@@ -1,4 +1,5 @@
 import EpicycleSchedules
+import EpicycleTraining
 
 /// A recipe's `distill:` section: the teacher and the terms of the student's loss.
 ///
@@ -19,7 +20,9 @@ import EpicycleSchedules
 ///         - {kind: hint, student: layer2, teacher: layer2, weight: 1}
 ///         - {kind: attention, student: layer3, teacher: layer3, weight: 1000}
 ///         - {kind: spatial_softmax, student: layer3, teacher: layer3, weight: 1, temperature: 4}
-public struct DistillRecipe: Decodable, Sendable {
+public struct DistillRecipe: RecipeSection {
+    public static let key = "distill"
+
     /// The teacher checkpoint; nil when only the command line names it.
     public var teacher: String?
     public var losses: [DistillTermRecipe]
@@ -40,8 +43,20 @@ public struct DistillRecipe: Decodable, Sendable {
         }
     }
 
+    /// The section of a recipe decoded for distillation, which must also have the student's `pretrain:` phase.
+    /// - Throws: `RecipeError` naming `distill` or `pretrain` when either is missing.
+    public static func required(in recipe: Recipe) throws -> DistillRecipe {
+        guard let section = recipe.section(DistillRecipe.self) else {
+            throw RecipeError(path: key, problem: "is required for distillation (the teacher and the loss terms)")
+        }
+        guard recipe.pretrain != nil else { throw missingPretrain }
+        return section
+    }
+
+    static let missingPretrain = RecipeError(path: key, problem: "the student trains on the recipe's 'pretrain' phase; add one (pretrain: {data: …, epochs: …})")
+
     /// Checks every weight (≥ 0) and temperature (> 0) at the first and last step of every epoch of the cycle, naming the key.
-    package func validate(over cycle: JointCycle) throws {
+    func validate(over cycle: JointCycle) throws {
         for (index, term) in losses.enumerated() {
             let path = "distill.losses[\(index)]."
             try check(term.weight, over: cycle, path: path + "weight", requirement: "≥ 0") { $0 >= 0 }
