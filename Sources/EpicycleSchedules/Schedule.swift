@@ -21,6 +21,13 @@ public enum Schedule: Hashable, Sendable {
     /// which is 1 for a run on its own. `e`, `E` count epochs or steps according to `granularity`.
     case cyclical(easy: Double, hard: Double, factor: Double? = nil, granularity: Granularity = .epoch)
 
+    /// `cycles` easy → hard → easy cycles of the general cyclical schedule over the phase (recipe
+    /// `cyclical: {…, cycles: n}`, n ≥ 2). With `i` the epoch (or step), `N` their number in the whole
+    /// cycle and `n` cycles, cycle `k` (from 0) spans `⌊k·N/n⌋ ≤ i < ⌊(k+1)·N/n⌋`, so lengths differ by at
+    /// most one; within it `e = i − ⌊k·N/n⌋`, `E` its length, and the value is the cyclical one at
+    /// `t = e/(E − 1)` (`t = 0` when `E = 1`). `factor > 1` makes every cycle end at its easy value.
+    case repeatedCyclical(easy: Double, hard: Double, factor: Double, cycles: Int, granularity: Granularity = .epoch)
+
     /// `initial · gamma^k`, k the number of milestones (epochs) reached: torch `MultiStepLR`.
     /// Milestones are epochs, so the value changes at epoch boundaries.
     case step(initial: Double, milestones: [Int], gamma: Double = 0.1)
@@ -71,6 +78,14 @@ public enum Schedule: Hashable, Sendable {
             // E = 1 has no room to move: t = 0, the easy value (the first position of every cycle).
             let progress = count > 1 ? min(1, Double(index) / Double(count - 1)) : 0
             return easy + cyclicalHardness(progress: progress, factor: factor ?? 1) * (hard - easy)
+
+        case let .repeatedCyclical(easy, hard, factor, cycles, granularity):
+            let (index, count) = position.counter(granularity)
+            // The last k with ⌊k·N/n⌋ ≤ i; positions past the end stay in the last cycle (its easy end).
+            let cycle = min(cycles - 1, ((index + 1) * cycles - 1) / count)
+            let start = cycle * count / cycles, length = (cycle + 1) * count / cycles - start
+            let progress = length > 1 ? min(1, Double(index - start) / Double(length - 1)) : 0
+            return easy + cyclicalHardness(progress: progress, factor: factor) * (hard - easy)
 
         case let .step(initial, milestones, gamma):
             let reached = milestones.count(where: { $0 <= position.epoch })
@@ -127,7 +142,8 @@ public enum Schedule: Hashable, Sendable {
     public var granularity: Granularity {
         switch self {
         case .constant, .step: .epoch
-        case let .cyclical(_, _, _, granularity), let .cosine(_, _, _, _, granularity),
+        case let .cyclical(_, _, _, granularity), let .repeatedCyclical(_, _, _, _, granularity),
+             let .cosine(_, _, _, _, granularity),
              let .warmRestarts(_, _, _, _, granularity), let .oneCycle(_, _, _, _, granularity),
              let .triangular(_, _, _, granularity), let .rampUp(_, _, granularity):
             granularity
@@ -180,6 +196,9 @@ extension Schedule: CustomStringConvertible {
         case let .cyclical(easy, hard, factor, granularity):
             let f = factor.map { "f = \(formatted($0))" } ?? "f = (E_pre + E_fine) / E_pre"
             return "cyclical \(formatted(easy)) → \(formatted(hard)) (\(f), per \(granularity.rawValue))"
+        case let .repeatedCyclical(easy, hard, factor, cycles, granularity):
+            return "cyclical \(formatted(easy)) → \(formatted(hard)) (f = \(formatted(factor)), \(cycles) cycles, "
+                + "per \(granularity.rawValue))"
         case let .step(initial, milestones, gamma):
             return "step \(formatted(initial)) × \(formatted(gamma)) at epochs "
                 + milestones.map(String.init).joined(separator: ", ")

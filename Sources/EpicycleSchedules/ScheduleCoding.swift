@@ -24,6 +24,8 @@ public enum ScheduleLimits {
     public static let milestones = 1000
     /// The cyclical factor f and the warm-restart period multiplier.
     public static let factor = 1000
+    /// Cycles of a repeated cyclical schedule.
+    public static let cycles = 1000
 }
 
 /// A schedule in a recipe that cannot be read or is out of range.
@@ -56,7 +58,7 @@ extension Schedule {
     var kindName: String {
         switch self {
         case .constant: "constant"
-        case .cyclical: "cyclical"
+        case .cyclical, .repeatedCyclical: "cyclical"
         case .step: "step"
         case .cosine: "cosine"
         case .warmRestarts: "warm_restarts"
@@ -85,6 +87,13 @@ extension Schedule {
             }
             guard value <= maximum else { throw fail(key, "must be at most \(maximum), got \(value)") }
         }
+        func validFactor(_ factor: Double) throws(ScheduleError) {
+            try finite("factor", factor)
+            guard factor >= 1 else { throw fail("factor", "must be ≥ 1, got \(formatted(factor))") }
+            guard factor <= Double(ScheduleLimits.factor) else {
+                throw fail("factor", "must be at most \(ScheduleLimits.factor), got \(formatted(factor))")
+            }
+        }
         switch self {
         case let .constant(value):
             guard value.isFinite else {
@@ -93,12 +102,18 @@ extension Schedule {
         case let .cyclical(easy, hard, factor, _):
             try finite("easy", easy)
             try finite("hard", hard)
-            if let factor {
-                try finite("factor", factor)
-                guard factor >= 1 else { throw fail("factor", "must be ≥ 1, got \(formatted(factor))") }
-                guard factor <= Double(ScheduleLimits.factor) else {
-                    throw fail("factor", "must be at most \(ScheduleLimits.factor), got \(formatted(factor))")
-                }
+            if let factor { try validFactor(factor) }
+        case let .repeatedCyclical(easy, hard, factor, cycles, _):
+            try finite("easy", easy)
+            try finite("hard", hard)
+            guard cycles >= 2 else { throw fail("cycles", "must be at least 2 here (one cycle is plain cyclical), got \(cycles)") }
+            guard cycles <= ScheduleLimits.cycles else {
+                throw fail("cycles", "must be at most \(ScheduleLimits.cycles), got \(cycles)")
+            }
+            try validFactor(factor)
+            guard factor > 1 else {
+                throw fail("factor", "must be > 1 with cycles: \(cycles), so every cycle falls back to its easy "
+                           + "end (e.g. factor: 2), got \(formatted(factor))")
             }
         case let .step(initial, milestones, gamma):
             try finite("initial", initial)
@@ -147,6 +162,19 @@ extension Schedule {
     }
 }
 
+extension Schedule {
+    /// Checks what only the cycle's length tells: a repeated cyclical schedule needs at least one
+    /// epoch (or step, per its granularity) per cycle.
+    public func validate(totalEpochs: Int, totalSteps: Int) throws(ScheduleError) {
+        guard case let .repeatedCyclical(_, _, _, cycles, granularity) = self else { return }
+        let count = granularity == .epoch ? totalEpochs : totalSteps
+        guard cycles <= count else {
+            throw ScheduleError(path: "cyclical.cycles", problem: "\(cycles) cycles need at least \(cycles) "
+                                + "\(granularity.rawValue)s, the cycle has \(count)")
+        }
+    }
+}
+
 extension Schedule: Decodable {
     /// Reads a plain number or a single-key mapping naming the schedule; throws `ScheduleError` for
     /// unknown kinds or keys, missing keys, wrong types and values out of range.
@@ -179,10 +207,18 @@ extension Schedule: Decodable {
             }
             return .constant(value)
         case "cyclical":
-            let fields = try Fields(kind, in: mapping, keys: ["easy", "hard", "factor", "per"], required: ["easy", "hard"])
-            return .cyclical(easy: try fields.number("easy"), hard: try fields.number("hard"),
-                             factor: try fields.optionalNumber("factor"),
-                             granularity: try fields.granularity(default: .epoch))
+            let fields = try Fields(kind, in: mapping, keys: ["easy", "hard", "factor", "cycles", "per"],
+                                    required: ["easy", "hard"])
+            let easy = try fields.number("easy"), hard = try fields.number("hard")
+            let factor = try fields.optionalNumber("factor"), granularity = try fields.granularity(default: .epoch)
+            let cycles = try fields.optionalInteger("cycles", "a positive integer") ?? 1
+            guard cycles != 1 else { return .cyclical(easy: easy, hard: hard, factor: factor, granularity: granularity) }
+            guard cycles >= 1 else { throw ScheduleError(path: "cyclical.cycles", problem: "must be a positive integer, got \(cycles)") }
+            guard let factor else {
+                throw ScheduleError(path: "cyclical.factor", problem: "missing; cycles: \(cycles) needs a factor > 1 "
+                                    + "so every cycle falls back to its easy end (e.g. factor: 2)")
+            }
+            return .repeatedCyclical(easy: easy, hard: hard, factor: factor, cycles: cycles, granularity: granularity)
         case "step":
             let fields = try Fields(kind, in: mapping, keys: ["initial", "milestones", "gamma"],
                                     required: ["initial", "milestones"])
@@ -246,6 +282,12 @@ extension Schedule: Encodable {
             try fields.encode(easy, forKey: "easy")
             try fields.encode(hard, forKey: "hard")
             try fields.encodeIfPresent(factor, forKey: "factor")
+            try fields.encode(granularity.rawValue, forKey: "per")
+        case let .repeatedCyclical(easy, hard, factor, cycles, granularity):
+            try fields.encode(easy, forKey: "easy")
+            try fields.encode(hard, forKey: "hard")
+            try fields.encode(factor, forKey: "factor")
+            try fields.encode(cycles, forKey: "cycles")
             try fields.encode(granularity.rawValue, forKey: "per")
         case let .step(initial, milestones, gamma):
             try fields.encode(initial, forKey: "initial")

@@ -158,6 +158,10 @@ public struct PreparedRecipe {
         let schedules = recipe.knobs(for: phase).schedules
         for (knob, schedule) in schedules {
             let prefix = own[knob] != nil ? "\(phase.rawValue).knobs." : "knobs."
+            do { try schedule.validate(totalEpochs: cycle.totalEpochs, totalSteps: cycle.totalSteps) } catch {
+                let nested = error.nested(in: prefix + knob.rawValue)
+                throw RecipeError(path: nested.path, problem: nested.problem)
+            }
             try KnobSchedules([knob: schedule]).validate(over: cycle, pathPrefix: prefix)
         }
         guard let data = phase == .pretrain ? pretrainData : finetuneData, let batchSchedule = schedules[.batchSize] else { return }
@@ -169,7 +173,8 @@ public struct PreparedRecipe {
         let estimate: MemoryEstimate
         do {
             estimate = try model.memoryEstimate(height: shape[0], width: shape[1], batchSize: largestBatch,
-                                                optimizerSlots: recipe.optimizer.kind == .adamw ? 2 : 1)
+                                                optimizerSlots: (recipe.optimizer.kind == .adamw ? 2 : 1)
+                                                    + (recipe.optimizer.lookahead == nil ? 0 : 1))
         } catch let error as RuntimeError {
             throw RecipeError(path: modelPath, problem: error.description)
         }
@@ -190,13 +195,16 @@ public struct PreparedRecipe {
         let groups = recipe.optimizer.noDecayOnNormAndBias
             ? ParameterGroup.standard(parameters, weightDecay: weightDecay)
             : [ParameterGroup(parameters: parameters, weightDecay: weightDecay)]
+        let lookahead = recipe.optimizer.lookahead
         switch recipe.optimizer.kind {
         case .sgd:
-            return SGD(groups: groups, learningRate: 0.1, momentum: 0.9, nesterov: recipe.optimizer.nesterov,
-                       decoupledWeightDecay: recipe.optimizer.decoupledWeightDecay)
+            let sgd = SGD(groups: groups, learningRate: 0.1, momentum: 0.9, nesterov: recipe.optimizer.nesterov,
+                          decoupledWeightDecay: recipe.optimizer.decoupledWeightDecay)
+            return lookahead.map { Lookahead(sgd, synchronizationPeriod: $0.k, alpha: $0.alpha) } ?? sgd
         case .adamw:
-            return AdamW(groups: groups, beta1: recipe.optimizer.beta1, beta2: recipe.optimizer.beta2,
-                         epsilon: recipe.optimizer.epsilon)
+            let adamw = AdamW(groups: groups, beta1: recipe.optimizer.beta1, beta2: recipe.optimizer.beta2,
+                              epsilon: recipe.optimizer.epsilon)
+            return lookahead.map { Lookahead(adamw, synchronizationPeriod: $0.k, alpha: $0.alpha) } ?? adamw
         }
     }
 }
@@ -396,10 +404,13 @@ public struct EvaluationResult: Sendable {
     public var classNames: [String]
     /// `confusion[label][predicted]` image counts.
     public var confusion: [[Int]]
+    /// The members averaged (`evaluateEnsemble`); 1 for one checkpoint.
+    public var ensembleSize = 1
 
     public var summary: String {
         let name = isTestSplit && split != .test ? "\(split.rawValue) split (the test images)" : "\(split.rawValue) split"
-        var line = String(format: "%@ of %@: %d images, loss %.4f, top-1 %.2f %%", name, dataset, score.images, score.loss, score.top1)
+        let model = ensembleSize > 1 ? "ensemble of \(ensembleSize) (mean softmax), " : ""
+        var line = String(format: "%@%@ of %@: %d images, loss %.4f, top-1 %.2f %%", model, name, dataset, score.images, score.loss, score.top1)
         if classNames.count > 5 { line += String(format: ", top-5 %.2f %%", score.top5) }
         return line
     }
@@ -435,11 +446,19 @@ public struct EvaluationResult: Sendable {
 /// - Throws: `TrainingError.nonFiniteOutputs` when an output is NaN or infinite: a number computed from
 ///   NaN is no accuracy.
 func evaluateModel(_ model: Model, on loader: DataLoader, split: String, source: String) throws -> (score: SplitScore, confusion: [[Int]]) {
+    try evaluateOutputs(on: loader, classes: model.spec.numClasses, split: split, source: source) { images in
+        try model.forward(images, mode: .inference).logits
+    }
+}
+
+/// `evaluateModel` for any function from a batch of images to logits `[N, classes]` (an ensemble
+/// passes the logarithm of its mean probabilities).
+func evaluateOutputs(on loader: DataLoader, classes: Int, split: String, source: String,
+                     logits computeLogits: (Tensor) throws -> Tensor) throws -> (score: SplitScore, confusion: [[Int]]) {
     var metrics = RunningMetrics()
-    let classes = model.spec.numClasses
     var confusion = [[Int]](repeating: [Int](repeating: 0, count: classes), count: classes)
     for batch in loader.epoch(0, batchSize: Trainer.evaluationBatchSize) {
-        let logits = try model.forward(batch.images, mode: .inference).logits
+        let logits = try computeLogits(batch.images)
         guard logits.scalars.allSatisfy(\.isFinite) else { throw TrainingError.nonFiniteOutputs(split: split, folder: source) }
         metrics.add(loss: try CrossEntropyLoss()(logits: logits, labels: batch.labels).value, logits: logits, labels: batch.labels)
         logits.scalars.withUnsafeBufferPointer { z in
@@ -453,6 +472,59 @@ func evaluateModel(_ model: Model, on loader: DataLoader, split: String, source:
     return (SplitScore(images: metrics.images, loss: metrics.loss, top1: metrics.top1, top5: metrics.top5), confusion)
 }
 
+/// Where a checkpoint is scored: its own dataset and classes, with the splits of the phase that
+/// produced it (the data section of the recipe it stores, so the validation split is held out with
+/// the same fixed seed as in training); without a training record, its `/data` dataset and classes.
+struct EvaluationSource {
+    var dataRecipe = DataRecipe()
+
+    /// - Parameters: dataset, folder, classes: replace the stored ones when given.
+    init(_ checkpoint: Checkpoint, path: String, dataset: String? = nil, folder: String? = nil, classes: [Int]? = nil) {
+        if let record = checkpoint.training,
+           let recipe = try? RecipeSource(text: record.recipe, origin: path).decodeRecipe(ignoringOtherSections: true) {
+            // A distilled student trained on the recipe's pretrain phase.
+            dataRecipe = (record.program == .finetune ? recipe.finetune : recipe.pretrain)?.data ?? dataRecipe
+        } else if let input = checkpoint.input {
+            dataRecipe.dataset = input.dataset
+            dataRecipe.classes = input.classes
+        }
+        if let dataset { dataRecipe.dataset = dataset; dataRecipe.folder = nil }
+        if let folder { dataRecipe.folder = folder }
+        if let classes { dataRecipe.classes = classes }
+    }
+
+    /// The images, fed as the checkpoint's `/data` says, checked to fit its model's input and classes.
+    func data(for checkpoint: Checkpoint, path: String, spec: ModelSpec) throws -> PreparedData {
+        var data = try PreparedData(dataRecipe, path: "data")
+        if let input = checkpoint.input { data = try data.adopting(input, from: path, path: "data") }
+        guard data.channels == spec.inputChannels, data.classCount == spec.numClasses else {
+            throw RecipeError(path: "data", problem: "\(data.source) has \(data.channels)-channel images in \(data.classCount) classes; \(path) expects \(spec.inputChannels) channels and \(spec.numClasses) classes (choose classes with --classes)")
+        }
+        return data
+    }
+}
+
+extension PreparedData {
+    /// The images of `split`.
+    func images(of split: EvaluationSplit) -> ImageDataset {
+        switch split {
+        case .train: training
+        case .validation: validation
+        case .test: test
+        }
+    }
+
+    /// Whether `split`'s images are the test images.
+    func isTest(_ split: EvaluationSplit) -> Bool { split == .test || (split == .validation && validatesOnTest) }
+}
+
+/// The model a checkpoint holds, its spec checked against the file.
+func loadedModel(_ checkpoint: Checkpoint) throws -> Model {
+    let model = try Model(try checkpoint.modelSpec(), seed: 0)
+    try checkpoint.loadModel(into: model.state)
+    return model
+}
+
 /// `epicycle eval`: the model of `checkpointPath` on one split of its own dataset (by default the test
 /// split), fed as the checkpoint's input pipeline says (`/data`: normalisation and classes).
 ///
@@ -462,35 +534,14 @@ func evaluateModel(_ model: Model, on loader: DataLoader, split: String, source:
 public func evaluate(checkpoint checkpointPath: String, split: EvaluationSplit = .test, dataset: String? = nil,
                      folder: String? = nil, classes: [Int]? = nil) throws -> EvaluationResult {
     let checkpoint = try Checkpoint.read(from: checkpointPath)
-    let spec = try checkpoint.modelSpec()
-    var dataRecipe = DataRecipe()
-    if let record = checkpoint.training,
-       let recipe = try? RecipeSource(text: record.recipe, origin: checkpointPath).decodeRecipe(ignoringOtherSections: true) {
-        // A distilled student trained on the recipe's pretrain phase.
-        dataRecipe = (record.program == .finetune ? recipe.finetune : recipe.pretrain)?.data ?? dataRecipe
-    } else if let input = checkpoint.input {
-        dataRecipe.dataset = input.dataset
-        dataRecipe.classes = input.classes
-    }
-    if let dataset { dataRecipe.dataset = dataset; dataRecipe.folder = nil }
-    if let folder { dataRecipe.folder = folder }
-    if let classes { dataRecipe.classes = classes }
-    var data = try PreparedData(dataRecipe, path: "data")
-    if let input = checkpoint.input { data = try data.adopting(input, from: checkpointPath, path: "data") }
-    guard data.channels == spec.inputChannels, data.classCount == spec.numClasses else {
-        throw RecipeError(path: "data", problem: "\(data.source) has \(data.channels)-channel images in \(data.classCount) classes; \(checkpointPath) expects \(spec.inputChannels) channels and \(spec.numClasses) classes (choose classes with --classes)")
-    }
-    let model = try Model(spec, seed: 0)
-    try checkpoint.loadModel(into: model.state)
-    let images = switch split {
-    case .train: data.training
-    case .validation: data.validation
-    case .test: data.test
-    }
+    let model = try loadedModel(checkpoint)
+    let data = try EvaluationSource(checkpoint, path: checkpointPath, dataset: dataset, folder: folder, classes: classes)
+        .data(for: checkpoint, path: checkpointPath, spec: model.spec)
+    let images = data.images(of: split)
     guard images.count > 0 else {
         throw RecipeError(path: "data", problem: "the \(split.rawValue) split of \(data.source) has no images")
     }
     let (score, confusion) = try evaluateModel(model, on: data.loader(for: images), split: split.rawValue, source: checkpointPath)
-    return EvaluationResult(split: split, isTestSplit: split == .test || (split == .validation && data.validatesOnTest), score: score,
+    return EvaluationResult(split: split, isTestSplit: data.isTest(split), score: score,
                             dataset: data.source, classNames: images.classNames, confusion: confusion)
 }

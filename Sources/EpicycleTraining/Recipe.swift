@@ -175,10 +175,12 @@ public struct OptimizerRecipe: Decodable, Sendable, Equatable {
     public var epsilon: Float = 1e-8
     /// Exempt batch-norm parameters and biases from weight decay (timm's default practice).
     public var noDecayOnNormAndBias = true
+    /// Lookahead around the optimizer (`lookahead: {k: 5, alpha: 0.5}`), if any.
+    public var lookahead: LookaheadRecipe?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case kind, nesterov, decoupledWeightDecay = "decoupled_weight_decay", beta1, beta2, epsilon
-        case noDecayOnNormAndBias = "no_decay_on_norm_and_bias"
+        case noDecayOnNormAndBias = "no_decay_on_norm_and_bias", lookahead
     }
 
     public init() {}
@@ -197,6 +199,7 @@ public struct OptimizerRecipe: Decodable, Sendable, Equatable {
         beta2 = try container.decodeIfPresent(Float.self, forKey: .beta2) ?? 0.999
         epsilon = try container.decodeIfPresent(Float.self, forKey: .epsilon) ?? 1e-8
         noDecayOnNormAndBias = try container.decodeIfPresent(Bool.self, forKey: .noDecayOnNormAndBias) ?? true
+        lookahead = try container.decodeIfPresent(LookaheadRecipe.self, forKey: .lookahead)
         for (key, value) in [("beta1", beta1), ("beta2", beta2)] where !(0..<1).contains(value) {
             throw RecipeError(path: decoder.path + "." + key, problem: "must be in [0, 1), got \(value)")
         }
@@ -207,6 +210,30 @@ public struct OptimizerRecipe: Decodable, Sendable, Equatable {
         for key in ignored where container.contains(key) {
             throw RecipeError(path: decoder.path + "." + key.rawValue,
                               problem: kind == .sgd ? "applies only to kind: adamw" : "applies only to kind: sgd (AdamW always decouples weight decay)")
+        }
+    }
+}
+
+/// Lookahead (Zhang et al. 2019): `k` fast steps of the optimizer, then the slow weights move `alpha`
+/// of the way toward the fast ones (see `Lookahead`). The paper's defaults are k = 5, α = 0.5.
+public struct LookaheadRecipe: Decodable, Sendable, Equatable {
+    public var k = 5
+    public var alpha: Float = 0.5
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case k, alpha }
+
+    public init(k: Int = 5, alpha: Float = 0.5) {
+        self.k = k
+        self.alpha = alpha
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        k = try container.wholeNumber(forKey: .k, in: 1...Lookahead<SGD>.maximumSynchronizationPeriod) ?? 5
+        alpha = try container.decodeIfPresent(Float.self, forKey: .alpha) ?? 0.5
+        guard alpha > 0 && alpha <= 1 else {
+            throw RecipeError(path: decoder.path + ".alpha", problem: "must be in (0, 1], got \(alpha)")
         }
     }
 }

@@ -118,15 +118,22 @@ struct Cycle: ParsableCommand {
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: "Accuracy of a checkpoint on one split of its dataset (by default the test split).",
+        abstract: "Accuracy of a checkpoint, or of an ensemble, on one split of its dataset (by default the test split).",
         discussion: """
             The images are fed as the checkpoint's input pipeline says (its stored normalisation and \
-            classes), and the splits are those of the phase that produced it, from the recipe stored in it.
+            classes), and the splits are those of the phase that produced it, from the recipe stored in it. \
+            --ensemble averages the softmax outputs of several checkpoints that share the input pipeline \
+            and classes (the first one's recipe decides the splits).
             Example: epicycle eval Checkpoints/cycle-fmnist-cyclical/finetune/best.h5 --per-class
+            Example: epicycle eval --ensemble run-a/last.h5 run-b/last.h5 run-c/last.h5
             """)
 
     @Argument(help: "The checkpoint file (.h5).")
-    var checkpoint: String
+    var checkpoint: String?
+
+    @Option(parsing: .upToNextOption, help: ArgumentHelp("Score the mean softmax output of these checkpoints instead.",
+                                                         valueName: "file.h5"))
+    var ensemble: [String] = []
 
     @Option(help: "Which split: train, validation or test.")
     var split: EvaluationSplit = .test
@@ -146,9 +153,20 @@ struct Evaluate: ParsableCommand {
     @Flag(help: "Also print the confusion matrix (rows: true class, columns: predicted).")
     var confusion = false
 
+    func validate() throws {
+        guard (checkpoint == nil) != ensemble.isEmpty else {
+            throw ValidationError(checkpoint == nil ? "Give a checkpoint, or --ensemble with the checkpoints to average."
+                                                    : "Give one checkpoint or --ensemble, not both.")
+        }
+    }
+
     func run() throws {
+        let classes = classes.isEmpty ? nil : classes
         let result = try reporting {
-            try evaluate(checkpoint: checkpoint, split: split, dataset: dataset, folder: folder, classes: classes.isEmpty ? nil : classes)
+            if let checkpoint {
+                return try evaluate(checkpoint: checkpoint, split: split, dataset: dataset, folder: folder, classes: classes)
+            }
+            return try evaluateEnsemble(checkpoints: ensemble, split: split, dataset: dataset, folder: folder, classes: classes)
         }
         print(result.summary)
         if perClass { print("\n" + result.perClassTable) }
@@ -157,6 +175,46 @@ struct Evaluate: ParsableCommand {
 }
 
 extension EvaluationSplit: ExpressibleByArgument {}
+
+struct Soup: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Average the weights of checkpoints of one architecture into one model (a model soup).",
+        discussion: """
+            Wortsman et al. 2022. The checkpoints must share the architecture, every tensor's name and \
+            shape, the input pipeline and the validation split (the first one's recipe decides it). A \
+            greedy soup adds ingredients in order of their own validation top-1 and keeps each that does \
+            not lower the soup's; a uniform soup averages all. The soup's batch-norm statistics are \
+            recalibrated on training images before it is scored and saved.
+            Example: epicycle soup ft-seed0/last.h5 ft-seed1/last.h5 ft-seed2/last.h5 --output soup.h5
+            """)
+
+    @Argument(help: "The checkpoints to average (.h5).")
+    var checkpoints: [String]
+
+    @Option(help: "greedy (validation-driven) or uniform.")
+    var kind: SoupKind = .greedy
+
+    @Option(help: ArgumentHelp("Where to write the soup.", valueName: "file.h5"))
+    var output: String
+
+    @Option(help: "Un-augmented training images for the batch-norm recalibration.")
+    var recalibrationImages = PreciseBNRecipe().images
+
+    func validate() throws {
+        guard RecipeLimits.samples.contains(recalibrationImages) && recalibrationImages > 0 else {
+            throw ValidationError("--recalibration-images must be from 1 to \(RecipeLimits.samples.upperBound), got \(recalibrationImages).")
+        }
+    }
+
+    func run() throws {
+        let result = try reporting {
+            try makeSoup(kind, of: checkpoints, output: output, recalibrationImages: recalibrationImages)
+        }
+        print(result.summary)
+    }
+}
+
+extension SoupKind: ExpressibleByArgument {}
 
 struct ScheduleCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -71,7 +71,7 @@ import Testing
         let folder = Self.folder("help")
         let top = try Self.run(["--help"], in: folder)
         #expect(top.status == 0)
-        for command in ["pretrain", "finetune", "cycle", "eval", "schedule", "inspect", "data", "compare"] {
+        for command in ["pretrain", "finetune", "cycle", "eval", "soup", "schedule", "inspect", "data", "compare"] {
             #expect(top.output.contains(command), "top-level help lists \(command)")
             let help = try Self.run([command, "--help"], in: folder)
             #expect(help.status == 0, "\(command) --help")
@@ -170,6 +170,35 @@ import Testing
                                     in: folder)
         #expect(replaced.status == 0, "\(replaced.errors)")
         #expect(try Checkpoint.read(from: folder + "/run/last.h5").training?.epoch == 1)
+    }
+
+    /// `soup` and `eval --ensemble` on a one-epoch run and its copy, and what they refuse.
+    @Test func soupAndEnsembleOfCheckpoints() throws {
+        let folder = Self.folder("soup")
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try Self.recipe.write(toFile: folder + "/small.yaml", atomically: true, encoding: .utf8)
+        let run = try Self.run(["pretrain", "--recipe", "small.yaml", "--output", "a", "--set", "pretrain.epochs=1",
+                                "--set", "finetune=null", "--quiet"], in: folder)
+        #expect(run.status == 0, "\(run.errors)")
+        try FileManager.default.copyItem(atPath: folder + "/a/last.h5", toPath: folder + "/b.h5")
+
+        let soup = try Self.run(["soup", "a/last.h5", "b.h5", "--output", "soup.h5"], in: folder)
+        #expect(soup.status == 0, "\(soup.errors)")
+        #expect(soup.output.hasPrefix("greedy soup of 2 checkpoints, on the validation split of fashion-mnist"))
+        #expect(soup.output.contains("soup of 2: validation top-1") && soup.output.hasSuffix("→ soup.h5\n"))
+        let scored = try Self.run(["eval", "soup.h5", "--split", "validation"], in: folder)
+        #expect(scored.status == 0 && scored.output.contains("validation split of fashion-mnist"), "\(scored.errors)")
+
+        let ensemble = try Self.run(["eval", "--ensemble", "a/last.h5", "b.h5", "soup.h5"], in: folder)
+        #expect(ensemble.status == 0, "\(ensemble.errors)")
+        #expect(ensemble.output.hasPrefix("ensemble of 3 (mean softmax), test split of fashion-mnist"))
+
+        let nothing = try Self.run(["eval"], in: folder)
+        #expect(nothing.status != 0 && nothing.errors.contains("Give a checkpoint, or --ensemble with the checkpoints to average."))
+        let one = try Self.run(["soup", "a/last.h5", "--output", "one.h5"], in: folder)
+        #expect(one.status == 1 && one.errors.contains("a soup needs at least 2 checkpoints, got 1"), "\(one.errors)")
+        let missing = try Self.run(["eval", "--ensemble", "a/last.h5", "nowhere.h5"], in: folder)
+        #expect(missing.status == 1 && missing.errors.contains("nowhere.h5"), "\(missing.errors)")
     }
 
     @Test func scheduleWritesAnSVG() throws {

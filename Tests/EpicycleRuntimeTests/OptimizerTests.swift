@@ -143,6 +143,9 @@ let secondGradient: [Float] = [0.2, -0.1, 0.4]
     @Test func roundTripsContinueTraining() throws {
         try expectResumesExactly { SGD(groups: $0, learningRate: 0.1, momentum: 0.9, nesterov: true) }
         try expectResumesExactly { AdamW(groups: $0, learningRate: 0.01) }
+        // Saved one fast step into a period of two: the restored counter makes the next step synchronise.
+        try expectResumesExactly { Lookahead(SGD(groups: $0, learningRate: 0.1, momentum: 0.9), synchronizationPeriod: 2, alpha: 0.5) }
+        try expectResumesExactly { Lookahead(AdamW(groups: $0, learningRate: 0.01), synchronizationPeriod: 3, alpha: 0.8) }
     }
 
     @Test func exportUsesPyTorchNames() {

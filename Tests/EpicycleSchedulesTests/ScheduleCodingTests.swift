@@ -90,7 +90,7 @@ private func decodingError(_ json: String) -> String {
          "triangular.step_size: must be at most 1000000000, got 100000000000000"),
         (#"{"cosine": {"peak": 0.1, "warmup_epochs": 1e30}}"#, "cosine.warmup_epochs: must be a non-negative integer, got 1e+30"),
         // Unknown and missing keys.
-        (#"{"cyclical": {"eazy": 0.5, "hard": 2}}"#, "cyclical.eazy: unknown key; expected easy, hard, factor, per"),
+        (#"{"cyclical": {"eazy": 0.5, "hard": 2}}"#, "cyclical.eazy: unknown key; expected easy, hard, factor, cycles, per"),
         (#"{"cosine": {"peak": 0.1, "warmup": 3}}"#,
          "cosine.warmup: unknown key; expected peak, final, warmup_epochs, warmup_start, per"),
         (#"{"cyclical": {"easy": 0.5}}"#, "cyclical.hard: missing; cyclical needs easy, hard"),
@@ -106,7 +106,7 @@ private func decodingError(_ json: String) -> String {
         ("[1, 2]", "expected a number or a schedule such as {cyclical: {easy: 0.5, hard: 2}}, got a list"),
         ("true", "expected a number or a schedule such as {cyclical: {easy: 0.5, hard: 2}}, got true"),
         (#"{"constant": "x"}"#, #"constant: must be a number, got "x""#),
-        (#"{"cyclical": 3}"#, "cyclical: expected a mapping with keys easy, hard, factor, per, got 3"),
+        (#"{"cyclical": 3}"#, "cyclical: expected a mapping with keys easy, hard, factor, cycles, per, got 3"),
         (#"{"cyclical": {"easy": "low", "hard": 2}}"#, #"cyclical.easy: must be a number, got "low""#),
         (#"{"cyclical": {"easy": 0.5, "hard": [1, 2]}}"#, "cyclical.hard: must be a number, got [1, 2]"),
         (#"{"cyclical": {"easy": 0.5, "hard": {"x": 1}}}"#, "cyclical.hard: must be a number, got a mapping"),

@@ -52,6 +52,9 @@ import Testing
          "knobs.momentum: applies only to optimizer.kind: sgd; AdamW's β1 is optimizer.beta1"),
         ("optimizer: {kind: adamw, nesterov: true}\n", "optimizer.nesterov: applies only to kind: sgd"),
         ("optimizer: {kind: sgd, beta2: 0.99}\n", "optimizer.beta2: applies only to kind: adamw"),
+        ("optimizer: {kind: sgd, lookahead: {k: 0}}\n", "optimizer.lookahead.k: must be a whole number from 1 to 1000000, got 0"),
+        ("optimizer: {kind: adamw, lookahead: {alpha: 1.5}}\n", "optimizer.lookahead.alpha: must be in (0, 1], got 1.5"),
+        ("optimizer: {kind: sgd, lookahead: {steps: 5}}\n", "optimizer.lookahead.steps: unknown key; expected one of k, alpha"),
         ("knobs:\n  batch_size: 100.5\n", "knobs.batch_size: must be a whole number, got 100.5"),
         ("knobs:\n  batch_size: {one_cycle: {peak: 256}}\n", "knobs.batch_size: changes once per epoch"),
     ])

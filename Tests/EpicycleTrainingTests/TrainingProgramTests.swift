@@ -55,9 +55,11 @@ import TestSupport
     }
 
     /// A run killed after epoch 2 leaves `last.h5` of epoch 2 (here: the numbered copy, which is that
-    /// file); resuming from it must end exactly where the uninterrupted run ended.
-    @Test func resumingAfterAKillIsBitIdentical() throws {
-        let source = try RecipeSource(text: Self.pretrainRecipe, origin: "resume.yaml")
+    /// file); resuming from it must end exactly where the uninterrupted run ended. With Lookahead
+    /// (k = 3, 2 steps per epoch) the kill lands one fast step into a period.
+    @Test(arguments: [[], ["optimizer={kind: sgd, lookahead: {k: 3, alpha: 0.5}}"]])
+    func resumingAfterAKillIsBitIdentical(overrides: [String]) throws {
+        let source = try RecipeSource(text: Self.pretrainRecipe, origin: "resume.yaml", overrides: overrides)
         let whole = Self.folder("whole"), resumed = Self.folder("resumed")
         let full = try pretrain(recipe: source, options: RunOptions(output: whole, quiet: true))
         #expect(full.phases[0].history.count == 3)
@@ -65,6 +67,13 @@ import TestSupport
         let continued = try pretrain(recipe: source, options: RunOptions(output: resumed, resume: true, quiet: true))
         #expect(continued.phases[0].history.count == 3, "the history carries the two epochs before the kill")
         Self.expectIdentical(try Checkpoint.read(from: whole + "/last.h5"), try Checkpoint.read(from: resumed + "/last.h5"))
+        if !overrides.isEmpty {
+            let killed = try Checkpoint.read(from: whole + "/epoch-0002.h5")
+            let saved = try #require(killed.optimizer), steps = try #require(killed.training?.step)
+            #expect(saved.kind == "Lookahead(SGD)" && saved.hyperparameters["lookahead_k"] == 3)
+            let fastSteps = try #require(saved.tensors.first { $0.name == "conv1.weight.lookahead_step" }).tensor
+            #expect(fastSteps.scalars == [Float(steps % 3)] && steps % 3 != 0, "\(steps) steps into periods of 3")
+        }
         // Same recipe, same seed: the same numbers (the determinism the comparisons rely on).
         #expect(full.phases[0].history.map(\.validationTop1) == continued.phases[0].history.map(\.validationTop1))
     }
@@ -513,5 +522,15 @@ import TestSupport
         #expect(temperature == [0.5, 1.0, 1.5, 2.0])
         #expect(table.svg.hasPrefix("<svg") && table.svg.contains("temperature"))
         #expect(table.text.contains("weight_decay"))
+    }
+
+    /// `cycles: 2` over a joint cycle of 3 + 3 epochs: two cycles of 3 epochs, each easy → hard → easy.
+    @Test func scheduleTableShowsRepeatedCycles() throws {
+        let text = Self.pretrainRecipe + "\nfinetune:\n  data: {classes: [5, 6]}\n  epochs: 3\n"
+        let table = try scheduleTable(recipe: RecipeSource(
+            text: text, origin: "cycles.yaml",
+            overrides: ["knobs.temperature={cyclical: {easy: 0.5, hard: 2, factor: 2, cycles: 2}}"]))
+        let temperature = try #require(table.values.first { $0.knob == .temperature }).values
+        #expect(temperature == [0.5, 2, 0.5, 0.5, 2, 0.5])
     }
 }

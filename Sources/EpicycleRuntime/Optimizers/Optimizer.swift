@@ -95,6 +95,8 @@ public struct OptimizerState: Equatable, Sendable {
 public enum OptimizerError: Error, Equatable, CustomStringConvertible {
     case kindMismatch(expected: String, found: String)
     case missingHyperParameter(kind: String, name: String)
+    /// A hyper-parameter outside the range the optimizer accepts.
+    case invalidHyperParameter(kind: String, name: String, value: Double, expected: String)
     /// A tensor whose parameter name or key this optimizer does not know.
     case unknownStateTensor(name: String)
     /// A parameter with only part of its state (e.g. "exp_avg" without "exp_avg_sq").
@@ -109,6 +111,8 @@ public enum OptimizerError: Error, Equatable, CustomStringConvertible {
             return "optimizer state is for \(found), but the optimizer is \(expected); resume with the same optimizer"
         case let .missingHyperParameter(kind, name):
             return "\(kind) state lacks the hyper-parameter '\(name)'"
+        case let .invalidHyperParameter(kind, name, value, expected):
+            return "\(kind) state has the hyper-parameter '\(name)' = \(value), expected \(expected)"
         case let .unknownStateTensor(name):
             return "optimizer state tensor '\(name)' matches no parameter of the model; was it saved from another architecture?"
         case let .missingStateTensor(name):
@@ -145,7 +149,8 @@ func importedWeightDecays(_ state: OptimizerState, groups: [ParameterGroup]) thr
 
 /// The saved per-parameter tensors grouped by parameter name, after checking that the state is of
 /// `kind`, that every tensor names a known parameter and key, that each parameter has all of `keys`
-/// or none, and that shapes fit ("step" is 0-d, the others have the parameter's shape).
+/// or none, and that shapes fit (step counts, keys ending in "step", are 0-d; the others have the
+/// parameter's shape).
 func importedStateTensors(
     _ state: OptimizerState, kind: String, groups: [ParameterGroup], keys: [String]
 ) throws -> [String: [String: Tensor]] {
@@ -161,7 +166,7 @@ func importedStateTensors(
               let parameterShape = shapes[parameterName] else {
             throw OptimizerError.unknownStateTensor(name: tensorName)
         }
-        let expected = key == "step" ? [] : parameterShape
+        let expected = key.hasSuffix("step") ? [] : parameterShape
         guard tensor.shape == expected else {
             throw OptimizerError.stateShapeMismatch(name: tensorName, expected: expected, found: tensor.shape)
         }
