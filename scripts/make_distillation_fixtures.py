@@ -18,11 +18,12 @@ The formulas are the reference implementations the Swift doc comments cite: Hint
 `MSELoss(bn(conv1x1(s)), t)` in training mode; attention transfer as Zagoruyko's `at_loss`;
 channel-wise distillation as Shu et al.'s `ChannelWiseDivergence` (sum over N·C rows · τ² / (N·C)).
 """
-import json
 import pathlib
 
 import torch
 import torch.nn.functional as F
+
+from fixture_files import write_fixture
 
 FIXTURES = pathlib.Path(__file__).parent.parent / "Tests" / "EpicycleDistillationTests" / "Fixtures"
 
@@ -32,17 +33,7 @@ def nhwc(t):
 
 
 def write(name, tensors, settings):
-    FIXTURES.mkdir(parents=True, exist_ok=True)
-    manifest = {"settings": settings, "tensors": {}}
-    blob = bytearray()
-    offset = 0
-    for key, value in tensors.items():
-        value = value.detach().to(torch.float32).contiguous()
-        manifest["tensors"][key] = {"shape": list(value.shape), "offset": offset}
-        blob += value.numpy().astype("<f4").tobytes()
-        offset += value.numel()
-    (FIXTURES / f"{name}.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    (FIXTURES / f"{name}.bin").write_bytes(bytes(blob))
+    write_fixture(FIXTURES, name, tensors, settings)
 
 
 def kd(name, temperature, batch=4, classes=7):

@@ -14,28 +14,19 @@ common practice writes in PyTorch: per-sample losses with reduction="none", 0/1 
 without gradient (loss <= threshold, and the ceil(keep_fraction * N) smallest by a stable sort, so ties
 go to the lower index), then (w * clamp(l, max=clip)).sum() / w.sum().
 """
-import json
 import math
 import pathlib
 
 import torch
 import torch.nn.functional as F
 
+from fixture_files import write_fixture
+
 FIXTURES = pathlib.Path(__file__).parent.parent / "Tests" / "EpicycleRuntimeTests" / "Fixtures"
 
 
 def write(name, tensors, settings):
-    FIXTURES.mkdir(parents=True, exist_ok=True)
-    manifest = {"settings": settings, "tensors": {}}
-    blob = bytearray()
-    offset = 0
-    for key, value in tensors.items():
-        value = value.detach().to(torch.float32).contiguous()
-        manifest["tensors"][key] = {"shape": list(value.shape), "offset": offset}
-        blob += value.numpy().astype("<f4").tobytes()
-        offset += value.numel()
-    (FIXTURES / f"selection-{name}.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    (FIXTURES / f"selection-{name}.bin").write_bytes(bytes(blob))
+    write_fixture(FIXTURES, f"selection-{name}", tensors, settings)
 
 
 def per_sample_loss(logits, labels, s):

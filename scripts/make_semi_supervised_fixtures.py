@@ -16,26 +16,18 @@ The formulas are the papers': FixMatch (Sohn et al. 2020) as
 `(F.cross_entropy(strong, argmax softmax(weak), reduction="none") * mask).mean()` with the weak view
 detached; soft targets as `(F.kl_div(log_softmax(s/T), softmax(t/T), reduction="none").sum(1) * mask).mean() * T**2`.
 """
-import json
 import pathlib
 
 import torch
 import torch.nn.functional as F
 
+from fixture_files import write_fixture
+
 FIXTURES = pathlib.Path(__file__).parent.parent / "Tests" / "EpicycleRuntimeTests" / "Fixtures"
 
 
 def write(name, tensors, settings):
-    manifest = {"settings": settings, "tensors": {}}
-    blob = bytearray()
-    offset = 0
-    for key, value in tensors.items():
-        value = value.detach().to(torch.float32).contiguous()
-        manifest["tensors"][key] = {"shape": list(value.shape), "offset": offset}
-        blob += value.numpy().astype("<f4").tobytes()
-        offset += value.numel()
-    (FIXTURES / f"{name}.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    (FIXTURES / f"{name}.bin").write_bytes(bytes(blob))
+    write_fixture(FIXTURES, name, tensors, settings)
 
 
 def confidence_mask(logits, threshold):
