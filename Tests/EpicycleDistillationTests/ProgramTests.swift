@@ -145,6 +145,22 @@ func untrainedTeacher(in folder: String) throws -> String {
         }
     }
 
+    /// The student's loss has no unlabeled term, so an `unlabeled:` section would be silently ignored.
+    @Test func unlabeledDataIsRefused() throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let path = try untrainedTeacher(in: folder)
+        let recipe = """
+            model: {architecture: resnet8}
+            pretrain: {data: {first: 30}, unlabeled: {first: 20, ratio: 1}, epochs: 1}
+            distill: {losses: [{kind: logits, weight: 1}]}
+            """
+        #expect(throws: RecipeError(path: "pretrain.unlabeled",
+                                    problem: "distill trains the student on labeled images only; remove the unlabeled section")) {
+            try distill(teacher: path, recipe: RecipeSource(text: recipe, origin: "r"), options: RunOptions(output: folder + "/s", quiet: true))
+        }
+    }
+
     @Test func recipeErrorsNameTheKey() throws {
         func problem(_ distill: String) -> RecipeError? {
             let text = "model: {architecture: resnet8}\npretrain: {epochs: 1}\n" + distill

@@ -110,6 +110,7 @@ import TestSupport
               epochs: 2
             """
         let real = TrainingProgramTests.folder("held-back-real"), scrambled = TrainingProgramTests.folder("held-back-scrambled")
+        defer { for folder in [data, real, scrambled] { try? FileManager.default.removeItem(atPath: folder) } }
         _ = try pretrain(recipe: RecipeSource(text: text, origin: "held.yaml"), options: RunOptions(output: real, quiet: true))
         let changed = train.labels.enumerated().map { index, label in index < 100 ? label : (label + 1) % 10 }
         try TrainingProgramTests.writeIDXPair(ImageDataset(name: "scrambled", height: 28, width: 28, channels: 1,
