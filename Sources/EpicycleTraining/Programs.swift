@@ -263,7 +263,8 @@ private func runPretraining(_ prepared: PreparedRecipe, data: PreparedData, cycl
         ? try resumeState(folder: folder, program: .pretrain, recipeText: prepared.text, model: model, optimizer: optimizer) : nil
     let trainer = Trainer(model: model, optimizer: optimizer, program: .pretrain, phase: .pretrain, cyclePhase: .pretrain,
                           cycle: cycle, recipe: prepared.recipe, recipeText: prepared.text, data: data, folder: folder,
-                          progress: ProgressReporter(quiet: options.quiet))
+                          progress: ProgressReporter(quiet: options.quiet),
+                          objective: phaseObjective(model: model, recipe: prepared.recipe, data: data, phase: .pretrain))
     return try trainer.run(resumingFrom: start)
 }
 
@@ -328,7 +329,8 @@ private func runFinetuning(_ prepared: PreparedRecipe, from checkpointPath: Stri
         ? try resumeState(folder: folder, program: .finetune, recipeText: prepared.text, model: model, optimizer: optimizer) : nil
     let trainer = Trainer(model: model, optimizer: optimizer, program: .finetune, phase: .finetune, cyclePhase: cyclePhase,
                           cycle: cycle, recipe: prepared.recipe, recipeText: prepared.text, data: data, folder: folder,
-                          progress: ProgressReporter(quiet: options.quiet))
+                          progress: ProgressReporter(quiet: options.quiet),
+                          objective: phaseObjective(model: model, recipe: prepared.recipe, data: data, phase: .finetune))
     return try trainer.run(resumingFrom: start)
 }
 

@@ -85,10 +85,21 @@ public struct Recipe: Decodable, Sendable {
                 knobs.map { (prefix, $0) }
             }
         let semiSupervised = [pretrain, finetune].map { $0?.unlabeled != nil }
+        // The strength scales a phase's augmentation policy and its unlabeled views' policies.
+        let augmented = [pretrain, finetune].map { phase in
+            phase.map { $0.unlabeled != nil || (try? AugmentationPolicy(parsing: $0.data.augmentation))?.augmentations.isEmpty == false }
+                ?? false
+        }
         for (prefix, own) in sections {
-            let phases = prefix == "knobs." ? semiSupervised : [prefix == "pretrain.knobs." ? semiSupervised[0] : semiSupervised[1]]
+            let phase = prefix == "knobs." ? nil : (prefix == "pretrain.knobs." ? 0 : 1)
+            let phases = phase.map { [semiSupervised[$0]] } ?? semiSupervised
             for knob in [Knob.unlabeledWeight, .confidenceThreshold] where own.schedules[knob] != nil && !phases.contains(true) {
                 throw RecipeError(path: prefix + knob.rawValue, problem: "only applies to a phase with unlabeled data (its unlabeled: section)")
+            }
+            if own.schedules[.augmentationStrength] != nil && !(phase.map { [augmented[$0]] } ?? augmented).contains(true) {
+                let which = phase.map { $0 == 0 ? "pretrain.data sets no" : "finetune.data sets no" } ?? "no phase's data sets an"
+                throw RecipeError(path: prefix + Knob.augmentationStrength.rawValue,
+                                  problem: "has nothing to scale: \(which) augmentation policy; add one such as augmentation: \"crop,flip\"")
             }
             if loss.kind != .cyclicalFocal && own.schedules[.focalMix] != nil {
                 throw RecipeError(path: prefix + "focal_mix", problem: "only applies with loss.kind: cyclical_focal")

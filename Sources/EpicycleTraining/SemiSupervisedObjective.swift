@@ -17,8 +17,17 @@ import EpicycleSchedules
 /// gradient. Steps with λ_u = 0 draw no unlabeled images and are plain labeled steps.
 ///
 /// The pool's held-back labels are read only to count, for the log, how many confident
-/// pseudo-labels are right: nothing that training computes depends on them. The trainer runs this
-/// objective for every phase with `unlabeled:` data.
+/// pseudo-labels are right: nothing that training computes depends on them. `phaseObjective` chooses
+/// it for every phase with `unlabeled:` data.
+/// The objective of a pretraining or fine-tuning phase: `SemiSupervisedObjective` where the phase has
+/// `unlabeled:` data, else `LabelObjective`, both with the recipe's `loss:`.
+public func phaseObjective(model: Model, recipe: Recipe, data: PreparedData, phase: Phase) -> any TrainingObjective {
+    guard let pool = data.unlabeled else { return LabelObjective(model: model, loss: recipe.loss) }
+    // The offset keeps the unlabeled images' order and views apart from the labeled loader's streams.
+    return SemiSupervisedObjective(model: model, loss: recipe.loss, pool: pool, normalization: data.normalization,
+                                   seed: recipe.seed &+ (phase == .pretrain ? 0 : 1) &+ 0x554E_4C41_4245_4C44)
+}
+
 public final class SemiSupervisedObjective: TrainingObjective {
     public let model: Model
     public let loader: UnlabeledLoader

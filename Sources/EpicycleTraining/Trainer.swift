@@ -87,11 +87,11 @@ public final class Trainer {
     ///   - program: what checkpoints record as having trained the model.
     ///   - cyclePhase: the half of `cycle` the phase occupies (see `cyclePhase`).
     ///   - recipeText: the recipe as checkpoints store it (a resume must match it).
-    ///   - objective: what a step computes; default `SemiSupervisedObjective` for a phase with unlabeled
-    ///     data, else `LabelObjective`, with the recipe's `loss:`.
+    ///   - objective: what a step computes (a program's choice: `phaseObjective` for pretraining and
+    ///     fine-tuning).
     public init(model: Model, optimizer: any Optimizer, program: TrainingRecord.Program, phase: Phase, cyclePhase: Phase,
                 cycle: JointCycle, recipe: Recipe, recipeText: String, data: PreparedData, folder: String,
-                progress: ProgressReporter, objective: (any TrainingObjective)? = nil) {
+                progress: ProgressReporter, objective: any TrainingObjective) {
         self.model = model
         self.optimizer = optimizer
         self.program = program
@@ -105,10 +105,6 @@ public final class Trainer {
         self.epochs = cyclePhase == .pretrain ? cycle.pretrainingEpochs : cycle.finetuningEpochs
         self.folder = folder
         self.progress = progress
-        let objective = objective ?? data.unlabeled.map { pool in
-            SemiSupervisedObjective(model: model, loss: recipe.loss, pool: pool, normalization: data.normalization,
-                                    seed: recipe.seed &+ (phase == .pretrain ? 0 : 1) &+ Self.unlabeledSeedOffset)
-        } ?? LabelObjective(model: model, loss: recipe.loss)
         self.objective = objective
         adapters = objective.adapters.parameters.isEmpty ? nil : objective.adapters
         trainingLoader = data.trainingLoader(seed: recipe.seed &+ (phase == .pretrain ? 0 : 1))
@@ -124,9 +120,6 @@ public final class Trainer {
                                                      name: "\(data.training.name), first \(recipe.preciseBN.images) for batch-norm recalibration"))
             : nil
     }
-
-    /// Keeps the unlabeled images' order and views apart from the labeled loader's streams.
-    static let unlabeledSeedOffset: UInt64 = 0x554E_4C41_4245_4C44
 
     /// The last step of the phase that occupies `cyclePhase` of the cycle.
     static func lastPosition(of cyclePhase: Phase, in cycle: JointCycle) -> Position {

@@ -50,6 +50,8 @@ import Testing
         // Settings the configuration would ignore.
         ("optimizer: {kind: adamw}\nknobs:\n  momentum: 0.8\n",
          "knobs.momentum: applies only to optimizer.kind: sgd; AdamW's β1 is optimizer.beta1"),
+        ("knobs:\n  augmentation_strength: {cyclical: {easy: 0, hard: 1}}\n",
+         "knobs.augmentation_strength: has nothing to scale: no phase's data sets an augmentation policy"),
         ("optimizer: {kind: adamw, nesterov: true}\n", "optimizer.nesterov: applies only to kind: sgd"),
         ("optimizer: {kind: sgd, beta2: 0.99}\n", "optimizer.beta2: applies only to kind: adamw"),
         ("optimizer: {kind: sgd, lookahead: {k: 0}}\n", "optimizer.lookahead.k: must be a whole number from 1 to 1000000, got 0"),
@@ -74,6 +76,12 @@ import Testing
             .hasPrefix("pretrain.knobs.momentum: applies only to optimizer.kind: sgd") == true)
         #expect(problem(recipe("knobs: {clip_value: 4}\n", "{clip_norm: 5}"))?
             .hasPrefix("pretrain.knobs.clip_norm: knobs.clip_value is set too") == true)
+        #expect(problem(recipe("", "{augmentation_strength: 0.5}"))?
+            .hasPrefix("pretrain.knobs.augmentation_strength: has nothing to scale: pretrain.data sets no augmentation policy") == true)
+        // A shared strength is used by any phase with a policy; one without it is fine beside it.
+        let oneAugmented = "model: {architecture: resnet8}\nknobs: {augmentation_strength: 0.5}\n"
+            + "pretrain: {epochs: 2, data: {first: 100, augmentation: flip}}\nfinetune: {epochs: 1, data: {first: 50}}\n"
+        #expect(problem(oneAugmented) == nil)
     }
 
     /// AdamW has no momentum knob, so none is applied or logged; SGD keeps its default 0.9.

@@ -417,7 +417,8 @@ import TestSupport
         variance.value = .float32(Tensor(repeating: -100, shape: [16]))
         let trainer = Trainer(model: model, optimizer: prepared.makeOptimizer(for: model, phase: .pretrain), program: .pretrain,
                               phase: .pretrain, cyclePhase: .pretrain, cycle: prepared.jointCycle, recipe: prepared.recipe,
-                              recipeText: prepared.text, data: data, folder: output, progress: ProgressReporter(quiet: true))
+                              recipeText: prepared.text, data: data, folder: output, progress: ProgressReporter(quiet: true),
+                              objective: LabelObjective(model: model, loss: prepared.recipe.loss))
         let error = #expect(throws: TrainingError.self) { try trainer.run(resumingFrom: nil) }
         guard case let .nonFiniteValidation(epoch, step, lastGood)? = error else { Issue.record("\(String(describing: error))"); return }
         #expect(epoch == 0 && step == 5 && lastGood == nil)
