@@ -36,7 +36,14 @@ public struct Recipe: Decodable, Sendable {
     public init(from decoder: any Decoder) throws {
         let sectionTypes = decoder.userInfo[.recipeSections] as? RecipeSectionTypes ?? RecipeSectionTypes()
         if !sectionTypes.ignoresOthers {
-            try decoder.rejectUnknownKeys(CodingKeys.self, besides: sectionTypes.types.map { $0.key })
+            do {
+                try decoder.rejectUnknownKeys(CodingKeys.self, besides: sectionTypes.types.map { $0.key })
+            } catch var error as RecipeError where error.path == "distill" {
+                // The one objective section of another module: say which command reads it.
+                error.problem = "is read only by `epicycle distill` (and by a comparison with program: distill); "
+                    + "pretrain, finetune and cycle do not distill"
+                throw error
+            }
         }
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let sectionContainer = try decoder.container(keyedBy: AnyKey.self)

@@ -41,6 +41,7 @@ import Testing
         ("knobs:\n  temperature: {cyclical: {easy: 0.5, hard: 2, factor: 0.5}}\n", "knobs.temperature.cyclical.factor: must be ≥ 1, got 0.5"),
         ("knobs:\n  learning_rate: fast\n", "knobs.learning_rate"),
         ("optimiser: {kind: sgd}\n", "optimiser: unknown key"),
+        ("distill: {teacher: teacher.h5}\n", "distill: is read only by `epicycle distill`"),
         ("optimizer: {kind: lamb}\n", "optimizer.kind: expected sgd or adamw, got 'lamb'"),
         ("seed: -3\n", "seed: expected a whole number"),
         ("loss: {kind: cross_entropy, label_smoothing: 1.5}\n", "loss.label_smoothing: must be in [0, 1), got 1.5"),
