@@ -85,10 +85,15 @@ public struct ImageDataset: Sendable, Equatable {
     /// classes `[0, 1, 2, 3, 4]` as a pretraining source and `[5, 6, 7, 8, 9]` as a fine-tuning target
     /// (where class 5 becomes label 0).
     public func classes(_ selected: [Int]) throws -> ImageDataset {
-        guard !selected.isEmpty, Set(selected).count == selected.count,
-              selected.allSatisfy({ (0..<classCount).contains($0) }) else {
+        // The message names the first bad entry, not the list, which may be long.
+        if selected.isEmpty { throw DataError.invalidRequest("\(name): the class list is empty") }
+        if let index = selected.firstIndex(where: { !(0..<classCount).contains($0) }) {
             throw DataError.invalidRequest(
-                "\(name): a class list needs distinct classes in 0..<\(classCount), got \(selected)")
+                "\(name): class \(selected[index]) (entry \(index) of the class list) is not in 0..<\(classCount)")
+        }
+        var seen = Set<Int>()
+        if let index = selected.firstIndex(where: { !seen.insert($0).inserted }) {
+            throw DataError.invalidRequest("\(name): class \(selected[index]) is listed twice in the class list (entry \(index))")
         }
         var newLabel = [Int32](repeating: Self.hiddenLabel, count: classCount)
         for (position, original) in selected.enumerated() { newLabel[original] = Int32(position) }

@@ -52,6 +52,10 @@ import Yams
         "{a: 1}", "null", "true", "../../x", "/tmp", "resnet8x100000", "wrn-40-1000", "resnet8x64", "'é𝄞'",
         "{cyclical: {easy: 1, hard: 1e19}}", "{step: {initial: 0.1, milestones: [1, 1000000000000]}}",
         "{cosine: {peak: 0.1, warmup_epochs: 9223372036854775807}}", "[crop, crop]",
+        // The later schedule kinds, optimizer wrapper and unlabeled section, out of bounds.
+        "{cyclical: {easy: 0, hard: 1, factor: 2, cycles: 1000000000000}}", "{rampup: {value: 1e308, epochs: 1e19}}",
+        "{kind: sgd, lookahead: {k: 1e19, alpha: .nan}}", "{first: 1e19, ratio: 9223372036854775807}",
+        "crop,randaugment,randaugment",
     ]
 
     static func paths(in node: Node, prefix: [Step] = []) -> [[Step]] {

@@ -47,6 +47,17 @@ func sampleNumbers(_ dataset: ImageDataset) -> [Int] {
         })
         #expect(throws: DataError.self) { try data.classes([1, 1]) }
         #expect(throws: DataError.self) { try data.classes([10]) }
+        // Messages name the bad entry and stay short however long the list.
+        for (list, expected) in [([3, 1, 3], "class 3 is listed twice in the class list (entry 2)"),
+                                 (Array(0..<1000), "class 10 (entry 10 of the class list) is not in 0..<10")] {
+            do {
+                _ = try data.classes(list)
+                Issue.record("\(list.count) classes must be refused")
+            } catch {
+                #expect("\(error)".contains(expected), "got: \(error)")
+                #expect("\(error)".count < 200)
+            }
+        }
     }
 
     @Test func validationSplitIsDisjointCompleteAndSeeded() throws {
