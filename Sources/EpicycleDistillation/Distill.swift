@@ -34,28 +34,20 @@ public enum DistillationError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// Loads a teacher: the architecture from the checkpoint's spec, every tensor strictly (no missing or
-/// extra names; `/adapters` of a distilled checkpoint are ignored), every parameter frozen.
+/// Loads a teacher (`loadFrozenModel`), its errors naming the teacher.
 public func loadTeacher(from path: String) throws -> Model {
     try loadTeacherAndInput(from: path).model
 }
 
 /// `loadTeacher`, with the input pipeline the teacher's checkpoint stores (nil in older files).
 func loadTeacherAndInput(from path: String) throws -> (model: Model, input: InputPipeline?) {
-    let model: Model
-    let checkpoint: Checkpoint
     do {
-        checkpoint = try Checkpoint.read(from: path)
-        let spec = try checkpoint.modelSpec()
-        model = try Model(spec, seed: 0)
-        try checkpoint.loadModel(into: model.state)
+        return try loadFrozenModel(from: path)
     } catch let error as CheckpointError {
         throw DistillationError.teacherNotAModel(file: path, reason: error.description)
     } catch let error as RecipeError {
         throw DistillationError.teacherNotAModel(file: path, reason: error.problem)
     }
-    for (_, parameter) in model.state.parameters { parameter.trainable = false }
-    return (model, checkpoint.input)
 }
 
 /// `epicycle distill`: trains the recipe's model (the student) on its `pretrain` phase against a frozen

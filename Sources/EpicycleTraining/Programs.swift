@@ -264,7 +264,7 @@ private func runPretraining(_ prepared: PreparedRecipe, data: PreparedData, cycl
     let trainer = Trainer(model: model, optimizer: optimizer, program: .pretrain, phase: .pretrain, cyclePhase: .pretrain,
                           cycle: cycle, recipe: prepared.recipe, recipeText: prepared.text, data: data, folder: folder,
                           progress: ProgressReporter(quiet: options.quiet),
-                          objective: phaseObjective(model: model, recipe: prepared.recipe, data: data, phase: .pretrain))
+                          objective: try phaseObjective(model: model, recipe: prepared.recipe, data: data, phase: .pretrain))
     return try trainer.run(resumingFrom: start)
 }
 
@@ -330,7 +330,7 @@ private func runFinetuning(_ prepared: PreparedRecipe, from checkpointPath: Stri
     let trainer = Trainer(model: model, optimizer: optimizer, program: .finetune, phase: .finetune, cyclePhase: cyclePhase,
                           cycle: cycle, recipe: prepared.recipe, recipeText: prepared.text, data: data, folder: folder,
                           progress: ProgressReporter(quiet: options.quiet),
-                          objective: phaseObjective(model: model, recipe: prepared.recipe, data: data, phase: .finetune))
+                          objective: try phaseObjective(model: model, recipe: prepared.recipe, data: data, phase: .finetune))
     return try trainer.run(resumingFrom: start)
 }
 

@@ -1,3 +1,4 @@
+import EpicycleCheckpoint
 import EpicycleData
 import EpicycleRuntime
 import EpicycleSchedules
@@ -16,16 +17,69 @@ import EpicycleSchedules
 /// norm normalises them together, as FixMatch's reference code does; the weak view's rows get no
 /// gradient. Steps with λ_u = 0 draw no unlabeled images and are plain labeled steps.
 ///
+/// With a teacher (`unlabeled.teacher`), the targets are its soft predictions on the weak view
+/// (`SoftTargetConsistencyLoss` at the section's temperature, kept where the teacher's confidence
+/// reaches τ); only the labeled batch and the strong view then go through the student.
+///
 /// The pool's held-back labels are read only to count, for the log, how many confident
 /// pseudo-labels are right: nothing that training computes depends on them. `phaseObjective` chooses
 /// it for every phase with `unlabeled:` data.
 /// The objective of a pretraining or fine-tuning phase: `SemiSupervisedObjective` where the phase has
-/// `unlabeled:` data, else `LabelObjective`, both with the recipe's `loss:`.
-public func phaseObjective(model: Model, recipe: Recipe, data: PreparedData, phase: Phase) -> any TrainingObjective {
-    guard let pool = data.unlabeled else { return LabelObjective(model: model, loss: recipe.loss) }
+/// `unlabeled:` data (with its teacher, when it names one), else `LabelObjective`, both with the
+/// recipe's `loss:`.
+public func phaseObjective(model: Model, recipe: Recipe, data: PreparedData, phase: Phase) throws -> any TrainingObjective {
+    guard let pool = data.unlabeled, let unlabeled = (phase == .pretrain ? recipe.pretrain : recipe.finetune)?.unlabeled else {
+        return LabelObjective(model: model, loss: recipe.loss)
+    }
+    let teacher = try unlabeled.teacher.map { path in
+        try UnlabeledTeacher(path: path, recipePath: "\(phase.rawValue).unlabeled.teacher", data: data,
+                             temperature: Float(unlabeled.temperature))
+    }
     // The offset keeps the unlabeled images' order and views apart from the labeled loader's streams.
     return SemiSupervisedObjective(model: model, loss: recipe.loss, pool: pool, normalization: data.normalization,
-                                   seed: recipe.seed &+ (phase == .pretrain ? 0 : 1) &+ 0x554E_4C41_4245_4C44)
+                                   seed: recipe.seed &+ (phase == .pretrain ? 0 : 1) &+ 0x554E_4C41_4245_4C44, teacher: teacher)
+}
+
+/// The frozen model of `unlabeled.teacher`, fed the unlabeled images normalised as it was trained.
+public struct UnlabeledTeacher {
+    public let model: Model
+    public let temperature: Float
+    // Per channel, x_teacher = scale·x + shift takes an image normalised with the phase's statistics
+    // to the teacher's: scale = σ_phase/σ_teacher, shift = (μ_phase − μ_teacher)/σ_teacher.
+    private let scale: [Float], shift: [Float]
+
+    init(path: String, recipePath: String, data: PreparedData, temperature: Float) throws {
+        let input: InputPipeline?
+        do {
+            (model, input) = try loadFrozenModel(from: path)
+        } catch let error as CheckpointError {
+            throw RecipeError(path: recipePath, problem: "\(path) is not a model checkpoint: \(error.description)")
+        } catch let error as RecipeError {
+            throw RecipeError(path: recipePath, problem: "\(path) is not a model checkpoint: \(error.problem)")
+        }
+        guard model.spec.inputChannels == data.channels, model.spec.numClasses == data.classCount else {
+            throw RecipeError(path: recipePath, problem: "\(path) takes \(model.spec.inputChannels)-channel images and predicts "
+                + "\(model.spec.numClasses) classes; the phase has \(data.channels)-channel images of \(data.classCount) classes")
+        }
+        if let input, input.classes != data.classes {
+            throw RecipeError(path: recipePath, problem: "\(path) predicts the dataset's classes \(input.classes) (its /data input "
+                + "pipeline) but the phase trains on \(data.classes)")
+        }
+        let own = data.normalization, theirs = input?.normalization ?? own
+        scale = (0..<data.channels).map { own.standardDeviation[$0] / theirs.standardDeviation[$0] }
+        shift = (0..<data.channels).map { (own.mean[$0] - theirs.mean[$0]) / theirs.standardDeviation[$0] }
+        self.temperature = temperature
+    }
+
+    /// The teacher's logits `[N, K]` on images `[N, H, W, C]` normalised with the phase's statistics.
+    func logits(_ images: Tensor) throws -> Tensor {
+        var renormalised = images
+        let channels = scale.count
+        renormalised.scalars.withUnsafeMutableBufferPointer { x in
+            for i in x.indices { x[i] = scale[i % channels] * x[i] + shift[i % channels] }
+        }
+        return try model.forward(renormalised, mode: .inference).logits
+    }
 }
 
 public final class SemiSupervisedObjective: TrainingObjective {
@@ -35,6 +89,7 @@ public final class SemiSupervisedObjective: TrainingObjective {
     public let ratio: Int
     private let labels: LabelObjective
     private let heldBackLabels: [Int32]?
+    private let teacher: UnlabeledTeacher?
     // The current epoch's tallies, for the logged mask rate and pseudo-label accuracy.
     private var tallyEpoch = -1
     private var unlabeledImages = 0, confidentImages = 0, correctPseudoLabels = 0
@@ -46,13 +101,16 @@ public final class SemiSupervisedObjective: TrainingObjective {
     ///   - loss: the recipe's loss on the labeled images.
     ///   - normalization: the labeled images', so that both feed the model alike.
     ///   - seed: the root of the unlabeled images' order and views.
-    public init(model: Model, loss: LossRecipe, pool: UnlabeledPool, normalization: ChannelStatistics, seed: UInt64) {
+    ///   - teacher: whose soft targets replace the pseudo-labels; nil for FixMatch.
+    public init(model: Model, loss: LossRecipe, pool: UnlabeledPool, normalization: ChannelStatistics, seed: UInt64,
+                teacher: UnlabeledTeacher? = nil) {
         self.model = model
         labels = LabelObjective(model: model, loss: loss)
         loader = UnlabeledLoader(pool: pool.images, normalization: normalization, weakPolicy: pool.weakPolicy,
                                  strongPolicy: pool.strongPolicy, seed: seed)
         ratio = pool.ratio
         heldBackLabels = pool.heldBackLabels
+        self.teacher = teacher
     }
 
     /// One step: forward and backward of the labeled batch and, while λ_u > 0, of its unlabeled batch;
@@ -71,20 +129,27 @@ public final class SemiSupervisedObjective: TrainingObjective {
         let batchInEpoch = position.step - cyclePosition.cycle.position(epoch: position.epoch).step
         let unlabeled = loader.batch(batchInEpoch, epoch: position.epoch, size: ratio * batch.count,
                                      strength: Float(knobs.augmentationStrength))
-        let images = Tensor(shape: [batch.count + 2 * unlabeled.count] + Array(batch.images.shape.dropFirst()),
-                            scalars: batch.images.scalars + unlabeled.weak.scalars + unlabeled.strong.scalars)
-        let logits = try model.forward(images, mode: .training).logits  // [B + 2μB, K]
+        // The student sees the labeled batch, then (FixMatch only) the weak view, then the strong view.
+        let weakRows = teacher == nil ? unlabeled.count : 0
+        let images = Tensor(shape: [batch.count + weakRows + unlabeled.count] + Array(batch.images.shape.dropFirst()),
+                            scalars: batch.images.scalars + (teacher == nil ? unlabeled.weak.scalars : []) + unlabeled.strong.scalars)
+        let logits = try model.forward(images, mode: .training).logits  // [B + (μB) + μB, K]
         let classes = logits.shape[1]
         func rows(_ start: Int, _ count: Int) -> Tensor {
             Tensor(shape: [count, classes], scalars: Array(logits.scalars[(start * classes)..<((start + count) * classes)]))
         }
         let labeledLogits = rows(0, batch.count)
         let labeled = try labels.labelLoss(logits: labeledLogits, batch: batch, knobs: knobs)
-        let consistency = try FixMatchLoss(threshold: Float(threshold))(
-            weakLogits: rows(batch.count, unlabeled.count), strongLogits: rows(batch.count + unlabeled.count, unlabeled.count))
+        let strongLogits = rows(batch.count + weakRows, unlabeled.count)
+        let consistency = if let teacher {
+            try SoftTargetConsistencyLoss(temperature: teacher.temperature, threshold: Float(threshold))(
+                teacherLogits: teacher.logits(unlabeled.weak), studentLogits: strongLogits)
+        } else {
+            try FixMatchLoss(threshold: Float(threshold))(weakLogits: rows(batch.count, unlabeled.count), strongLogits: strongLogits)
+        }
         // The weak view's rows stay zero: its pseudo-labels are targets, not predictions to train.
         model.backward(Tensor(shape: logits.shape,
-                              scalars: labeled.gradient.scalars + [Float](repeating: 0, count: unlabeled.count * classes)
+                              scalars: labeled.gradient.scalars + [Float](repeating: 0, count: weakRows * classes)
                                   + consistency.loss.gradient.scalars.map { weight * $0 }))
         tally(consistency, samples: unlabeled.sampleIndices)
         return (Float(Double(labeled.value) + Double(weight) * Double(consistency.loss.value)), labeledLogits)

@@ -20,6 +20,11 @@ import EpicycleSchedules
 /// holds a validation image. With `dataset` or `folder` (and `format`, `classes` as in `data:`) it is
 /// that source's training split. Its labels are hidden from training; they are kept aside only to log
 /// how often the pseudo-labels are right.
+///
+/// With `teacher: teacher.h5` the targets are that frozen model's soft predictions on the weak view
+/// instead of the student's own pseudo-labels (distillation on unlabeled data, Hinton et al. 2015;
+/// the self-training of Xie et al. 2020's Noisy Student when the teacher was trained on the labeled
+/// images): `SoftTargetConsistencyLoss` at `temperature`, kept where the teacher's confidence reaches τ.
 public struct UnlabeledRecipe: Decodable, Sendable, Equatable {
     public var dataset: String?
     public var folder: String?
@@ -34,11 +39,15 @@ public struct UnlabeledRecipe: Decodable, Sendable, Equatable {
     public var weak: String = "crop,flip"
     /// The strong augmentation (FixMatch: RandAugment, then cutout).
     public var strong: String = "crop,flip,randaugment,cutout"
+    /// A checkpoint whose soft predictions are the targets (its classes must be the phase's).
+    public var teacher: String?
+    /// T of the teacher's soft targets (only with `teacher`).
+    public var temperature: Double = 1
 
     /// The largest μ: a step's forward pass holds (1 + 2μ) times the labeled batch.
     public static let ratios = 1...64
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case dataset, folder, format, classes, first, ratio, weak, strong }
+    enum CodingKeys: String, CodingKey, CaseIterable { case dataset, folder, format, classes, first, ratio, weak, strong, teacher, temperature }
 
     public init(from decoder: any Decoder) throws {
         try decoder.rejectUnknownKeys(CodingKeys.self)
@@ -52,6 +61,16 @@ public struct UnlabeledRecipe: Decodable, Sendable, Equatable {
         ratio = try container.wholeNumber(forKey: .ratio, in: Self.ratios) ?? 7
         weak = try container.text(forKey: .weak, maxLength: 200) ?? "crop,flip"
         strong = try container.text(forKey: .strong, maxLength: 200) ?? "crop,flip,randaugment,cutout"
+        teacher = try container.text(forKey: .teacher)
+        if let value = try container.decodeIfPresent(Double.self, forKey: .temperature) {
+            guard teacher != nil else {
+                throw RecipeError(path: path + ".temperature", problem: "is the temperature of a teacher's soft targets; set unlabeled.teacher too")
+            }
+            guard value > 0 && value <= 100 else {
+                throw RecipeError(path: path + ".temperature", problem: "must be in (0, 100], got \(formatNumber(value))")
+            }
+            temperature = value
+        }
         if let first, first < 1 { throw RecipeError(path: path + ".first", problem: "must be ≥ 1, got \(first)") }
         if dataset == nil && folder == nil {
             for (key, value) in [("format", format as Any?), ("classes", classes)] where value != nil {

@@ -65,6 +65,9 @@ import TestSupport
         (["pretrain.unlabeled.dataset=fashion-mnist"],
          "pretrain.unlabeled: names the phase's own dataset (fashion-mnist), whose training split holds its validation images"),
         (["pretrain.unlabeled.dataset=no-such-set"], "pretrain.unlabeled: "),
+        (["pretrain.unlabeled.temperature=2"],
+         "pretrain.unlabeled.temperature: is the temperature of a teacher's soft targets; set unlabeled.teacher too"),
+        (["pretrain.unlabeled.teacher=t.h5", "pretrain.unlabeled.temperature=0"], "pretrain.unlabeled.temperature: must be in (0, 100], got 0"),
     ])
     func refusalsNameTheKeyPath(overrides: [String], expected: String) {
         let message = problem(Self.recipe, overrides: overrides)
@@ -172,5 +175,87 @@ import TestSupport
         }
         let labelsOnly = try testTop1([], "labels-only"), fixMatch = try testTop1(semiSupervised, "fixmatch")
         #expect(fixMatch - labelsOnly >= 1.0, "FixMatch \(fixMatch) %, labels only \(labelsOnly) %")
+    }
+
+    /// With `unlabeled.teacher`, a step is the labeled loss plus λ_u times the soft-target loss of the
+    /// student's strong view against the frozen teacher on the weak view — the teacher fed the images
+    /// renormalised to its own /data statistics — with the weak view no longer in the student's batch.
+    /// Checked against the same computation done by hand on a twin student: loss and every gradient.
+    @Test func aTeachersSoftTargetsReplaceThePseudoLabels() throws {
+        let folder = TrainingProgramTests.folder("unlabeled-teacher")
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let prepared = try PreparedRecipe(RecipeSource(text: Self.recipe, origin: "semi.yaml",
+                                                       overrides: ["pretrain.unlabeled.teacher=\(folder)/teacher.h5",
+                                                                   "pretrain.unlabeled.temperature=2"]),
+                                          options: RunOptions(checkOnly: true))
+        let data = try #require(prepared.pretrainData)
+        let spec = prepared.recipe.model.spec(inputChannels: data.channels, numClasses: data.classCount)
+        // The teacher was trained on other statistics than the phase's: mean 0.3, deviation 0.4.
+        let teacherModel = try Model(spec, seed: 7)
+        var input = data.inputPipeline
+        (input.mean, input.standardDeviation) = ([0.3], [0.4])
+        try Checkpoint(model: teacherModel.state, architecture: try spec.yaml, numClasses: spec.numClasses, input: input)
+            .write(to: folder + "/teacher.h5")
+
+        let student = try Model(spec, seed: 1), twin = try Model(spec, seed: 1)
+        let objective = try phaseObjective(model: student, recipe: prepared.recipe, data: data, phase: .pretrain)
+        let semi = try #require(objective as? SemiSupervisedObjective)
+        let batch = data.trainingLoader(seed: 0).batch(0, epoch: 0, batchSize: 20)
+        let views = semi.loader.batch(0, epoch: 0, size: 2 * batch.count, strength: 0)
+        var renormalised = views.weak
+        let (mean, deviation) = (data.normalization.mean[0], data.normalization.standardDeviation[0])
+        renormalised.scalars = renormalised.scalars.map { ($0 * deviation + mean - 0.3) / 0.4 }
+        let teacherLogits = try teacherModel.forward(renormalised, mode: .inference).logits
+        // τ at the median confidence keeps about half the rows.
+        let classes = teacherLogits.shape[1]
+        let confidences = (0..<views.count).map { row in
+            let z = teacherLogits.scalars[(row * classes)..<((row + 1) * classes)].map(Double.init)
+            return 1 / z.map { exp($0 - z.max()!) }.reduce(0, +)
+        }.sorted()
+        let threshold = Float(confidences[views.count / 2])
+        var knobs = KnobValues()
+        knobs[.unlabeledWeight] = 0.5
+        knobs[.confidenceThreshold] = Double(threshold)
+        knobs[.augmentationStrength] = 0
+        let position = CyclePosition(Position(epoch: 0, stepsPerEpoch: 3, totalEpochs: 3), in: prepared.jointCycle)
+        let (loss, _) = try objective.step(batch, knobs: knobs, at: position)
+
+        let images = Tensor(shape: [batch.count + views.count] + Array(batch.images.shape.dropFirst()),
+                            scalars: batch.images.scalars + views.strong.scalars)
+        let logits = try twin.forward(images, mode: .training).logits
+        let labeledLogits = Tensor(shape: [batch.count, classes], scalars: Array(logits.scalars[..<(batch.count * classes)]))
+        let strongLogits = Tensor(shape: [views.count, classes], scalars: Array(logits.scalars[(batch.count * classes)...]))
+        let labeled = try LabelObjective(model: twin, loss: prepared.recipe.loss).labelLoss(logits: labeledLogits, batch: batch, knobs: knobs)
+        let soft = try SoftTargetConsistencyLoss(temperature: 2, threshold: threshold)(teacherLogits: teacherLogits, studentLogits: strongLogits)
+        #expect(soft.confident.contains(true) && soft.confident.contains(false), "τ = \(threshold) should keep some rows and drop others")
+        twin.backward(Tensor(shape: logits.shape, scalars: labeled.gradient.scalars + soft.loss.gradient.scalars.map { 0.5 * $0 }))
+        let expected = Double(labeled.value) + 0.5 * Double(soft.loss.value)
+        #expect(abs(Double(loss) - expected) <= 1e-6 * abs(expected), "loss \(loss), by hand \(expected)")
+        for ((name, mine), (_, theirs)) in zip(student.state.parameters, twin.state.parameters) {
+            expectClose(mine.gradient, theirs.gradient, rtol: 1e-5, atol: 1e-7, name)
+        }
+    }
+
+    /// A teacher must predict the phase's classes from its kind of images.
+    @Test func aTeacherOfOtherClassesIsRefused() throws {
+        let folder = TrainingProgramTests.folder("unlabeled-teacher-classes")
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let spec = try RecipeSource(text: Self.recipe, origin: "semi.yaml").decode(Recipe.self).model.spec(inputChannels: 1, numClasses: 5)
+        try Checkpoint(model: try Model(spec, seed: 0).state, architecture: try spec.yaml, numClasses: 5).write(to: folder + "/five.h5")
+        let prepared = try PreparedRecipe(RecipeSource(text: Self.recipe, origin: "semi.yaml",
+                                                       overrides: ["pretrain.unlabeled.teacher=\(folder)/five.h5"]),
+                                          options: RunOptions(checkOnly: true))
+        let data = try #require(prepared.pretrainData)
+        let student = try Model(prepared.recipe.model.spec(inputChannels: 1, numClasses: 3), seed: 0)
+        #expect { try phaseObjective(model: student, recipe: prepared.recipe, data: data, phase: .pretrain) } throws: { error in
+            "\(error)".hasPrefix("pretrain.unlabeled.teacher: \(folder)/five.h5 takes 1-channel images and predicts 5 classes; "
+                + "the phase has 1-channel images of 3 classes")
+        }
+        let missing = try PreparedRecipe(RecipeSource(text: Self.recipe, origin: "semi.yaml",
+                                                      overrides: ["pretrain.unlabeled.teacher=\(folder)/none.h5"]),
+                                         options: RunOptions(checkOnly: true))
+        #expect { try phaseObjective(model: student, recipe: missing.recipe, data: data, phase: .pretrain) } throws: { error in
+            "\(error)".hasPrefix("pretrain.unlabeled.teacher: \(folder)/none.h5 is not a model checkpoint: ")
+        }
     }
 }
