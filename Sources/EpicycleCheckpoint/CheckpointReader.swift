@@ -86,6 +86,13 @@ private struct RecordReader {
         if let adapters = try root.openGroup("adapters") {
             checkpoint.adapters = try readState(adapters)
         }
+        if let averaging = try root.openGroup("averaging") {
+            checkpoint.averages = try linkNames(of: averaging).map { name in
+                let group = try requiredGroup(name, in: averaging)
+                return AveragedWeights(name: name, updates: try integer("updates", of: group, in: 0...Int(Int32.max)),
+                                       model: try readState(group))
+            }
+        }
         return checkpoint
     }
 
@@ -196,8 +203,14 @@ private struct RecordReader {
                 SplitScore(images: images, loss: try double(prefix + "_loss", of: group),
                            top1: try double(prefix + "_top1", of: group), top5: try double(prefix + "_top5", of: group))
             }
-            record.test = TestScores(last: try score("test"), best: try score("test_best"),
-                                     bestEpoch: bestEpoch)
+            var test = TestScores(last: try score("test"), best: try score("test_best"), bestEpoch: bestEpoch)
+            for (name, keyPath) in TestScores.optionalScoreNames where try group.hasAttribute("test_\(name)_top1") {
+                test[keyPath: keyPath] = try score("test_" + name)
+            }
+            if try group.hasAttribute("test_snapshots") {
+                test.snapshots = try integer("test_snapshots", of: group, in: 1...CheckpointLimits.epochs)
+            }
+            record.test = test
         }
         if try group.hasAttribute("epoch_images") {
             record.epochProgress = try epochProgress(group)

@@ -31,6 +31,10 @@ extension Checkpoint {
             lines += tensorTable(adapters.parameters.map { ($0.name, $0.tensor.shape, "float32") }
                                  + adapters.buffers.map(bufferRow), all: listingEveryTensor)
         }
+        for average in averages {
+            lines.append("averaging: \(average.name) after \(average.updates) updates, "
+                         + "\(counted(average.model.parameters.count, "tensor")), \(counted(average.model.buffers.count, "buffer"))")
+        }
         if let training {
             let best = training.bestTop1.map { String(format: "%.2f %%", $0) } ?? "not yet measured"
             lines.append("training: program \(training.program.rawValue), epoch \(training.epoch), step \(training.step), "
@@ -43,7 +47,7 @@ extension Checkpoint {
             }
             if let test = training.test {
                 lines.append("test: \(test.last.images) images, final top-1 \(String(format: "%.2f", test.last.top1)) %, "
-                             + "best.h5 (epoch \(test.bestEpoch)) \(String(format: "%.2f", test.best.top1)) %")
+                             + "best.h5 (epoch \(test.bestEpoch)) \(String(format: "%.2f", test.best.top1)) %" + test.othersDescription)
             }
             lines += labelled("recipe", training.recipe)
         }

@@ -145,6 +145,19 @@ private struct RecordWriter {
         if let adapters = checkpoint.adapters {
             try write(adapters, into: try root.createGroup("adapters"))
         }
+        if !checkpoint.averages.isEmpty {
+            let averaging = try root.createGroup("averaging")
+            var names = Set<String>()
+            for average in checkpoint.averages {
+                try checkName(average.name, in: averaging, unique: &names)
+                guard average.updates >= 0 else {
+                    throw CheckpointError.invalidRecord(file: file, reason: "the average '\(average.name)' has \(average.updates) updates")
+                }
+                let group = try averaging.createGroup(average.name)
+                try group.writeAttribute("updates", int64: Int64(average.updates))
+                try write(average.model, into: group)
+            }
+        }
     }
 
     private func write(_ state: StateRecord, into group: HDF5Location) throws {
@@ -211,7 +224,9 @@ private struct RecordWriter {
         if let test = training.test {
             try group.writeAttribute("test_images", int64: Int64(test.last.images))
             try group.writeAttribute("test_best_epoch", int64: Int64(test.bestEpoch))
-            for (prefix, score) in [("test", test.last), ("test_best", test.best)] {
+            let optional = TestScores.optionalScoreNames.compactMap { name, score in test[keyPath: score].map { ("test_" + name, $0) } }
+            if let snapshots = test.snapshots { try group.writeAttribute("test_snapshots", int64: Int64(snapshots)) }
+            for (prefix, score) in [("test", test.last), ("test_best", test.best)] + optional {
                 try group.writeAttribute(prefix + "_loss", double: score.loss)
                 try group.writeAttribute(prefix + "_top1", double: score.top1)
                 try group.writeAttribute(prefix + "_top5", double: score.top5)

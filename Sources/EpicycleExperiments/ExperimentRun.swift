@@ -38,6 +38,11 @@ public struct RunRecord: Codable, Equatable, Sendable {
     public var testTop1: Double?
     /// Test top-1 (%) of the last phase's `best.h5`, the epoch chosen on validation (`test_top1_best`).
     public var testTop1Best: Double?
+    /// Test top-1 (%) of the last phase's other models, when its recipe kept them (`OtherModel`): SWA
+    /// and EMA of the weights, the ensemble of the snapshots at the cycle ends.
+    public var testTop1SWA: Double?
+    public var testTop1EMA: Double?
+    public var testTop1SnapshotEnsemble: Double?
     /// Whether any phase validated on the test split, so that selection saw the test images
     /// (`validates_on_test`); nil in a run.json written before it was recorded.
     public var validatesOnTest: Bool?
@@ -69,6 +74,7 @@ public struct RunRecord: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey {
         case variant, seed, program, status, finalTop1 = "final_top1", bestTop1 = "best_top1", wallSeconds = "wall_seconds"
         case testTop1 = "test_top1", testTop1Best = "test_top1_best", validatesOnTest = "validates_on_test"
+        case testTop1SWA = "test_top1_swa", testTop1EMA = "test_top1_ema", testTop1SnapshotEnsemble = "test_top1_snapshot_ensemble"
         case resumed, phases, error
     }
 
@@ -129,6 +135,9 @@ public func executeRun(folder: String, threads: Int? = nil) throws -> RunRecord 
         record.bestTop1 = result.phases.last?.bestTop1
         record.testTop1 = result.phases.last?.test?.last.top1
         record.testTop1Best = result.phases.last?.test?.best.top1
+        record.testTop1SWA = result.phases.last?.test?.swa?.top1
+        record.testTop1EMA = result.phases.last?.test?.ema?.top1
+        record.testTop1SnapshotEnsemble = result.phases.last?.test?.snapshotEnsemble?.top1
         record.validatesOnTest = result.phases.contains(where: \.validatesOnTest)
         record.wallSeconds = Date().timeIntervalSince(began)
         record.status = .finished

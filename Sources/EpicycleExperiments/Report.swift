@@ -181,7 +181,9 @@ public struct ComparisonReport: Sendable {
         out += "| " + Self.columns.joined(separator: " | ") + " |\n"
         out += "|:--" + String(repeating: "|--:", count: Self.columns.count - 1) + "|\n"
         for row in rows { out += "| " + row.map { $0.replacingOccurrences(of: "|", with: "\\|") }.joined(separator: " | ") + " |\n" }
-        return out + "\n" + caption + "\n"
+        out += "\n" + caption + "\n"
+        let others = otherModelsMarkdown
+        return others.isEmpty ? out : out + "\n" + others
     }
 
     /// `table.csv`: the table's figures unrounded, one row per variant.
@@ -208,7 +210,8 @@ public struct ComparisonReport: Sendable {
 
     /// `runs.csv`: one row per run. Test and validation figures are empty where a run did not record them.
     public var csv: String {
-        var out = "variant,seed,status,test_top1,test_top1_best,final_top1,best_top1,epochs,wall_seconds,resumed,validates_on_test,error\n"
+        var out = "variant,seed,status,test_top1,test_top1_best,final_top1,best_top1,epochs,wall_seconds,resumed,validates_on_test,error,"
+            + OtherModel.allCases.map { "test_top1_\($0.rawValue)" }.joined(separator: ",") + "\n"
         func percent(_ value: Double?) -> String { value.map { String(format: "%.4f", $0) } ?? "" }
         for run in runs {
             let epochs = run.phases.reduce(0) { $0 + $1.history.count }
@@ -216,6 +219,7 @@ public struct ComparisonReport: Sendable {
                           percent(run.finalTop1), percent(run.bestTop1), String(epochs),
                           run.wallSeconds.map { String(format: "%.2f", $0) } ?? "", String(run.resumed),
                           run.validatesOnTest.map(String.init) ?? "", run.error ?? ""]
+                + OtherModel.allCases.map { percent(run[keyPath: $0.testTop1]) }
             out += fields.map(csvField).joined(separator: ",") + "\n"
         }
         return out
@@ -344,6 +348,7 @@ public struct ComparisonReport: Sendable {
         if !notes.isEmpty {
             out += "<h2>Statistics</h2>\n<ul id=\"statistics\">\n" + notes.map { "<li>\(escapeHTML($0))</li>\n" }.joined() + "</ul>\n"
         }
+        out += otherModelsHTML
 
         out += "<h2>Validation curves</h2>\n"
         let accuracy = LineChart(title: "Validation top-1 (%), mean ± std over seeds", xLabel: "epoch",

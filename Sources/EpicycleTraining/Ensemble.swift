@@ -1,4 +1,5 @@
 import EpicycleCheckpoint
+import EpicycleData
 import EpicycleRuntime
 #if canImport(Glibc)
 import Glibc
@@ -21,6 +22,17 @@ public func ensembleProbabilities(_ members: [Model], images: Tensor) throws -> 
     return Tensor(shape: [images.shape[0], members[0].spec.numClasses], scalars: sums.map { Float($0 / count) })
 }
 
+/// The members' mean softmax scored on `loader`'s images (see `evaluateEnsemble` for the loss).
+func evaluateEnsembleOutputs(_ members: [Model], on loader: DataLoader, split: String,
+                             source: String) throws -> (score: SplitScore, confusion: [[Int]]) {
+    try evaluateOutputs(on: loader, classes: members[0].spec.numClasses, split: split, source: source) { batch in
+        var probabilities = try ensembleProbabilities(members, images: batch)
+        // log p̄ as logits: softmax(log p̄) = p̄, so cross-entropy is −log p̄_y and the ranking is p̄'s.
+        probabilities.scalars = probabilities.scalars.map { log(max($0, .leastNormalMagnitude)) }
+        return probabilities
+    }
+}
+
 /// `epicycle eval --ensemble`: the members' mean softmax output scored on one split, as `evaluate`
 /// scores one checkpoint. The members may differ in architecture but must share the input pipeline
 /// (`/data`) and the splits (the first member's recipe decides them). The loss is the negative log of
@@ -35,13 +47,8 @@ public func evaluateEnsemble(checkpoints paths: [String], split: EvaluationSplit
     guard images.count > 0 else {
         throw RecipeError(path: "data", problem: "the \(split.rawValue) split of \(data.source) has no images")
     }
-    let (score, confusion) = try evaluateOutputs(on: data.loader(for: images), classes: members[0].spec.numClasses,
-                                                 split: split.rawValue, source: "the ensemble") { batch in
-        var probabilities = try ensembleProbabilities(members, images: batch)
-        // log p̄ as logits: softmax(log p̄) = p̄, so cross-entropy is −log p̄_y and the ranking is p̄'s.
-        probabilities.scalars = probabilities.scalars.map { log(max($0, .leastNormalMagnitude)) }
-        return probabilities
-    }
+    let (score, confusion) = try evaluateEnsembleOutputs(members, on: data.loader(for: images), split: split.rawValue,
+                                                         source: "the ensemble")
     var result = EvaluationResult(split: split, isTestSplit: data.isTest(split), score: score, dataset: data.source,
                                   classNames: images.classNames, confusion: confusion)
     result.ensembleSize = members.count

@@ -49,8 +49,8 @@ public struct ProgramResult: Sendable {
             let selection = phase.validatesOnTest ? "validation (the test split, as the recipe asks)" : "validation"
             var line = String(format: "%@: %@ top-1 final %.2f %%, best %.2f %%", phase.folder, selection, phase.finalTop1, phase.bestTop1)
             if let test = phase.test {
-                line += String(format: "; test top-1 final %.2f %%, best.h5 (epoch %d) %.2f %% on %d images",
-                               test.last.top1, test.bestEpoch, test.best.top1, test.last.images)
+                line += String(format: "; test top-1 final %.2f %%, best.h5 (epoch %d) %.2f %%%@ on %d images",
+                               test.last.top1, test.bestEpoch, test.best.top1, test.othersDescription, test.last.images)
             }
             return line + ", \(formatDuration(phase.seconds)) — \(phase.folder)/last.h5"
         }.joined(separator: "\n")
@@ -163,6 +163,17 @@ public struct PreparedRecipe {
                 throw RecipeError(path: nested.path, problem: nested.problem)
             }
             try KnobSchedules([knob: schedule]).validate(over: cycle, pathPrefix: prefix)
+        }
+        if let learningRate = recipe.averaging(for: phase)?.swa?.learningRate {
+            let path = ((phase == .pretrain ? recipe.pretrain : recipe.finetune)?.averaging != nil ? "\(phase.rawValue)." : "")
+                + "averaging.swa.lr"
+            do { try learningRate.validate(totalEpochs: cycle.totalEpochs, totalSteps: cycle.totalSteps) } catch {
+                let nested = error.nested(in: path)
+                throw RecipeError(path: nested.path, problem: nested.problem)
+            }
+            do { try KnobSchedules([.learningRate: learningRate]).validate(over: cycle, pathPrefix: "") } catch let error as RecipeError {
+                throw RecipeError(path: path, problem: error.problem)
+            }
         }
         guard let data = phase == .pretrain ? pretrainData : finetuneData, let batchSchedule = schedules[.batchSize] else { return }
         let largestLabeledBatch = (0..<cycle.totalEpochs).map { Int(cycle.value(of: batchSchedule, at: cycle.startOfEpoch($0))) }.max() ?? 1

@@ -28,12 +28,17 @@ public struct Recipe: Decodable, Sendable {
     /// The knob whose own cycles mark the cycle ends (snapshots, SWA, tradeoff points); nil: see
     /// `KnobSchedules.cycleEndKnob(named:)`.
     public var cycleEndsOf: Knob?
+    /// Weight averages kept beside the model (SWA, EMA) in every phase without its own `averaging:`.
+    public var averaging: AveragingRecipe?
+    /// Checkpoints at every cycle end (`snapshots: cycle_ends`) in every phase without its own `snapshots:`.
+    public var snapshots: SnapshotPolicy?
     /// The objectives' sections the recipe holds, by key.
     private var sections: [String: any RecipeSection]
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, seed, model, optimizer, loss, knobs, pretrain, finetune, output
         case checkpointEvery = "checkpoint_every", threads, preciseBN = "precise_bn", cycleEndsOf = "cycle_ends_of"
+        case averaging, snapshots
     }
 
     public init(from decoder: any Decoder) throws {
@@ -79,6 +84,13 @@ public struct Recipe: Decodable, Sendable {
         }
         if pretrain == nil && finetune == nil {
             throw RecipeError(path: "", problem: "a recipe needs a 'pretrain' or a 'finetune' phase (or both, for 'cycle')")
+        }
+        averaging = try container.decodeIfPresent(AveragingRecipe.self, forKey: .averaging)
+        snapshots = try container.decodeIfPresent(SnapshotPolicy.self, forKey: .snapshots)
+        for (name, phase) in [("pretrain", pretrain), ("finetune", finetune)] {
+            guard let phase, case let .epoch(start) = (phase.averaging ?? averaging)?.swa?.start, start > phase.epochs else { continue }
+            throw RecipeError(path: (phase.averaging == nil ? "" : name + ".") + "averaging.swa.start",
+                              problem: "is epoch \(start), after the last of \(name)'s \(phase.epochs) epochs")
         }
         try refuseIgnoredKnobs()
     }
@@ -131,6 +143,16 @@ public struct Recipe: Decodable, Sendable {
                                   problem: "knobs.\(other.rawValue) is set too; clip by value or by norm, not both")
             }
         }
+    }
+
+    /// The weight averages a phase keeps: its own `averaging:`, else the recipe's.
+    public func averaging(for phase: Phase) -> AveragingRecipe? {
+        (phase == .pretrain ? pretrain : finetune)?.averaging ?? averaging
+    }
+
+    /// Whether a phase saves a snapshot at each cycle end: its own `snapshots:`, else the recipe's.
+    public func snapshots(for phase: Phase) -> SnapshotPolicy? {
+        (phase == .pretrain ? pretrain : finetune)?.snapshots ?? snapshots
     }
 
     /// The knobs in force during a phase, defaults filled in.
@@ -310,8 +332,11 @@ public struct PhaseRecipe: Decodable, Sendable {
     public var freeze: [String]
     /// Unlabeled images for semi-supervised training (`UnlabeledRecipe`); nil: labeled data only.
     public var unlabeled: UnlabeledRecipe?
+    /// The phase's own weight averages and snapshots, replacing the recipe's top-level ones.
+    public var averaging: AveragingRecipe?
+    public var snapshots: SnapshotPolicy?
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case data, epochs, knobs, freeze, unlabeled }
+    enum CodingKeys: String, CodingKey, CaseIterable { case data, epochs, knobs, freeze, unlabeled, averaging, snapshots }
 
     public init(from decoder: any Decoder) throws {
         try decoder.rejectUnknownKeys(CodingKeys.self)
@@ -324,6 +349,8 @@ public struct PhaseRecipe: Decodable, Sendable {
         knobs = try container.decodeIfPresent(KnobSchedules.self, forKey: .knobs) ?? KnobSchedules()
         freeze = try container.list(of: String.self, forKey: .freeze, maxCount: RecipeLimits.listLength) ?? []
         unlabeled = try container.decodeIfPresent(UnlabeledRecipe.self, forKey: .unlabeled)
+        averaging = try container.decodeIfPresent(AveragingRecipe.self, forKey: .averaging)
+        snapshots = try container.decodeIfPresent(SnapshotPolicy.self, forKey: .snapshots)
     }
 }
 

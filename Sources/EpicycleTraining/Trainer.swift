@@ -82,9 +82,13 @@ public final class Trainer {
     private let trainingLoader: DataLoader
     private let validationLoader: DataLoader
     private let trainableParameters: [Parameter]
-    /// The un-augmented training images batch norm is recalibrated on before each validation; nil when
-    /// the phase keeps its moving averages (see `PreciseBNRecipe`).
+    /// The first un-augmented training images, which batch-norm statistics are recomputed on.
+    private let batchNormImages: DataLoader
+    /// `batchNormImages` when the phase recalibrates before each validation; nil when it keeps its
+    /// moving averages (see `PreciseBNRecipe`).
     private let recalibrationLoader: DataLoader?
+    /// The phase's SWA and EMA (`averaging:`), made when `run()` starts; nil without any.
+    private var averages: WeightAverages?
 
     /// - Parameters:
     ///   - optimizer: over the model's parameters and the objective's adapters.
@@ -120,10 +124,10 @@ public final class Trainer {
         case .auto: !knobs.standAtEasyEnd(of: cycle, at: Self.lastPosition(of: cyclePhase, in: cycle))
         }
         cycleEnds = knobs.cycleEnds(of: cyclePhase, in: cycle, following: recipe.cycleEndsOf).epochs
-        recalibrationLoader = recalibrates
-            ? data.loader(for: data.training.samples(at: Array(0..<min(recipe.preciseBN.images, data.training.count)),
-                                                     name: "\(data.training.name), first \(recipe.preciseBN.images) for batch-norm recalibration"))
-            : nil
+        batchNormImages = data.loader(for: data.training.samples(
+            at: Array(0..<min(recipe.preciseBN.images, data.training.count)),
+            name: "\(data.training.name), first \(recipe.preciseBN.images) for batch-norm recalibration"))
+        recalibrationLoader = recalibrates ? batchNormImages : nil
     }
 
     /// The last step of the phase that occupies `cyclePhase` of the cycle.
@@ -144,8 +148,12 @@ public final class Trainer {
             : cycle.finetuningPosition(epoch: epoch, stepInEpoch: batch)
     }
 
+    /// The knobs at `position`, the learning rate SWA's own where `averaging.swa.lr` applies.
     func knobValues(at position: Position) -> KnobValues {
-        knobs.values(at: position, in: cycle)
+        var values = knobs.values(at: position, in: cycle)
+        let epoch = position.epoch - (cyclePhase == .pretrain ? 0 : cycle.pretrainingEpochs)
+        if let learningRate = averages?.learningRate(epoch: epoch) { values.learningRate = cycle.value(of: learningRate, at: position) }
+        return values
     }
 
     /// Epochs from the cycle's start at the end of `epoch` (what the checkpoint records).
@@ -176,10 +184,11 @@ public final class Trainer {
         var history = start.map { record in record.metrics.rows.map { EpochRecord(columns: record.metrics.columns, values: $0) } } ?? []
         var keeper = try CheckpointKeeper(directory: folder, everyEpochs: recipe.checkpointEvery > 0 ? recipe.checkpointEvery : nil,
                                           bestTop1: start?.bestTop1)
+        try startAverages(resuming: start == nil ? nil : keeper.lastPath)
         // The objective's names are fixed for a run: those it logs at the first step.
         let knobNames = knobs.schedules.keys.map(\.rawValue)
             + objective.loggedValues(at: CyclePosition(position(epoch: 0, batch: 0), in: cycle)).keys.sorted()
-            + (selectsSamples ? [Self.droppedShareName] : [])
+            + (selectsSamples ? [Self.droppedShareName] : []) + (averages?.columnNames ?? [])
         let log = try MetricsLog(folder: URL(fileURLWithPath: folder), knobNames: knobNames, history: history)
         var step = start?.step ?? 0
         let firstEpoch = start?.epoch ?? 0
@@ -220,6 +229,7 @@ public final class Trainer {
                                                  lastGood: FileManager.default.fileExists(atPath: keeper.lastPath) ? keeper.lastPath : nil)
                 }
                 metrics.add(loss: loss, logits: logits, labels: batch.labels, dropped: objective.droppedSamples - droppedBefore)
+                averages?.afterStep(model)
                 step += 1
                 batchIndex += 1
                 FaultInjection.reached(.step)
@@ -244,13 +254,19 @@ public final class Trainer {
                 throw TrainingError.nonFiniteValidation(
                     epoch: epoch, step: step, lastGood: FileManager.default.fileExists(atPath: keeper.lastPath) ? keeper.lastPath : nil)
             }
+            let averaged = try averages?.afterEpoch(epoch, model: model) { average in
+                try score(average, on: validationLoader, split: data.validatesOnTest ? "test (as validation)" : "validation")
+            } ?? [:]
             let record = EpochRecord(
                 epoch: epoch + 1, step: step, trainLoss: metrics.loss, trainTop1: metrics.top1,
                 validationLoss: validation.loss, validationTop1: validation.top1, validationTop5: validation.top5,
                 seconds: Date().timeIntervalSince(epochStart), imagesPerSecond: Double(metrics.images) / max(trainSeconds, 1e-9),
                 knobs: first.named.merging(objective.loggedValues(at: CyclePosition(position(epoch: epoch, batch: 0), in: cycle))) { knob, _ in knob }
-                    .merging(selectsSamples ? [Self.droppedShareName: metrics.droppedShare] : [:]) { knob, _ in knob })
+                    .merging(selectsSamples ? [Self.droppedShareName: metrics.droppedShare] : [:]) { knob, _ in knob }
+                    .merging(averaged) { knob, _ in knob })
             history.append(record)
+            // Before last.h5 moves past the epoch, so a resume never skips a snapshot.
+            try saveSnapshot(after: epoch, step: step, history: history, knobNames: knobNames)
             // The checkpoints first: the metrics files must never hold an epoch last.h5 does not.
             try keeper.save(checkpoint(epoch: epoch + 1, step: step, history: history, knobNames: knobNames),
                             validationTop1: validation.top1)
@@ -259,8 +275,10 @@ public final class Trainer {
             progress.epochFinished(
                 String(format: "%@ epoch %d/%d  train loss %.4f top-1 %.2f  %@ loss %.4f top-1 %.2f top-5 %.2f  %.0f img/s  %@",
                        program.rawValue, epoch + 1, epochs, metrics.loss, metrics.top1, validationName, validation.loss,
-                       validation.top1, validation.top5, record.imagesPerSecond, formatKnobs(record.knobs))
-                    + (objective.progressNote.isEmpty ? "" : "  " + objective.progressNote),
+                       validation.top1, validation.top5, record.imagesPerSecond,
+                       formatKnobs(record.knobs.filter { averaged[$0.key] == nil }))
+                    + (objective.progressNote.isEmpty ? "" : "  " + objective.progressNote)
+                    + (WeightAverages.progressNote(averaged, names: averages?.all.map(\.name) ?? []).map { "  " + $0 } ?? ""),
                 secondsLeft: left)
             // A Ctrl-C during the last batch, the validation or the saves: everything is saved, so stop here.
             if interrupt.isSet { throw TrainingError.interrupted(savedTo: keeper.lastPath) }
@@ -291,15 +309,62 @@ public final class Trainer {
         } else {
             bestEpoch = history.count
         }
-        let scores = TestScores(last: last, best: best, bestEpoch: bestEpoch)
-        try TestReport(scores: scores, validation: data.validatesOnTest ? "test" : "held-out").write(folder: folder)
+        var scores = TestScores(last: last, best: best, bestEpoch: bestEpoch)
         var final = try Checkpoint.read(from: folder + "/last.h5")
+        try saveAndScoreAverages(&scores, final: final, on: loader)
+        try scoreSnapshotEnsemble(&scores, on: loader)
+        try TestReport(scores: scores, validation: data.validatesOnTest ? "test" : "held-out").write(folder: folder)
         final.training?.test = scores
         try final.write(to: folder + "/last.h5")
         let caveat = data.validatesOnTest ? " (validation: test — selection saw these images)" : ""
-        progress.epochFinished(String(format: "%@ test: %d images, final top-1 %.2f %%, best (epoch %d, chosen on validation) %.2f %%%@",
-                                      program.rawValue, last.images, last.top1, bestEpoch, best.top1, caveat), secondsLeft: 0)
+        progress.epochFinished(String(format: "%@ test: %d images, final top-1 %.2f %%, best (epoch %d, chosen on validation) %.2f %%%@%@",
+                                      program.rawValue, last.images, last.top1, bestEpoch, best.top1, scores.othersDescription, caveat), secondsLeft: 0)
         return scores
+    }
+
+    /// Makes the phase's averages, continuing those of the checkpoint at `resumedPath` when given.
+    private func startAverages(resuming resumedPath: String?) throws {
+        averages = try recipe.averaging(for: phase).map {
+            try WeightAverages($0, spec: model.spec, epochs: epochs, cycleEnds: cycleEnds, batchNormImages: batchNormImages)
+        }
+        if let averages, let resumedPath { try averages.restore(from: try Checkpoint.read(from: resumedPath), file: resumedPath) }
+    }
+
+    /// Writes `swa.h5` and `ema.h5` (the final checkpoint with the average's weights, without optimizer
+    /// state) and scores them on the test split.
+    private func saveAndScoreAverages(_ scores: inout TestScores, final: Checkpoint, on loader: DataLoader) throws {
+        for average in averages?.all ?? [] where average.updates > 0 {
+            var saved = final
+            saved.model = StateRecord(average.model.state)
+            saved.optimizer = nil
+            saved.averages = []
+            try saved.write(to: "\(folder)/\(average.name).h5")
+            let score = try score(average.model, on: loader, split: "test")
+            switch average.kind {
+            case .swa: scores.swa = score
+            case .ema: scores.ema = score
+            }
+        }
+    }
+
+    /// `snapshot-K.h5` when `epoch` (from 0) ends the phase's K-th cycle and the phase keeps snapshots:
+    /// the checkpoint after that epoch, without optimizer state or averages.
+    private func saveSnapshot(after epoch: Int, step: Int, history: [EpochRecord], knobNames: [String]) throws {
+        guard recipe.snapshots(for: phase) != nil, let index = cycleEnds.firstIndex(of: epoch) else { return }
+        var snapshot = try checkpoint(epoch: epoch + 1, step: step, history: history, knobNames: knobNames)
+        snapshot.optimizer = nil
+        snapshot.averages = []
+        try snapshot.write(to: folder + "/" + SnapshotPolicy.fileName(index + 1))
+    }
+
+    /// The test score of the snapshots' ensemble (mean softmax), when the phase keeps snapshots.
+    private func scoreSnapshotEnsemble(_ scores: inout TestScores, on loader: DataLoader) throws {
+        guard recipe.snapshots(for: phase) != nil else { return }
+        let members = try cycleEnds.indices.map { index in
+            try loadedModel(try Checkpoint.read(from: folder + "/" + SnapshotPolicy.fileName(index + 1)))
+        }
+        scores.snapshotEnsemble = try evaluateEnsembleOutputs(members, on: loader, split: "test", source: folder).score
+        scores.snapshots = members.count
     }
 
     /// `evaluateModel` on this phase's images, named after its folder in errors.
@@ -325,8 +390,10 @@ public final class Trainer {
         let training = TrainingRecord(
             program: program, epoch: epoch, step: step, cyclePosition: cycleEpochs(afterEpoch: epoch), seed: recipe.seed,
             rngState: model.randomStateWords, recipe: recipeText, metrics: metrics, epochProgress: epochProgress)
-        return Checkpoint(model: model.state, architecture: try model.spec.yaml, numClasses: model.spec.numClasses,
-                          optimizer: OptimizerRecord(exported), training: training, adapters: adapters, input: data.inputPipeline)
+        var checkpoint = Checkpoint(model: model.state, architecture: try model.spec.yaml, numClasses: model.spec.numClasses,
+                                    optimizer: OptimizerRecord(exported), training: training, adapters: adapters, input: data.inputPipeline)
+        checkpoint.averages = averages?.records ?? []
+        return checkpoint
     }
 }
 

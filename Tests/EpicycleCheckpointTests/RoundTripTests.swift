@@ -49,6 +49,34 @@ extension CheckpointTests {
                                      reason: "is 385, expected 0…384 (epoch_images)"))
         }
 
+        /// `/averaging/swa` and `/averaging/ema` with their update counts, and every optional test score.
+        @Test func weightAveragesAndTheirTestScoresRoundTrip() throws {
+            let folder = try makeTemporaryFolder()
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            var original = makeFullCheckpoint()
+            original.averages = [AveragedWeights(name: "swa", updates: 3, model: makeFullCheckpoint(seed: 2).model),
+                                 AveragedWeights(name: "ema", updates: 1200, model: makeFullCheckpoint(seed: 3).model)]
+            var test = TestScores(last: SplitScore(images: 500, loss: 0.5, top1: 81, top5: 99),
+                                  best: SplitScore(images: 500, loss: 0.4, top1: 82, top5: 99.2), bestEpoch: 3)
+            test.swa = SplitScore(images: 500, loss: 0.3, top1: 83.4, top5: 99.4)
+            test.ema = SplitScore(images: 500, loss: 0.35, top1: 82.6, top5: 99.6)
+            test.snapshotEnsemble = SplitScore(images: 500, loss: 0.33, top1: 83.8, top5: 99.8)
+            test.snapshots = 4
+            original.training?.test = test
+            let path = folder + "/averaged.h5"
+            try original.write(to: path)
+            let restored = try Checkpoint.read(from: path)
+            expectIdentical(restored, original)
+            #expect(restored.averages.map(\.name) == ["swa", "ema"] && restored.averages.map(\.updates) == [3, 1200])
+            #expect(restored.training?.test == test)
+            #expect(restored.summary().contains("averaging: ema after 1200 updates"))
+            #expect(restored.summary().contains("SWA 83.40 %, EMA 82.60 %, snapshot ensemble of 4 83.80 %"))
+
+            original.averages[0].name = "s/wa"
+            #expect(checkpointError { try original.write(to: path) }
+                    == .invalidRecord(file: path, reason: "tensor name 's/wa' in /averaging is empty, '.' or contains '/'"))
+        }
+
         @Test func modelOnlyCheckpointHasNoOptionalSections() throws {
             let folder = try makeTemporaryFolder()
             defer { try? FileManager.default.removeItem(atPath: folder) }

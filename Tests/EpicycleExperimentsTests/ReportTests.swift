@@ -172,10 +172,37 @@ final class ReportParser: NSObject, XMLParserDelegate {
     @Test func csvHasOneRowPerRun() throws {
         let lines = try syntheticReport().csv.split(separator: "\n", omittingEmptySubsequences: false)
         #expect(lines.count == 1 + 12 + 1, "header, twelve runs, final newline")
-        #expect(lines[0] == "variant,seed,status,test_top1,test_top1_best,final_top1,best_top1,epochs,wall_seconds,resumed,validates_on_test,error")
-        #expect(lines[4] == "cyclical,0,finished,90.5000,90.4000,91.2000,91.4000,2,11.00,false,false,")
-        #expect(lines[8] == "lonely,1,failed,,,,,0,,false,,training diverged")
-        #expect(lines[10] == "legacy,0,finished,,,90.1000,90.3000,2,12.00,false,,")
+        #expect(lines[0] == "variant,seed,status,test_top1,test_top1_best,final_top1,best_top1,epochs,wall_seconds,resumed,validates_on_test,error,"
+                + "test_top1_swa,test_top1_ema,test_top1_snapshot_ensemble")
+        #expect(lines[4] == "cyclical,0,finished,90.5000,90.4000,91.2000,91.4000,2,11.00,false,false,,,,")
+        #expect(lines[8] == "lonely,1,failed,,,,,0,,false,,training diverged,,,")
+        #expect(lines[10] == "legacy,0,finished,,,90.1000,90.3000,2,12.00,false,,,,,")
+    }
+
+    /// The cyclical runs' snapshot ensembles score 91.0, 90.9 and 90.7 against final models of 90.5,
+    /// 90.6 and 90.1: paired differences 0.5, 0.3, 0.6, mean 0.4667, sd 0.1528, so the 95 % interval is
+    /// 0.4667 ± t(0.975, 2)·0.1528/√3 = 0.4667 ± 0.3795.
+    @Test func otherModelsAreComparedWithTheFinalModelOfTheSameRuns() throws {
+        var report = try syntheticReport()
+        let ensembles: [UInt64: Double] = [0: 91.0, 1: 90.9, 2: 90.7]
+        report.runs = report.runs.map { run in
+            var run = run
+            if run.variant == "cyclical" { run.testTop1SnapshotEnsemble = ensembles[run.seed] }
+            if run.variant == "constant" && run.seed == 0 { run.testTop1SWA = 90.0 }
+            return run
+        }
+        let others = report.otherModels
+        #expect(others.map { "\($0.variant) \($0.model.rawValue)" } == ["constant swa", "cyclical snapshot_ensemble"])
+        #expect(others[0].test == nil && others[0].testTop1.count == 1, "one run: no test")
+        let ensemble = try #require(others[1].test)
+        #expect(ensemble.kind == .paired && others[1].pairedSeeds == [0, 1, 2])
+        #expect(abs(ensemble.difference - 1.4 / 3) < 1e-9)
+        let interval = ensemble.confidenceInterval()
+        #expect(abs(interval.lower - (1.4 / 3 - 0.37948)) < 1e-4 && abs(interval.upper - (1.4 / 3 + 0.37948)) < 1e-4)
+        #expect(report.markdown.contains("| cyclical | Snapshot ensemble | 3 | 90.87 ± 0.15 | +0.47 [+0.09, +0.85] |"))
+        #expect(report.html.contains("<table id=\"other-models\">"))
+        #expect(report.csv.split(separator: "\n")[4].hasSuffix(",,,91.0000"))
+        #expect(!(try syntheticReport()).markdown.contains("Other models"), "no section without other models")
     }
 
     @Test func tableCSVHasTheFiguresUnrounded() throws {

@@ -37,6 +37,8 @@ public func checkpointDifferences(_ actual: Checkpoint, _ expected: Checkpoint, 
     compare("input", actual.input, expected.input)
     compare("model", actual.model, expected.model)
     compare("adapters", actual.adapters, expected.adapters)
+    compare("averages", actual.averages.map { "\($0.name) \($0.updates)" }, expected.averages.map { "\($0.name) \($0.updates)" })
+    for (a, e) in zip(actual.averages, expected.averages) { compare("averaging/\(a.name)", a.model, e.model) }
     compare("optimizer kind", actual.optimizer?.kind, expected.optimizer?.kind)
     compare("optimizer hyperparameters", actual.optimizer?.hyperparameters.mapValues(\.bitPattern),
             expected.optimizer?.hyperparameters.mapValues(\.bitPattern))
