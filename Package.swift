@@ -36,11 +36,13 @@ let package = Package(
         .target(name: "EpicycleCheckpoint", dependencies: ["EpicycleRuntime", "CHDF5"]),
         // Dataset readers, views, augmentation with a strength knob, the batch loader, PNG output.
         .target(name: "EpicycleData", dependencies: ["EpicycleRuntime", "CZlib"], swiftSettings: optimizedKernels),
+        // Files for other tools: ONNX models and TensorBoard event files, over a small protobuf encoder.
+        .target(name: "EpicycleExport", dependencies: ["EpicycleRuntime", "EpicycleCheckpoint"]),
         // The general cyclical schedule and the standard ones, as pure functions of the position.
         .target(name: "EpicycleSchedules"),
         // Recipes, the one training loop, and the pretrain / fine-tune / cycle / eval programs.
         .target(name: "EpicycleTraining", dependencies: [
-            "EpicycleRuntime", "EpicycleCheckpoint", "EpicycleData", "EpicycleSchedules",
+            "EpicycleRuntime", "EpicycleCheckpoint", "EpicycleData", "EpicycleSchedules", "EpicycleExport",
             .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log"),
         ]),
 
@@ -72,6 +74,7 @@ let package = Package(
         .testTarget(name: "EpicycleCheckpointTests", dependencies: ["EpicycleCheckpoint", "TestSupport"]),
         .testTarget(name: "EpicycleDataTests", dependencies: ["EpicycleData", "TestSupport"]),
         .testTarget(name: "EpicycleSchedulesTests", dependencies: ["EpicycleSchedules"]),
+        .testTarget(name: "EpicycleExportTests", dependencies: ["EpicycleExport", "EpicycleTraining", "TestSupport"]),
         .testTarget(name: "EpicycleTrainingTests", dependencies: ["EpicycleTraining", "TestSupport"]),
         .testTarget(name: "EpicycleDistillationTests", dependencies: ["EpicycleDistillation", "EpicycleCheckpoint", "TestSupport"],
                     resources: [.copy("Fixtures")]),

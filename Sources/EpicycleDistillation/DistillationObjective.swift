@@ -238,6 +238,13 @@ public final class DistillationObjective: TrainingObjective {
         return values
     }
 
+    /// Each term's loss at the last step, `<term>.loss` (a term whose weight was 0 is left out).
+    public var stepValues: [String: Double] {
+        var values: [String: Double] = [:]
+        for (name, value) in zip(termNames, lastValues) where !value.isNaN { values[name + ".loss"] = Double(value) }
+        return values
+    }
+
     /// What the progress line shows: the teacher's share of the step time and each term's value.
     public var progressNote: String {
         let share = stepSeconds > 0 ? 100 * teacherSeconds / stepSeconds : 0

@@ -140,24 +140,10 @@ public struct MetricsLog {
         var jsonl = ""
         for record in history {
             csv += Self.csvLine(record, knobNames)
-            jsonl += try Self.jsonLine(record)
+            jsonl += try jsonLine(record)
         }
-        try Self.replace(csvURL, with: csv)
-        try Self.replace(jsonlURL, with: jsonl)
-    }
-
-    /// Writes `text` to `<file>.tmp` and renames it over `url`: a kill leaves the old file or the new
-    /// one, and at worst that `.tmp`, which the next rewrite reuses (Foundation's atomic write would
-    /// leave a temporary file under a new name each time).
-    private static func replace(_ url: URL, with text: String) throws {
-        let temporary = url.appendingPathExtension("tmp")
-        try Data(text.utf8).write(to: temporary)
-        guard rename(temporary.path, url.path) == 0 else {
-            throw CocoaError(.fileWriteUnknown, userInfo: [
-                NSFilePathErrorKey: url.path,
-                NSLocalizedDescriptionKey: "cannot rename '\(temporary.path)' to '\(url.path)': \(String(cString: strerror(errno)))",
-            ])
-        }
+        try replaceFile(csvURL, with: csv)
+        try replaceFile(jsonlURL, with: jsonl)
     }
 
     public var csvURL: URL { folder.appendingPathComponent("metrics.csv") }
@@ -166,7 +152,7 @@ public struct MetricsLog {
     public func append(_ record: EpochRecord) throws {
         try appendText(Self.csvLine(record, knobNames), to: csvURL)
         FaultInjection.reached(.metrics)
-        try appendText(try Self.jsonLine(record), to: jsonlURL)
+        try appendText(try jsonLine(record), to: jsonlURL)
         FaultInjection.reached(.metrics)
     }
 
@@ -176,17 +162,32 @@ public struct MetricsLog {
         }.joined(separator: ",") + "\n"
     }
 
-    private static func jsonLine(_ record: EpochRecord) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return String(decoding: try encoder.encode(record), as: UTF8.self) + "\n"
-    }
-
     private func appendText(_ text: String, to url: URL) throws {
         let handle = try FileHandle(forWritingTo: url)
         defer { try? handle.close() }
         try handle.seekToEnd()
         try handle.write(contentsOf: Data(text.utf8))
     }
+}
+
+/// Writes `text` to `<file>.tmp` and renames it over `url`: a kill leaves the old file or the new
+/// one, and at worst that `.tmp`, which the next rewrite reuses (Foundation's atomic write would
+/// leave a temporary file under a new name each time).
+func replaceFile(_ url: URL, with text: String) throws {
+    let temporary = url.appendingPathExtension("tmp")
+    try Data(text.utf8).write(to: temporary)
+    guard rename(temporary.path, url.path) == 0 else {
+        throw CocoaError(.fileWriteUnknown, userInfo: [
+            NSFilePathErrorKey: url.path,
+            NSLocalizedDescriptionKey: "cannot rename '\(temporary.path)' to '\(url.path)': \(String(cString: strerror(errno)))",
+        ])
+    }
+}
+
+/// One JSON Lines row: `value` with sorted keys, non-finite numbers as "inf", "-inf" and "nan".
+func jsonLine(_ value: some Encodable) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    return String(decoding: try encoder.encode(value), as: UTF8.self) + "\n"
 }

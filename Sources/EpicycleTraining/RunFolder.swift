@@ -105,7 +105,8 @@ public func openRunFolder(_ folder: String, options: RunOptions, phases: [String
 /// anything else in the folder is left alone.
 private func isRunFile(_ name: String) -> Bool {
     let base = name.hasSuffix(".tmp") ? String(name.dropLast(4)) : name
-    if ["last.h5", "best.h5", "metrics.csv", "metrics.jsonl"].contains(base) { return true }
+    if ["last.h5", "best.h5", "metrics.csv", "metrics.jsonl", "steps.jsonl"].contains(base) { return true }
+    if base.hasPrefix("events.out.tfevents.") { return true }
     return base.hasPrefix("epoch-") && base.hasSuffix(".h5") && base.dropFirst(6).dropLast(3).allSatisfy(\.isNumber)
 }
 

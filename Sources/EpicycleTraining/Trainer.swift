@@ -190,6 +190,7 @@ public final class Trainer {
             + objective.loggedValues(at: CyclePosition(position(epoch: 0, batch: 0), in: cycle)).keys.sorted()
             + (selectsSamples ? [Self.droppedShareName] : []) + (averages?.columnNames ?? [])
         let log = try MetricsLog(folder: URL(fileURLWithPath: folder), knobNames: knobNames, history: history)
+        let stepLog = try StepLog(folder: folder, resumedStep: start?.step)
         var step = start?.step ?? 0
         let firstEpoch = start?.epoch ?? 0
         // A checkpoint saved by Ctrl-C mid-epoch has steps beyond the last finished epoch's: those
@@ -231,6 +232,9 @@ public final class Trainer {
                 metrics.add(loss: loss, logits: logits, labels: batch.labels, dropped: objective.droppedSamples - droppedBefore)
                 averages?.afterStep(model)
                 step += 1
+                try stepLog.step(step, epoch: epoch + 1, loss: Double(loss), values: values.named
+                    .merging(objective.loggedValues(at: CyclePosition(stepPosition, in: cycle))) { knob, _ in knob }
+                    .merging(objective.stepValues) { knob, _ in knob })
                 batchIndex += 1
                 FaultInjection.reached(.step)
                 let elapsed = Date().timeIntervalSince(epochStart)
@@ -271,6 +275,7 @@ public final class Trainer {
             try keeper.save(checkpoint(epoch: epoch + 1, step: step, history: history, knobNames: knobNames),
                             validationTop1: validation.top1)
             try log.append(record)
+            try stepLog.epoch(record)
             let left = Date().timeIntervalSince(began) / Double(epoch + 1 - firstEpoch) * Double(epochs - epoch - 1)
             progress.epochFinished(
                 String(format: "%@ epoch %d/%d  train loss %.4f top-1 %.2f  %@ loss %.4f top-1 %.2f top-5 %.2f  %.0f img/s  %@",

@@ -48,6 +48,10 @@ public protocol TrainingObjective: AnyObject {
     /// for a run: those returned at its first step.
     func loggedValues(at position: CyclePosition) -> [String: Double]
 
+    /// Values of the last step by name, logged with it in `steps.jsonl` and TensorBoard (distillation:
+    /// each term's loss, `<term>.loss`); empty for none.
+    var stepValues: [String: Double] { get }
+
     /// Extra text for the progress line and the epoch line (distillation: the teacher's share of the
     /// time and each term's value); empty for none.
     var progressNote: String { get }
@@ -62,6 +66,7 @@ extension TrainingObjective {
     public static var recipeSection: (any RecipeSection.Type)? { nil }
     public var adapters: ModuleState { ModuleState() }
     public func loggedValues(at position: CyclePosition) -> [String: Double] { [:] }
+    public var stepValues: [String: Double] { [:] }
     public var progressNote: String { "" }
     public var droppedSamples: Int { 0 }
 }

@@ -60,18 +60,7 @@ with h5py.File(sys.argv[1], "r") as f:
 
 /// Runs `script` on `file` with the peer Python and decodes the JSON object it prints.
 private func runPython(_ script: String, _ file: String) throws -> [String: Any] {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: try #require(python))
-    process.arguments = ["-c", script, file]
-    let output = Pipe(), errors = Pipe()
-    process.standardOutput = output
-    process.standardError = errors
-    try process.run()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    try #require(process.terminationStatus == 0, "h5py failed: \(errorText)")
-    return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    try #require(try runPeerScript(script, [file]) as? [String: Any])
 }
 
 extension CheckpointTests {

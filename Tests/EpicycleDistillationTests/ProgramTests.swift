@@ -116,6 +116,21 @@ func untrainedTeacher(in folder: String) throws -> String {
         #expect(!header.contains("labels.temperature"), "the labels term's temperature is knobs.temperature")
         let jsonl = try String(contentsOfFile: folder + "/student/metrics.jsonl", encoding: .utf8)
         #expect(jsonl.split(separator: "\n").count == 3 && jsonl.contains("\"logits.temperature\":4"))
+
+        // Every step's row holds each term's loss and weight, and the step's loss is their weighted sum.
+        let steps = try String(contentsOfFile: folder + "/student/steps.jsonl", encoding: .utf8).split(separator: "\n").map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+        #expect(steps.count == 3 * (try #require(history.first?.step)))
+        for row in steps {
+            var sum = 0.0
+            for term in ["labels", "logits", "hint.layer2", "attention.layer2-layer3"] {
+                let loss = try #require(row[term + ".loss"] as? Double, "\(term).loss in \(row)")
+                sum += try #require(row[term + ".weight"] as? Double) * loss
+            }
+            let loss = try #require(row["loss"] as? Double)
+            #expect(abs(sum - loss) <= 1e-5 * max(1, abs(loss)), "step \(row["step"] ?? "?"): \(sum) vs \(loss)")
+        }
     }
 
     @Test func teacherThatIsNotAModelIsNamed() throws {

@@ -30,7 +30,7 @@ public final class Model {
         let features: [String]
     }
 
-    private let steps: [Step]
+    let steps: [Step]
     /// The layers that draw random numbers, whose generators a checkpoint must carry for a resumed
     /// run to continue bit for bit.
     private let dropouts: [Dropout]
