@@ -25,8 +25,9 @@ import Testing
         let (kernels, blas) = (kernelThreads, blasThreads)
         defer { setKernelThreads(kernels); setBLASThreads(blas) }
         let cores = onlineProcessorCount
+        // Never more threads than cores here: that would change the reduction parts (`reductionParts`)
+        // of runs that other suites have in progress in this process, and their bit-identity checks.
         #expect(try Self.pools(threads: 1) == (1, 1, 0))
-        #expect(try Self.pools(threads: 3) == (3, 3, 0))
         // Without `threads:` a run takes every core, also after a run that asked for fewer in this process.
         #expect(try Self.pools(threads: nil) == (cores, cores, 0))
         // A comparison's share caps the recipe's threads; the recipe may ask for fewer.
