@@ -220,9 +220,8 @@ public final class Trainer {
                 FaultInjection.reached(.step)
                 let elapsed = Date().timeIntervalSince(epochStart)
                 progress.step(phase: program.rawValue, epoch: epoch, epochs: epochs, batch: batchIndex, batches: batches,
-                              imagesPerSecond: Double(metrics.images) / max(elapsed, 1e-9),
-                              secondsLeft: elapsed / Double(batchIndex) * Double(batches - batchIndex),
-                              loss: metrics.loss, knobs: values.named, extra: objective.progressNote)
+                              images: metrics.images, elapsed: elapsed, loss: metrics.loss, knobs: values.named,
+                              extra: objective.progressNote)
                 if interrupt.isSet && batchIndex < batches {
                     // The step is done: save it (last.h5 only) and stop; --resume continues from here.
                     try keeper.saveMidEpoch(checkpoint(epoch: epoch, step: step, history: history, knobNames: knobNames,
@@ -251,10 +250,12 @@ public final class Trainer {
                             validationTop1: validation.top1)
             try log.append(record)
             let left = Date().timeIntervalSince(began) / Double(epoch + 1 - firstEpoch) * Double(epochs - epoch - 1)
+            // Top-5 of five classes or fewer is 100 % by construction.
+            let top5 = model.spec.numClasses > 5 ? String(format: " top-5 %.2f", validation.top5) : ""
             progress.epochFinished(
-                String(format: "%@ epoch %d/%d  train loss %.4f top-1 %.2f  %@ loss %.4f top-1 %.2f top-5 %.2f  %.0f img/s  %@",
+                String(format: "%@ epoch %d/%d  train loss %.4f top-1 %.2f  %@ loss %.4f top-1 %.2f%@  %.0f img/s  %@",
                        program.rawValue, epoch + 1, epochs, metrics.loss, metrics.top1, validationName, validation.loss,
-                       validation.top1, validation.top5, record.imagesPerSecond, formatKnobs(record.knobs))
+                       validation.top1, top5, record.imagesPerSecond, formatKnobs(record.knobs))
                     + (objective.progressNote.isEmpty ? "" : "  " + objective.progressNote),
                 secondsLeft: left)
             // A Ctrl-C during the last batch, the validation or the saves: everything is saved, so stop here.
