@@ -151,3 +151,22 @@ public struct DistillTermRecipe: Decodable, Sendable, Equatable {
         }
     }
 }
+
+extension DistillRecipe {
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encodeIfPresent(teacher, forKey: .teacher)
+        try container.encode(losses, forKey: .losses)
+    }
+}
+
+extension DistillTermRecipe: Encodable {
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(kind.rawValue, forKey: .kind)
+        try container.encode(weight, forKey: .weight)
+        try container.encodeIfPresent(temperature, forKey: .temperature)
+        try container.encodeIfPresent(student, forKey: .student)
+        try container.encodeIfPresent(teacher, forKey: .teacher)
+    }
+}

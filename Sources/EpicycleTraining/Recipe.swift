@@ -26,7 +26,7 @@ public struct Recipe: Decodable, Sendable {
     /// When batch-norm running statistics are recomputed before validation and saving.
     public var preciseBN: PreciseBNRecipe
     /// The objectives' sections the recipe holds, by key.
-    private var sections: [String: any RecipeSection]
+    var sections: [String: any RecipeSection]
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, seed, model, optimizer, loss, knobs, pretrain, finetune, output

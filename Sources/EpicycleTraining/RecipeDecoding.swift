@@ -69,7 +69,8 @@ func keyPath(_ codingPath: [any CodingKey]) -> String {
 /// recipe accepts it only when decoded for it (`RecipeSource.decodeRecipe(sections:)`), and the
 /// objective reads it back with `Recipe.section(_:)`. Its decoder should name key paths in its errors
 /// (`RecipeError`, with the helpers on `Decoder` and `KeyedDecodingContainer` here).
-public protocol RecipeSection: Decodable, Sendable {
+/// It encodes itself with every default written out, for the run folder's resolved `recipe.yaml`.
+public protocol RecipeSection: Codable, Sendable {
     /// The section's top-level key, e.g. `distill`.
     static var key: String { get }
 }

@@ -89,6 +89,14 @@ import Testing
         #expect(pretrained.errors.contains("pretrain epoch 1/1") && !pretrained.errors.contains("\r"))
         // Top-5 of five classes is always 100 %: not shown.
         #expect(!pretrained.errors.contains("top-5"), "\(pretrained.errors)")
+        // The run folder keeps the resolved recipe, which trains the same run again.
+        let resolved = try String(contentsOfFile: folder + "/out/pre/recipe.yaml", encoding: .utf8)
+        #expect(resolved.contains("  epochs: 1\n") && resolved.contains("momentum: 0.9") && resolved.contains("dataset: fashion-mnist"))
+        let again = try Self.run(["pretrain", "--recipe", "out/pre/recipe.yaml", "--output", "out/again"], in: folder)
+        #expect(again.status == 0, "\(again.errors)")
+        #expect(try String(contentsOfFile: folder + "/out/again/recipe.yaml", encoding: .utf8) == resolved)
+        let weights = { (path: String) in try Checkpoint.read(from: folder + path).model.parameters.map(\.tensor.scalars) }
+        #expect(try weights("/out/again/last.h5") == weights("/out/pre/last.h5"), "the same weights, bit for bit")
 
         let finetuned = try Self.run(["finetune", "--from", "out/pre/last.h5", "--recipe", "small.yaml", "--set", "pretrain.epochs=1",
                                       "--output", "out/fine"], in: folder)
@@ -105,6 +113,9 @@ import Testing
                                    "--output", "out/cycle"], in: folder)
         #expect(cycled.status == 0, "\(cycled.errors)")
         #expect(try Self.run(["inspect", "out/cycle/finetune/last.h5"], in: folder).status == 0)
+        for phase in ["pretrain", "finetune"] {
+            #expect(FileManager.default.fileExists(atPath: folder + "/out/cycle/\(phase)/recipe.yaml"), "\(phase) keeps its recipe")
+        }
     }
 
     @Test func badInputGivesAMessageNotACrash() throws {
