@@ -155,18 +155,14 @@ public struct DistillTermRecipe: Decodable, Sendable, Equatable {
 extension DistillRecipe {
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encodeIfPresent(teacher, forKey: .teacher)
-        try container.encode(losses, forKey: .losses)
+        try container.encode([(.teacher, teacher), (.losses, losses)])
     }
 }
 
 extension DistillTermRecipe: Encodable {
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(kind.rawValue, forKey: .kind)
-        try container.encode(weight, forKey: .weight)
-        try container.encodeIfPresent(temperature, forKey: .temperature)
-        try container.encodeIfPresent(student, forKey: .student)
-        try container.encodeIfPresent(teacher, forKey: .teacher)
+        try container.encode([(.kind, kind.rawValue), (.weight, weight), (.temperature, temperature), (.student, student),
+                              (.teacher, teacher)])
     }
 }

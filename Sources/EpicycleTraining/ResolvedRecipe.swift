@@ -32,18 +32,9 @@ private func overlaid(_ base: Node, with top: Node) -> Node {
 extension Recipe: Encodable {
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encodeIfPresent(name, forKey: .name)
-        try container.encode(seed, forKey: .seed)
-        try container.encode(model, forKey: .model)
-        try container.encode(optimizer, forKey: .optimizer)
-        try container.encode(loss, forKey: .loss)
-        try container.encode(resolvedSharedKnobs, forKey: .knobs)
-        try container.encodeIfPresent(pretrain, forKey: .pretrain)
-        try container.encodeIfPresent(finetune, forKey: .finetune)
-        try container.encodeIfPresent(output, forKey: .output)
-        try container.encode(checkpointEvery, forKey: .checkpointEvery)
-        try container.encodeIfPresent(threads, forKey: .threads)
-        try container.encode(preciseBN, forKey: .preciseBN)
+        try container.encode([(.name, name), (.seed, seed), (.model, model), (.optimizer, optimizer), (.loss, loss),
+                              (.knobs, resolvedSharedKnobs), (.pretrain, pretrain), (.finetune, finetune), (.output, output),
+                              (.checkpointEvery, checkpointEvery), (.threads, threads), (.preciseBN, preciseBN)])
         var sectionContainer = encoder.container(keyedBy: AnyKey.self)
         for key in sections.keys.sorted() {
             try sectionContainer.encode(AnySection(section: sections[key]!), forKey: AnyKey(stringValue: key))
@@ -73,16 +64,23 @@ private struct AnySection: Encodable {
 extension KnobSchedules: Encodable {
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: Knob.self)
-        for knob in schedules.keys.sorted() { try container.encode(schedules[knob]!, forKey: knob) }
+        try container.encode(schedules.keys.sorted().map { ($0, schedules[$0]) })
+    }
+}
+
+extension KeyedEncodingContainer {
+    /// Writes each value under its key, in order, leaving out the nil ones.
+    public mutating func encode(_ fields: [(Key, (any Encodable)?)]) throws {
+        for (key, value) in fields {
+            if let value { try encode(value, forKey: key) }
+        }
     }
 }
 
 extension ModelRecipe: Encodable {
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(architecture, forKey: .architecture)
-        try container.encode(shortcut.rawValue, forKey: .shortcut)
-        try container.encode(dropout, forKey: .dropout)
+        try container.encode([(.architecture, architecture), (.shortcut, shortcut.rawValue), (.dropout, dropout)])
     }
 }
 
@@ -90,61 +88,43 @@ extension OptimizerRecipe: Encodable {
     /// Only the settings of its kind: the decoder refuses the other kind's.
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(kind.rawValue, forKey: .kind)
-        switch kind {
-        case .sgd:
-            try container.encode(nesterov, forKey: .nesterov)
-            try container.encode(decoupledWeightDecay, forKey: .decoupledWeightDecay)
-        case .adamw:
-            try container.encode(beta1, forKey: .beta1)
-            try container.encode(beta2, forKey: .beta2)
-            try container.encode(epsilon, forKey: .epsilon)
-        }
-        try container.encode(noDecayOnNormAndBias, forKey: .noDecayOnNormAndBias)
-        try container.encodeIfPresent(lookahead, forKey: .lookahead)
+        let own: [(CodingKeys, (any Encodable)?)] = kind == .sgd
+            ? [(.nesterov, nesterov), (.decoupledWeightDecay, decoupledWeightDecay)]
+            : [(.beta1, beta1), (.beta2, beta2), (.epsilon, epsilon)]
+        try container.encode([(.kind, kind.rawValue)] + own
+                             + [(.noDecayOnNormAndBias, noDecayOnNormAndBias), (.lookahead, lookahead)])
     }
 }
 
 extension LookaheadRecipe: Encodable {
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(k, forKey: .k)
-        try container.encode(alpha, forKey: .alpha)
+        try container.encode([(.k, k), (.alpha, alpha)])
     }
 }
 
 extension LossRecipe: Encodable {
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(kind.rawValue, forKey: .kind)
-        try container.encode(labelSmoothing, forKey: .labelSmoothing)
-        try container.encode(gamma, forKey: .gamma)
-        try container.encode(gammaHighConfidence, forKey: .gammaHighConfidence)
+        try container.encode([(.kind, kind.rawValue), (.labelSmoothing, labelSmoothing), (.gamma, gamma),
+                              (.gammaHighConfidence, gammaHighConfidence)])
     }
 }
 
 extension PhaseRecipe: Encodable {
+    /// Empty phase knobs and `freeze` lists are left out, as their defaults.
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(data, forKey: .data)
-        try container.encode(epochs, forKey: .epochs)
-        if !knobs.schedules.isEmpty { try container.encode(knobs, forKey: .knobs) }
-        if !freeze.isEmpty { try container.encode(freeze, forKey: .freeze) }
-        try container.encodeIfPresent(unlabeled, forKey: .unlabeled)
+        try container.encode([(.data, data), (.epochs, epochs), (.knobs, knobs.schedules.isEmpty ? nil : knobs),
+                              (.freeze, freeze.isEmpty ? nil : freeze), (.unlabeled, unlabeled)])
     }
 }
 
 extension DataRecipe: Encodable {
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(dataset, forKey: .dataset)
-        try container.encodeIfPresent(folder, forKey: .folder)
-        try container.encodeIfPresent(format, forKey: .format)
-        try container.encodeIfPresent(classes, forKey: .classes)
-        try container.encodeIfPresent(first, forKey: .first)
-        try container.encodeIfPresent(perClass, forKey: .perClass)
-        try container.encode(validation, forKey: .validation)
-        try container.encode(augmentation, forKey: .augmentation)
+        try container.encode([(.dataset, dataset), (.folder, folder), (.format, format), (.classes, classes), (.first, first),
+                              (.perClass, perClass), (.validation, validation), (.augmentation, augmentation)])
     }
 }
 
@@ -162,21 +142,14 @@ extension ValidationSplit: Encodable {
 extension PreciseBNRecipe: Encodable {
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(when.rawValue, forKey: .when)
-        try container.encode(images, forKey: .images)
+        try container.encode([(.when, when.rawValue), (.images, images)])
     }
 }
 
 extension UnlabeledRecipe: Encodable {
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encodeIfPresent(dataset, forKey: .dataset)
-        try container.encodeIfPresent(folder, forKey: .folder)
-        try container.encodeIfPresent(format, forKey: .format)
-        try container.encodeIfPresent(classes, forKey: .classes)
-        try container.encodeIfPresent(first, forKey: .first)
-        try container.encode(ratio, forKey: .ratio)
-        try container.encode(weak, forKey: .weak)
-        try container.encode(strong, forKey: .strong)
+        try container.encode([(.dataset, dataset), (.folder, folder), (.format, format), (.classes, classes), (.first, first),
+                              (.ratio, ratio), (.weak, weak), (.strong, strong)])
     }
 }
