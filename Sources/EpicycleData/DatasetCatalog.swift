@@ -87,10 +87,14 @@ public struct DatasetSource: Sendable, Equatable, CustomStringConvertible {
 
     static func installHint(_ name: String) -> String {
         if name == defaultName {
-            return "Run scripts/setup (or `sudo apt-get install dataset-fashion-mnist`) to install it, or give its folder (`--data <folder>`)."
+            return "Run scripts/setup (or `sudo apt-get install dataset-fashion-mnist`) to install it, or give its folder \(folderHint)."
         }
-        return "Put the \(name) files in $\(environmentVariable)/\(name), or give their folder (`--data <folder>`)."
+        return "Put the \(name) files in $\(environmentVariable)/\(name), or give their folder \(folderHint)."
     }
+
+    /// The one way every command names a dataset's folder: a recipe's `folder:` (which `--set` reaches)
+    /// and the `--folder` option of `eval` and `data`.
+    static let folderHint = "(a recipe's `data: {folder: <folder>}`, e.g. `--set pretrain.data.folder=<folder>`; `--folder <folder>` for eval and data)"
 
     /// What to do about a missing file of this dataset.
     var missingFileHint: String {

@@ -151,3 +151,18 @@ public struct DistillTermRecipe: Decodable, Sendable, Equatable {
         }
     }
 }
+
+extension DistillRecipe {
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode([(.teacher, teacher), (.losses, losses)])
+    }
+}
+
+extension DistillTermRecipe: Encodable {
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode([(.kind, kind.rawValue), (.weight, weight), (.temperature, temperature), (.student, student),
+                              (.teacher, teacher)])
+    }
+}

@@ -24,7 +24,8 @@ public struct ComparisonResult: Sendable {
 /// writes `table.md`, `table.csv`, `runs.csv` and `report.html` to the experiment's results folder.
 ///
 /// Each run lives in `<results>/runs/<variant>/seed-<seed>/`: `recipe.yaml` (base recipe + the
-/// variant's overrides + seed), `run.json`, checkpoints and metrics, and `log.txt` for child runs.
+/// variant's overrides + seed, resolved: every default written out, as every run folder keeps it),
+/// `run.json`, checkpoints and metrics, and `log.txt` for child runs.
 /// A run whose `recipe.yaml` no longer matches the experiment (the variant was edited) is started
 /// afresh; an unfinished one continues from its last checkpoint; a failed run is retried. Runs that
 /// fail do not stop the others.
@@ -58,19 +59,23 @@ public func runComparison(experiment: Experiment, jobs: Int = 1, executable: Str
     for variant in experiment.variants {
         for seed in experiment.seeds {
             let folder = experiment.runFolder(variant: variant.name, seed: seed)
-            let recipe = try experiment.runRecipe(variant: variant, seed: seed).text
+            let source = try experiment.runRecipe(variant: variant, seed: seed)
+            let recipe = try experiment.program.resolvedText(source)
             let label = "\(variant.name)/seed-\(seed)"
             let storedRecipe = try? String(contentsOfFile: folder + "/recipe.yaml", encoding: .utf8)
-            if storedRecipe == recipe, RunRecord.read(folder: folder)?.status == .finished {
+            // A run prepared before run folders kept the resolved recipe holds the recipe as generated:
+            // the same run, whose checkpoints store that text, so it is left as it is.
+            let sameRun = storedRecipe == recipe || storedRecipe == source.text
+            if sameRun, RunRecord.read(folder: folder)?.status == .finished {
                 skipped.append(label)
                 continue
             }
-            if storedRecipe != nil && storedRecipe != recipe {
+            if storedRecipe != nil && !sameRun {
                 log("\(label): the experiment changed this run's recipe; starting it afresh")
                 try fileManager.removeItem(atPath: folder)
             }
             try fileManager.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            try recipe.write(toFile: folder + "/recipe.yaml", atomically: true, encoding: .utf8)
+            if !sameRun { try recipe.write(toFile: folder + "/recipe.yaml", atomically: true, encoding: .utf8) }
             try RunRecord(variant: variant.name, seed: seed, program: experiment.program.rawValue, status: .running)
                 .write(folder: folder)
             pending.append((folder, label))

@@ -25,6 +25,13 @@ public enum ExperimentProgram: String, CaseIterable, Sendable {
         }
     }
 
+    /// The recipe as the run folder keeps it (`recipe.yaml`): decoded as this program reads it, every
+    /// default written out. It decodes back to the same recipe.
+    func resolvedText(_ recipe: RecipeSource) throws -> String {
+        let sections: [any RecipeSection.Type] = self == .distill ? [DistillRecipe.self] : []
+        return try resolvedRecipeText(recipe.decodeRecipe(sections: sections), userText: recipe.text)
+    }
+
     /// Runs the program, checkpoints and metrics going to `options.output`.
     func run(_ recipe: RecipeSource, options: RunOptions) throws -> ProgramResult {
         switch self {

@@ -21,7 +21,8 @@ public struct LineChart: Sendable {
     public var title: String
     public var xLabel: String
     public var series: [Series]
-    /// Dashed vertical lines with a label, e.g. the end of pretraining.
+    /// Dashed vertical lines with a label, e.g. the end of pretraining. A marker is a boundary: curves
+    /// step there (hold, then jump) instead of ramping across it, as the values do.
     public var markers: [(x: Double, label: String)]
     public var width: Double
     public var height: Double
@@ -41,7 +42,8 @@ public struct LineChart: Sendable {
 
     /// The chart as an `<svg>` element placed at (`left`, `top`), to embed in a larger SVG or HTML.
     public func svgElement(left: Double = 0, top: Double = 0) -> String {
-        let (marginLeft, marginRight, marginTop, marginBottom) = (56.0, 12.0, 24.0, 40.0)
+        // Marker labels get a row of their own above the plot, clear of the title and of the curves.
+        let (marginLeft, marginRight, marginTop, marginBottom) = (56.0, 12.0, markers.isEmpty ? 24.0 : 36.0, 40.0)
         let plotWidth = width - marginLeft - marginRight, plotHeight = height - marginTop - marginBottom
         let xs = series.flatMap(\.x).filter(\.isFinite) + markers.map(\.x)
         var ys = series.flatMap(\.y).filter(\.isFinite)
@@ -67,7 +69,7 @@ public struct LineChart: Sendable {
         out += "<text x=\"\(f(marginLeft + plotWidth / 2))\" y=\"\(f(height - 6))\" text-anchor=\"middle\" fill=\"#555\">\(escape(xLabel))</text>\n"
         for marker in markers {
             out += "<line x1=\"\(f(px(marker.x)))\" x2=\"\(f(px(marker.x)))\" y1=\"\(f(marginTop))\" y2=\"\(f(marginTop + plotHeight))\" "
-                + "stroke=\"#777\" stroke-dasharray=\"4 3\"/><text x=\"\(f(px(marker.x) + 3))\" y=\"\(f(marginTop + 11))\" fill=\"#555\">\(escape(marker.label))</text>\n"
+                + "stroke=\"#777\" stroke-dasharray=\"4 3\"/><text x=\"\(f(px(marker.x) + 3))\" y=\"\(f(marginTop - 4))\" fill=\"#555\">\(escape(marker.label))</text>\n"
         }
         for (index, s) in series.enumerated() {
             let colour = Self.palette[index % Self.palette.count]
@@ -76,7 +78,7 @@ public struct LineChart: Sendable {
                 let lower = zip(s.x, band.lower).reversed().map { "\(f(px($0))),\(f(py($1)))" }
                 out += "<polygon class=\"band\" points=\"\((upper + lower).joined(separator: " "))\" fill=\"\(colour)\" fill-opacity=\"0.18\" stroke=\"none\"/>\n"
             }
-            let points = zip(s.x, s.y).filter { $0.1.isFinite }.map { "\(f(px($0))),\(f(py($1)))" }
+            let points = steppedAtMarkers(zip(s.x, s.y).filter { $0.1.isFinite }).map { "\(f(px($0))),\(f(py($1)))" }
             out += "<polyline class=\"curve\" data-series=\"\(escape(s.name))\" points=\"\(points.joined(separator: " "))\" fill=\"none\" stroke=\"\(colour)\" stroke-width=\"1.8\"/>\n"
         }
         if series.count > 1 || !(series.first?.name.isEmpty ?? true) {
@@ -92,6 +94,22 @@ public struct LineChart: Sendable {
 
     /// A standalone SVG document.
     public var svg: String { svgElement() }
+
+    /// The points with a step at every marker that lies between two neighbours: the earlier value
+    /// held up to the marker, then a vertical jump to the later one.
+    func steppedAtMarkers(_ points: [(Double, Double)]) -> [(Double, Double)] {
+        var stepped: [(Double, Double)] = []
+        for (index, point) in points.enumerated() {
+            if index > 0 {
+                let previous = points[index - 1]
+                for marker in markers.map(\.x).sorted() where previous.0 < marker && marker < point.0 {
+                    stepped += [(marker, previous.1), (marker, point.1)]
+                }
+            }
+            stepped.append(point)
+        }
+        return stepped
+    }
 }
 
 /// Charts laid out in a grid, as one SVG document.

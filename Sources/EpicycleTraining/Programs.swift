@@ -58,9 +58,9 @@ public struct ProgramResult: Sendable {
 }
 
 extension ModelSpec {
-    /// The spec as YAML text, as checkpoints store it.
+    /// The spec as YAML text, as checkpoints store it (`dropout: 0`, not Yams's `0e+0`).
     public var yaml: String {
-        get throws { try YAMLEncoder().encode(self) }
+        get throws { try withPlainNumbers(YAMLEncoder().encode(self)) }
     }
 
     /// Reads a spec from a checkpoint's architecture text.

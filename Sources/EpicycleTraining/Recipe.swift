@@ -33,7 +33,7 @@ public struct Recipe: Decodable, Sendable {
     /// Checkpoints at every cycle end (`snapshots: cycle_ends`) in every phase without its own `snapshots:`.
     public var snapshots: SnapshotPolicy?
     /// The objectives' sections the recipe holds, by key.
-    private var sections: [String: any RecipeSection]
+    var sections: [String: any RecipeSection]
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, seed, model, optimizer, loss, knobs, pretrain, finetune, output

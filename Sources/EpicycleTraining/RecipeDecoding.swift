@@ -69,7 +69,8 @@ func keyPath(_ codingPath: [any CodingKey]) -> String {
 /// recipe accepts it only when decoded for it (`RecipeSource.decodeRecipe(sections:)`), and the
 /// objective reads it back with `Recipe.section(_:)`. Its decoder should name key paths in its errors
 /// (`RecipeError`, with the helpers on `Decoder` and `KeyedDecodingContainer` here).
-public protocol RecipeSection: Decodable, Sendable {
+/// It encodes itself with every default written out, for the run folder's resolved `recipe.yaml`.
+public protocol RecipeSection: Codable, Sendable {
     /// The section's top-level key, e.g. `distill`.
     static var key: String { get }
 }
@@ -468,5 +469,27 @@ public struct RecipeSource: Equatable, Sendable {
             }
             throw converted
         }
+    }
+}
+
+/// `text` with the numbers Yams writes in scientific notation (`0e+0`, `3e-1`, `5e-4`) in Swift's
+/// shortest decimal form (`0`, `0.3`, `0.0005`), which reads back to the same value.
+func withPlainNumbers(_ text: String) throws -> String {
+    guard let root = try Yams.compose(yaml: text) else { return text }
+    return try Yams.serialize(node: plainNumbers(root))
+}
+
+private func plainNumbers(_ node: Node) -> Node {
+    switch node {
+    case let .scalar(scalar):
+        guard scalar.style == .plain, Int(scalar.string) == nil, let value = Double(scalar.string), value.isFinite else { return node }
+        let plain = value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : "\(value)"
+        return .scalar(Node.Scalar(plain, scalar.tag, .plain))
+    case let .mapping(mapping):
+        return .mapping(Node.Mapping(mapping.map { ($0.key, plainNumbers($0.value)) }, mapping.tag, mapping.style))
+    case let .sequence(sequence):
+        return .sequence(Node.Sequence(sequence.map(plainNumbers), sequence.tag, sequence.style))
+    default:
+        return node
     }
 }

@@ -185,6 +185,8 @@ public final class Trainer {
         var keeper = try CheckpointKeeper(directory: folder, everyEpochs: recipe.checkpointEvery > 0 ? recipe.checkpointEvery : nil,
                                           bestTop1: start?.bestTop1)
         try startAverages(resuming: start == nil ? nil : keeper.lastPath)
+        // The run folder keeps the recipe with every default written out, beside the checkpoints.
+        try writeResolvedRecipe(recipe, userText: recipeText, folder: folder)
         // The objective's names are fixed for a run: those it logs at the first step.
         let knobNames = knobs.schedules.keys.map(\.rawValue)
             + objective.loggedValues(at: CyclePosition(position(epoch: 0, batch: 0), in: cycle)).keys.sorted()
@@ -239,9 +241,8 @@ public final class Trainer {
                 FaultInjection.reached(.step)
                 let elapsed = Date().timeIntervalSince(epochStart)
                 progress.step(phase: program.rawValue, epoch: epoch, epochs: epochs, batch: batchIndex, batches: batches,
-                              imagesPerSecond: Double(metrics.images) / max(elapsed, 1e-9),
-                              secondsLeft: elapsed / Double(batchIndex) * Double(batches - batchIndex),
-                              loss: metrics.loss, knobs: values.named, extra: objective.progressNote)
+                              images: metrics.images, elapsed: elapsed, loss: metrics.loss, knobs: values.named,
+                              extra: objective.progressNote)
                 if interrupt.isSet && batchIndex < batches {
                     // The step is done: save it (last.h5 only) and stop; --resume continues from here.
                     try keeper.saveMidEpoch(checkpoint(epoch: epoch, step: step, history: history, knobNames: knobNames,
@@ -277,10 +278,12 @@ public final class Trainer {
             try log.append(record)
             try stepLog.epoch(record)
             let left = Date().timeIntervalSince(began) / Double(epoch + 1 - firstEpoch) * Double(epochs - epoch - 1)
+            // Top-5 of five classes or fewer is 100 % by construction.
+            let top5 = model.spec.numClasses > 5 ? String(format: " top-5 %.2f", validation.top5) : ""
             progress.epochFinished(
-                String(format: "%@ epoch %d/%d  train loss %.4f top-1 %.2f  %@ loss %.4f top-1 %.2f top-5 %.2f  %.0f img/s  %@",
+                String(format: "%@ epoch %d/%d  train loss %.4f top-1 %.2f  %@ loss %.4f top-1 %.2f%@  %.0f img/s  %@",
                        program.rawValue, epoch + 1, epochs, metrics.loss, metrics.top1, validationName, validation.loss,
-                       validation.top1, validation.top5, record.imagesPerSecond,
+                       validation.top1, top5, record.imagesPerSecond,
                        formatKnobs(record.knobs.filter { averaged[$0.key] == nil }))
                     + (objective.progressNote.isEmpty ? "" : "  " + objective.progressNote)
                     + (WeightAverages.progressNote(averaged, names: averages?.all.map(\.name) ?? []).map { "  " + $0 } ?? ""),

@@ -12,7 +12,7 @@ struct Compare: ParsableCommand {
             skipped, so an interrupted comparison continues where it stopped. The results folder then holds \
             table.md and table.csv (test top-1 of the final model, mean ± std per variant; Δ against the baseline with \
             its 95 % confidence interval and p, paired by seed or Welch's; seeds for 80 % power), runs.csv and report.html.
-            Example: epicycle compare Experiments/cyclical-wd-fmnist.yaml --jobs 2
+            Example: epicycle compare Experiments/knobs-4k.yaml --jobs 2
             """)
 
     @Argument(help: ArgumentHelp("The experiment (YAML).", valueName: "experiment.yaml"))

@@ -18,8 +18,9 @@ struct DatasetOptions: ParsableArguments {
     @Option(help: "Dataset name: fashion-mnist (default), mnist, kmnist, cifar10, cifar100; found in $EPICYCLE_DATA/<name> or /usr/share/datasets/<name>.")
     var dataset: String?
 
-    @Option(help: ArgumentHelp("A folder holding the dataset's files (overrides the name's location).", valueName: "folder"))
-    var data: String?
+    @Option(help: ArgumentHelp("A folder holding the dataset's files (overrides the name's location), as a recipe's data.folder.",
+                               valueName: "folder"))
+    var folder: String?
 
     @Option(help: "The folder's format: idx, cifar10, cifar100 (recognised from the files when omitted).")
     var format: DatasetFormat?
@@ -28,7 +29,7 @@ struct DatasetOptions: ParsableArguments {
     var labels: CIFAR100Labels = .fine
 
     func source() throws -> DatasetSource {
-        try DatasetSource.resolve(name: dataset, folder: data, format: format, cifar100Labels: labels)
+        try DatasetSource.resolve(name: dataset, folder: folder, format: format, cifar100Labels: labels)
     }
 }
 

@@ -4,7 +4,7 @@ import EpicycleCheckpoint
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Summarise a checkpoint: architecture, tensors, optimizer, training state and recipe.",
-        discussion: "Example: epicycle inspect Checkpoints/resnet20/last.h5 --all")
+        discussion: "Example: epicycle inspect Checkpoints/teacher-resnet20-cyclical/last.h5 --all")
 
     @Argument(help: "The checkpoint file (.h5).")
     var file: String

@@ -67,7 +67,7 @@ struct Pretrain: ParsableCommand {
         discussion: """
             When the recipe also has a finetune phase, the knobs follow the joint cycle, and a later \
             `epicycle finetune` continues it.
-            Example: epicycle pretrain --recipe Experiments/teacher-resnet20.yaml --set pretrain.epochs=5
+            Example: epicycle pretrain --recipe Experiments/teacher-resnet20-cyclical.yaml --set pretrain.epochs=5
             """)
 
     @OptionGroup var options: RecipeOptions
@@ -84,7 +84,7 @@ struct Finetune: ParsableCommand {
         discussion: """
             A new classifier head is trained for the target classes; `finetune.freeze` lists parameter \
             prefixes to hold fixed. The cycle continues from the position stored in the checkpoint.
-            Example: epicycle finetune --from Checkpoints/cycle/pretrain/last.h5 --recipe Experiments/cycle-fmnist.yaml
+            Example: epicycle finetune --from Checkpoints/cycle-fmnist-cyclical/pretrain/last.h5 --recipe Experiments/cycle-fmnist-cyclical.yaml --set seed=1 --output Checkpoints/finetune-seed1
             """)
 
     @Option(name: .customLong("from"), help: ArgumentHelp("The pretrained checkpoint.", valueName: "file.h5"))
@@ -104,7 +104,7 @@ struct Cycle: ParsableCommand {
         discussion: """
             The cycle spans both phases; a cyclical knob without an explicit factor gets \
             f = (E_pre + E_fine) / E_pre, so it is hardest where pretraining ends.
-            Example: epicycle cycle --recipe Experiments/cycle-fmnist.yaml
+            Example: epicycle cycle --recipe Experiments/cycle-fmnist-cyclical.yaml
             """)
 
     @OptionGroup var options: RecipeOptions
@@ -125,7 +125,7 @@ struct Evaluate: ParsableCommand {
             --ensemble averages the softmax outputs of several checkpoints that share the input pipeline \
             and classes (the first one's recipe decides the splits).
             Example: epicycle eval Checkpoints/cycle-fmnist-cyclical/finetune/best.h5 --per-class
-            Example: epicycle eval --ensemble run-a/last.h5 run-b/last.h5 run-c/last.h5
+            Example: epicycle eval --ensemble Experiments/results/knobs-4k/runs/constant/seed-{0,1,2}/last.h5
             """)
 
     @Argument(help: "The checkpoint file (.h5).")
@@ -185,7 +185,7 @@ struct Soup: ParsableCommand {
             greedy soup adds ingredients in order of their own validation top-1 and keeps each that does \
             not lower the soup's; a uniform soup averages all. The soup's batch-norm statistics are \
             recalibrated on training images before it is scored and saved.
-            Example: epicycle soup ft-seed0/last.h5 ft-seed1/last.h5 ft-seed2/last.h5 --output soup.h5
+            Example: epicycle soup Checkpoints/cycle-fmnist-cyclical/finetune/last.h5 Checkpoints/finetune-seed1/last.h5 --output soup.h5
             """)
 
     @Argument(help: "The checkpoints to average (.h5).")
@@ -219,8 +219,8 @@ extension SoupKind: ExpressibleByArgument {}
 struct ScheduleCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "schedule",
-        abstract: "Print each knob's value per epoch and plot the curves as SVG, before spending compute.",
-        discussion: "Example: epicycle schedule --recipe Experiments/cycle-fmnist.yaml --plot cycle.svg")
+        abstract: "Print each knob's value per epoch (and with --plot, the curves as SVG), before spending compute.",
+        discussion: "Example: epicycle schedule --recipe Experiments/cycle-fmnist-cyclical.yaml --plot cycle.svg")
 
     @Option(help: ArgumentHelp("The recipe (YAML).", valueName: "file.yaml"))
     var recipe: String
@@ -228,14 +228,15 @@ struct ScheduleCommand: ParsableCommand {
     @Option(name: .customLong("set"), help: ArgumentHelp("Override a recipe value (as for pretrain).", valueName: "key.path=value"))
     var overrides: [String] = []
 
-    @Option(help: ArgumentHelp("Where to write the SVG plot.", valueName: "file.svg"))
-    var plot = "schedule.svg"
+    @Option(help: ArgumentHelp("Also plot the curves into this SVG file (nothing is written without it).", valueName: "file.svg"))
+    var plot: String?
 
     func run() throws {
         let table = try reporting {
             try scheduleTable(recipe: try RecipeSource(contentsOf: recipe, overrides: overrides))
         }
         print(table.text)
+        guard let plot else { return }
         try reporting { try table.svg.write(toFile: plot, atomically: true, encoding: .utf8) }
         print("wrote \(plot)")
     }

@@ -87,6 +87,16 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: folder + "/out/pre/best.h5"))
         // Not a terminal: one plain line per epoch, no redrawn bar.
         #expect(pretrained.errors.contains("pretrain epoch 1/1") && !pretrained.errors.contains("\r"))
+        // Top-5 of five classes is always 100 %: not shown.
+        #expect(!pretrained.errors.contains("top-5"), "\(pretrained.errors)")
+        // The run folder keeps the resolved recipe, which trains the same run again.
+        let resolved = try String(contentsOfFile: folder + "/out/pre/recipe.yaml", encoding: .utf8)
+        #expect(resolved.contains("  epochs: 1\n") && resolved.contains("momentum: 0.9") && resolved.contains("dataset: fashion-mnist"))
+        let again = try Self.run(["pretrain", "--recipe", "out/pre/recipe.yaml", "--output", "out/again"], in: folder)
+        #expect(again.status == 0, "\(again.errors)")
+        #expect(try String(contentsOfFile: folder + "/out/again/recipe.yaml", encoding: .utf8) == resolved)
+        let weights = { (path: String) in try Checkpoint.read(from: folder + path).model.parameters.map(\.tensor.scalars) }
+        #expect(try weights("/out/again/last.h5") == weights("/out/pre/last.h5"), "the same weights, bit for bit")
 
         let finetuned = try Self.run(["finetune", "--from", "out/pre/last.h5", "--recipe", "small.yaml", "--set", "pretrain.epochs=1",
                                       "--output", "out/fine"], in: folder)
@@ -97,11 +107,15 @@ import Testing
         let inspected = try Self.run(["inspect", "out/fine/last.h5"], in: folder)
         #expect(inspected.status == 0)
         #expect(inspected.output.contains("resnet8") && inspected.output.contains("finetune"), "\(inspected.output)")
+        #expect(inspected.output.contains("dropout: 0\n") && !inspected.output.contains("e+0"), "\(inspected.output)")
 
         let cycled = try Self.run(["cycle", "--recipe", "small.yaml", "--set", "pretrain.epochs=1", "--set", "finetune.epochs=1",
                                    "--output", "out/cycle"], in: folder)
         #expect(cycled.status == 0, "\(cycled.errors)")
         #expect(try Self.run(["inspect", "out/cycle/finetune/last.h5"], in: folder).status == 0)
+        for phase in ["pretrain", "finetune"] {
+            #expect(FileManager.default.fileExists(atPath: folder + "/out/cycle/\(phase)/recipe.yaml"), "\(phase) keeps its recipe")
+        }
     }
 
     @Test func badInputGivesAMessageNotACrash() throws {
@@ -204,6 +218,9 @@ import Testing
     @Test func scheduleWritesAnSVG() throws {
         let folder = Self.folder("schedule")
         try Self.recipe.write(toFile: folder + "/small.yaml", atomically: true, encoding: .utf8)
+        let unasked = try Self.run(["schedule", "--recipe", "small.yaml"], in: folder)
+        #expect(unasked.status == 0 && unasked.output.contains("pretrain 1"), "\(unasked.errors)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder) == ["small.yaml"], "no plot unless asked")
         let result = try Self.run(["schedule", "--recipe", "small.yaml", "--plot", "cycle.svg"], in: folder)
         #expect(result.status == 0, "\(result.errors)")
         #expect(result.output.contains("pretrain 1") && result.output.contains("finetune 2"))

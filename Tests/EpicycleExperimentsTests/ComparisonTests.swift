@@ -73,6 +73,14 @@ let epicycleExecutable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlink
         #expect(resumed.resumed)
         #expect(resumed.phases == before.phases, "continued from last.h5 after its last epoch: no epoch trained again")
         #expect(second.report.summaries.allSatisfy { $0.finishedRuns == 2 })
+        // Every run folder keeps the resolved recipe, defaults written out, as the runner prepared it.
+        let kept = try String(contentsOfFile: constantFolders[0] + "/recipe.yaml", encoding: .utf8)
+        #expect(kept == (try experiment.program.resolvedText(experiment.runRecipe(variant: experiment.variants[0], seed: 0))))
+        #expect(kept.contains("momentum: 0.9") && kept.contains("no_decay_on_norm_and_bias: true"), "\(kept)")
+        // A run prepared before run folders kept the resolved recipe (its recipe.yaml as generated) is still finished.
+        try experiment.runRecipe(variant: experiment.variants[0], seed: 0).text
+            .write(toFile: constantFolders[0] + "/recipe.yaml", atomically: true, encoding: .utf8)
+        #expect(try runComparison(experiment: experiment).executed.isEmpty)
 
         // Editing a variant makes its runs stale: they start afresh; the others stay.
         let edited = try tinyExperiment(in: folder, variants: variants.replacingOccurrences(of: "8e-4", with: "4e-4"))

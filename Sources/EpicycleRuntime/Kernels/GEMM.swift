@@ -46,8 +46,10 @@ public func gemmReference(
 /// The BLAS library and the kernel set it chose when it loaded (`OPENBLAS_CORETYPE` overrides it).
 public var blasDescription: String {
     let core = String(cString: openblas_get_corename())
+    // The configuration string already starts with the library's name ("OpenBLAS 0.3.21 DYNAMIC_ARCH …").
     let config = String(cString: openblas_get_config())
-    return "OpenBLAS \(config), kernels \(core), \(openblas_get_num_threads()) threads"
+    let library = config.hasPrefix("OpenBLAS") ? config : "OpenBLAS " + config
+    return "\(library), kernels \(core), \(openblas_get_num_threads()) threads"
 }
 
 /// How many threads OpenBLAS uses for its products.
