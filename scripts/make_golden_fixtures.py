@@ -1,7 +1,7 @@
 """Writes the PyTorch golden values the Swift runtime tests compare against.
 
 Run from the repository root with a Python that has torch (CPU wheel):
-    python scripts/make_golden_fixtures.py
+    python scripts/make_golden_fixtures.py [case name …]
 It writes Tests/EpicycleRuntimeTests/Fixtures/<case>.json (a manifest) and <case>.bin (the tensors,
 little-endian float32, concatenated). The manifest maps each tensor name to its shape and offset (in
 floats). Image-shaped tensors are stored NHWC, as Epicycle's activations are; parameters keep PyTorch's
@@ -42,8 +42,22 @@ CASES = [
     ("resnet8-B", "resnet8", "B", 1, 15, 13, 5, 3, ["layer2", "pool"]),
     ("wrn-10-1", "wrn-10-1", "A", 1, 14, 14, 7, 4, ["stem", "layer2", "layer3", "pool"]),
     ("plain-cnn", "plain-cnn", "A", 1, 12, 12, 10, 3, ["layer1", "layer3", "pool"]),
+    # VGG and MobileNetV2 narrowed to keep the fixtures small; the CIFAR and MNIST image sizes.
+    ("vgg8x0.125", "vgg8x0.125", "A", 3, 32, 32, 10, 3, ["block0", "block2", "block4", "pool"]),
+    ("vgg11x0.0625", "vgg11x0.0625", "A", 1, 20, 20, 6, 2, ["block3", "pool"]),
+    ("vgg13x0.0625", "vgg13x0.0625", "A", 1, 28, 28, 7, 2, ["block1", "block3", "pool"]),
+    ("mobilenetv2x0.25", "mobilenetv2x0.25", "A", 3, 32, 32, 10, 8,
+     ["stem", "blocks.1", "blocks.3.0", "blocks.6", "pool"]),
 ]
 SGD = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4}
+# MobileNetV2 at initialisation is ill-conditioned on these small batches (batch norm over 2x2 maps
+# with channels the ReLUs nearly silence): PyTorch's own float32 gradients sit up to 4e-5 from the
+# exact ones, and two SGD steps amplify such differences steeply with the step size (at lr 0.01,
+# PyTorch float32 ends 3e-2 from float64; at lr 0.001 Epicycle ends 1.5e-4 from it). Its case is
+# computed in float64, so the fixture holds the exact values, and takes lr 0.0003, where Epicycle's
+# two float32 steps end within 2e-6. Narrower MobileNetV2s, smaller batches and 28x28 inputs were worse
+# still (PyTorch float32 off its float64 result by 1e-4 to 1e-1 already in the gradients).
+EXACT = {"mobilenetv2x0.25": {"lr": 0.0003, "momentum": 0.9, "weight_decay": 5e-4}}
 
 
 def nhwc(t):
@@ -53,6 +67,8 @@ def nhwc(t):
 def write_case(name, architecture, shortcut, channels, height, width, classes, batch, capture):
     torch.manual_seed(0)
     model = torch_models.build(architecture, channels, classes, shortcut=shortcut)
+    sgd = EXACT.get(name, SGD)
+    dtype = torch.float64 if name in EXACT else torch.float32
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
@@ -69,14 +85,16 @@ def write_case(name, architecture, shortcut, channels, height, width, classes, b
         put(f"initial/{key}", value)
     x = torch.randn(batch, channels, height, width)
     y = torch.randint(0, classes, (batch,))
+    # Float32 values (the state, the batch) widen to float64 exactly.
+    model, x = model.to(dtype), x.to(dtype)
     put("input", nhwc(x))
     put("labels", y)
 
     decay = [p for n, p in model.named_parameters() if p.dim() > 1]
     no_decay = [p for n, p in model.named_parameters() if p.dim() <= 1]
     optimizer = torch.optim.SGD(
-        [{"params": decay, "weight_decay": SGD["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=SGD["lr"], momentum=SGD["momentum"])
+        [{"params": decay, "weight_decay": sgd["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=sgd["lr"], momentum=sgd["momentum"])
 
     model.train()
     logits, features = model(x, capture=capture)
@@ -98,7 +116,7 @@ def write_case(name, architecture, shortcut, channels, height, width, classes, b
     model.zero_grad()
     probe = x.clone().requires_grad_(True)
     logits, features = model(probe, capture=capture[:1])
-    weights = torch.randn(features[capture[0]].shape, generator=torch.Generator().manual_seed(3))
+    weights = torch.randn(features[capture[0]].shape, generator=torch.Generator().manual_seed(3)).to(dtype)
     (F.cross_entropy(logits, y) + (features[capture[0]] * weights).sum()).backward()
     put("feature_grad/weights", nhwc(weights))
     put("feature_grad/input", nhwc(probe.grad))
@@ -121,7 +139,7 @@ def write_case(name, architecture, shortcut, channels, height, width, classes, b
 
     manifest = {
         "architecture": architecture, "shortcut": shortcut, "input_channels": channels,
-        "num_classes": classes, "sgd": SGD, "capture": capture,
+        "num_classes": classes, "sgd": sgd, "capture": capture, "float64": name in EXACT,
         "torch_version": torch.__version__, "tensors": {},
     }
     offset = 0
@@ -138,5 +156,7 @@ def write_case(name, architecture, shortcut, channels, height, width, classes, b
 if __name__ == "__main__":
     torch.use_deterministic_algorithms(True)
     FIXTURES.mkdir(parents=True, exist_ok=True)
+    only = set(sys.argv[1:])  # case names to rewrite; all of them by default
     for case in CASES:
-        write_case(*case)
+        if not only or case[0] in only:
+            write_case(*case)

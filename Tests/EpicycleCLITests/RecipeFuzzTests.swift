@@ -217,7 +217,7 @@ import Yams
         let began = Date()
 
         // The committed recipes, in a scratch folder (experiments name their recipes by relative path),
-        // with the teacher the distillation recipes expect trained briefly in place.
+        // with the teachers the distillation recipes expect trained briefly in place.
         let folder = CLITests.folder("fuzz")
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let experiments = Self.repository.appendingPathComponent("Experiments").path
@@ -231,9 +231,16 @@ import Yams
         }
         for (name, text) in originals { try text.write(toFile: folder + "/" + name, atomically: true, encoding: .utf8) }
         #expect(originals.count >= 10)
-        let teacher = try CLITests.run(["pretrain", "--recipe", "distill-teacher-resnet20.yaml", "--quiet", "--set", "pretrain.epochs=1",
-                                        "--set", "pretrain.data.first=200", "--set", "pretrain.data.validation=100"], in: folder)
-        try #require(teacher.status == 0, "teacher: \(teacher.errors)")
+        // The wide teachers are narrowed: a student's check needs only the teacher's feature names
+        // (the same in a narrower network of the family) and a checkpoint.
+        for (recipe, narrower) in [("distill-teacher-resnet20.yaml", nil), ("distill-teacher-vgg13.yaml", "vgg13x0.0625"),
+                                   ("distill-teacher-resnet32x4.yaml", "resnet8")] {
+            let narrowing = narrower.map { ["--set", "model.architecture=\($0)"] } ?? []
+            let teacher = try CLITests.run(["pretrain", "--recipe", recipe, "--quiet", "--set", "pretrain.epochs=1",
+                                            "--set", "pretrain.data.first=200", "--set", "pretrain.data.validation=100"] + narrowing,
+                                           in: folder)
+            try #require(teacher.status == 0, "\(recipe): \(teacher.errors)")
+        }
 
         // Unchanged, every committed file passes: the mutants below then reach the deepest checks.
         let baseline = try Self.check(originals.map(\.name), in: folder, timeout: 300)

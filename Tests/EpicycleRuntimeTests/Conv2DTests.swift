@@ -27,6 +27,14 @@ struct Conv2DCase: Sendable, CustomTestStringConvertible {
         make("3×3 stride 2 pad 2, 5→3", 3, 9, 7, 5, 3, kernel: (3, 3), stride: (2, 2), padding: (2, 2), groups: 1, bias: true),
         make("5×5 stride 3 on 4×3 pad 1", 1, 4, 3, 3, 2, kernel: (5, 5), stride: (3, 3), padding: (1, 1), groups: 1, bias: true),
         make("3×1 stride (1, 2) pad (1, 0), groups 2", 3, 7, 8, 4, 6, kernel: (3, 1), stride: (1, 2), padding: (1, 0), groups: 2, bias: true),
+        // Depthwise at MobileNetV2's shapes and odd ones: whole vectors only (48, 96), stride 2 on odd
+        // sizes, a 5×5 kernel with padding 2, no padding, a 3×1 kernel, and batches that split unevenly
+        // over threads.
+        make("depthwise 48 channels stride 2 on 7×9", 5, 7, 9, 48, 48, kernel: (3, 3), stride: (2, 2), padding: (1, 1), groups: 48, bias: false),
+        make("depthwise 96 channels 4×4", 3, 4, 4, 96, 96, kernel: (3, 3), stride: (1, 1), padding: (1, 1), groups: 96, bias: true),
+        make("depthwise 5×5 pad 2, 21 channels", 2, 6, 5, 21, 21, kernel: (5, 5), stride: (1, 1), padding: (2, 2), groups: 21, bias: false),
+        make("depthwise 3×3 pad 0 stride 3, 17 channels", 4, 8, 10, 17, 17, kernel: (3, 3), stride: (3, 3), padding: (0, 0), groups: 17, bias: true),
+        make("depthwise 3×1 stride (2, 1), 6 channels", 3, 5, 3, 6, 6, kernel: (3, 1), stride: (2, 1), padding: (1, 0), groups: 6, bias: false),
     ]
 
     static func make(
@@ -168,6 +176,8 @@ struct Conv2DCase: Sendable, CustomTestStringConvertible {
         (kernel: 5, stride: 2, padding: 0, groups: 1, channels: (2, 3)),
         (kernel: 3, stride: 1, padding: 1, groups: 5, channels: (5, 5)),
         (kernel: 1, stride: 1, padding: 0, groups: 3, channels: (6, 3)),
+        (kernel: 3, stride: 2, padding: 1, groups: 18, channels: (18, 18)),
+        (kernel: 5, stride: 1, padding: 2, groups: 4, channels: (4, 4)),
     ])
     func gradientsMatchFiniteDifferences(
         kernel: Int, stride: Int, padding: Int, groups: Int, channels: (Int, Int)

@@ -9,8 +9,28 @@ import TestSupport
 /// few thousand terms in a different order differ by ~1e-6 relative; 1e-4 leaves room for that while
 /// any wrong index, missing term or wrong statistic shows up as errors of order 1e-2 or more.
 @Suite struct GoldenModelTests {
-    static let cases = ["resnet8-A", "resnet8-B", "wrn-10-1", "plain-cnn"]
+    static let cases = ["resnet8-A", "resnet8-B", "wrn-10-1", "plain-cnn", "vgg8x0.125", "vgg11x0.0625", "vgg13x0.0625",
+                        "mobilenetv2x0.25"]
     static let tolerance: Float = 1e-4
+
+    /// Compares every parameter gradient with PyTorch's under `prefix`. A bias that a training-mode
+    /// batch norm follows (VGG's) has an exactly zero gradient, which both frameworks compute as
+    /// rounding noise (~1e-8 against gradients of ~0.1): there the check is that ours is negligible
+    /// too, below `tolerance` times the model's largest gradient, since noise has no digits to match.
+    static func expectGradientsMatch(_ model: Model, _ fixture: Fixture, prefix: String, _ what: String) throws {
+        let parameters = model.state.parameters
+        let expected = try parameters.map { try #require(fixture[prefix + $0.name]) }
+        let largest = expected.map { $0.scalars.reduce(Float(0)) { max($0, abs($1)) } }
+        let modelScale = largest.max() ?? 0
+        for ((name, parameter), (expected, largest)) in zip(parameters, zip(expected, largest)) {
+            guard largest < tolerance * modelScale else {
+                expectNormwiseClose(parameter.gradient, expected, tolerance: tolerance, "\(what) gradient of \(name)")
+                continue
+            }
+            let ours = parameter.gradient.scalars.reduce(Float(0)) { max($0, abs($1)) }
+            #expect(ours < tolerance * modelScale, "\(what) gradient of \(name): \(ours), PyTorch's cancels to \(largest)")
+        }
+    }
 
     static func fixture(_ name: String) throws -> Fixture {
         let url = try #require(Bundle.module.url(forResource: name, withExtension: "json", subdirectory: "Fixtures"))
@@ -71,10 +91,7 @@ import TestSupport
         let loss = try CrossEntropyLoss()(logits: output.logits, labels: labels)
         #expect(abs(loss.value - fixture["train/loss"]!.scalars[0]) <= Self.tolerance * loss.value, "\(name) loss")
         model.backward(loss.gradient)
-        for (parameterName, parameter) in model.state.parameters {
-            expectNormwiseClose(parameter.gradient, try #require(fixture["train/grad/" + parameterName]),
-                                tolerance: Self.tolerance, "\(name) gradient of \(parameterName)")
-        }
+        try Self.expectGradientsMatch(model, fixture, prefix: "train/grad/", name)
         try Self.expectStateMatches(model, fixture, prefix: "train/state/", buffersOnly: true)
     }
 
@@ -93,10 +110,7 @@ import TestSupport
         let dInput = model.backwardToInput(loss.gradient, featureGradients: [feature: weights])
         expectNormwiseClose(dInput, try #require(fixture["feature_grad/input"]), tolerance: Self.tolerance,
                             "\(name) input gradient with a gradient on \(feature)")
-        for (parameterName, parameter) in model.state.parameters {
-            expectNormwiseClose(parameter.gradient, try #require(fixture["feature_grad/grad/" + parameterName]),
-                                tolerance: Self.tolerance, "\(name) gradient of \(parameterName) with a gradient on \(feature)")
-        }
+        try Self.expectGradientsMatch(model, fixture, prefix: "feature_grad/grad/", "\(name) with a gradient on \(feature),")
     }
 
     @Test(arguments: cases)

@@ -4,7 +4,8 @@ import Testing
 /// The memory estimate walks the model zoo's layers without building them: its parameter count must
 /// be the built model's, and absurd specs must give a huge figure rather than a trap.
 @Suite struct MemoryEstimateTests {
-    @Test(arguments: ["resnet8", "resnet20", "resnet8x4", "wrn-10-1", "wrn-16-2", "plain-cnn", "plain-cnnx2"],
+    @Test(arguments: ["resnet8", "resnet20", "resnet8x4", "wrn-10-1", "wrn-16-2", "plain-cnn", "plain-cnnx2", "vgg8", "vgg11x0.5",
+                      "vgg13", "mobilenetv2", "mobilenetv2x0.5", "mobilenetv2x1.5"],
           [ModelSpec.Shortcut.a, .b])
     func parameterCountIsTheBuiltModels(architecture: String, shortcut: ModelSpec.Shortcut) throws {
         let spec = ModelSpec(architecture: architecture, inputChannels: 3, numClasses: 10, shortcut: shortcut,

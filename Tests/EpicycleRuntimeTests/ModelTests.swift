@@ -10,10 +10,19 @@ import TestSupport
         #expect(try Model(ModelSpec(architecture: "resnet8", inputChannels: 3, numClasses: 10), seed: 0).parameterCount == 75_290)
         #expect(try Model(ModelSpec(architecture: "wrn-10-1", inputChannels: 3, numClasses: 10), seed: 0).parameterCount == 77_850)
         #expect(try Model(ModelSpec(architecture: "resnet8x4", inputChannels: 3, numClasses: 10), seed: 0).parameterCount == 1_166_506)
+        // CIFAR-100 VGG-8/13 and MobileNetV2 at width 0.5: RepDistiller's 3.96 M, 9.46 M and 0.81 M
+        // (Tian et al. 2020, Table 1).
+        let cifar100 = ["vgg8": 3_965_028, "vgg11": 9_277_284, "vgg13": 9_462_180, "mobilenetv2x0.5": 812_836,
+                        "mobilenetv2": 2_353_060]
+        for (architecture, count) in cifar100 {
+            #expect(try Model(ModelSpec(architecture: architecture, inputChannels: 3, numClasses: 100), seed: 0).parameterCount == count,
+                    "\(architecture)")
+        }
     }
 
     @Test func everyDepthAndWidthBuildsAndRuns() throws {
-        for architecture in ["resnet8", "resnet14", "resnet32x2", "wrn-16-2", "plain-cnn", "plain-cnnx2"] {
+        for architecture in ["resnet8", "resnet14", "resnet32x2", "wrn-16-2", "plain-cnn", "plain-cnnx2", "vgg8x0.25", "vgg13x0.125",
+                             "mobilenetv2x0.25"] {
             for (channels, size) in [(1, 28), (3, 32), (3, 9)] {
                 let model = try Model(ModelSpec(architecture: architecture, inputChannels: channels, numClasses: 7), seed: 3)
                 let logits = try model.forward(randomTensor([2, size, size, channels], seed: 1), mode: .inference).logits
@@ -27,6 +36,11 @@ import TestSupport
         #expect(throws: RuntimeError.self) { try Model(ModelSpec(architecture: "resnet21", inputChannels: 3, numClasses: 10), seed: 0) }
         #expect(throws: RuntimeError.self) { try Model(ModelSpec(architecture: "vgg16", inputChannels: 3, numClasses: 10), seed: 0) }
         #expect(throws: RuntimeError.self) { try Model(ModelSpec(architecture: "resnet20", inputChannels: 3, numClasses: 1), seed: 0) }
+        // Width multipliers that are not numbers, leave a layer without channels or exceed the bound.
+        for architecture in ["vgg12", "vgg13x0", "vgg13xnan", "vgg13x-1", "vgg8x0.01", "mobilenetv2x", "mobilenetv2x0.05",
+                             "mobilenetv2xinf", "mobilenetv2x65", "mobilenetv2x0.5x2"] {
+            #expect(throws: RuntimeError.self, "\(architecture)") { try ModelSpec(architecture: architecture, inputChannels: 3, numClasses: 10).validate() }
+        }
 
         let model = try Model(ModelSpec(architecture: "resnet8", inputChannels: 3, numClasses: 10), seed: 0)
         do {
@@ -68,6 +82,7 @@ import TestSupport
             ("WideBlock identity", WideBlock(inputChannels: 4, outputChannels: 4, stride: 1, dropout: 0, generator: &generator), [2, 4, 4, 4]),
             ("ChannelPadShortcut", ChannelPadShortcut(inputChannels: 2, outputChannels: 6, stride: 2), [2, 5, 4, 2]),
             ("ConvBNReLU", ConvBNReLU(inputChannels: 2, outputChannels: 3, generator: &generator), [2, 4, 4, 2]),
+            ("VGGStage", VGGStage(inputChannels: 2, widths: [3, 4], generator: &generator), [8, 6, 6, 2]),
         ]
         for (index, (_, block, shape)) in blocks.enumerated() {
             // A conv weight moves every pre-activation of the block, so ReLU kinks lie within ~5e-3 of

@@ -58,8 +58,36 @@ import TestSupport
         }
     }
 
+    /// The depthwise kernels split the images over the threads (this layer is above the split threshold).
+    @Test func depthwiseConvolutionDoesNotDependOnTheThreadCount() {
+        let kernels = kernelThreads
+        defer { setKernelThreads(kernels) }
+        let geometry = Conv2DGeometry(batch: 9, inputHeight: 16, inputWidth: 15, inputChannels: 72, outputChannels: 72,
+                                      kernelHeight: 3, kernelWidth: 3, strideHeight: 1, strideWidth: 1,
+                                      paddingHeight: 1, paddingWidth: 1, groups: 72)
+        let input = randomTensor(geometry.inputShape, seed: 1).scalars
+        let weight = randomTensor(geometry.weightShape, seed: 2).scalars
+        let dOutput = randomTensor(geometry.outputShape, seed: 3).scalars
+        func results(threads: Int) -> [[UInt32]] {
+            setKernelThreads(threads)
+            let workspace = Conv2DWorkspace()
+            var output = [Float](repeating: 0, count: geometry.outputShape.reduce(1, *))
+            var dInput = [Float](repeating: 0, count: geometry.inputShape.reduce(1, *))
+            var dWeight = [Float](repeating: 0, count: geometry.weightShape.reduce(1, *))
+            conv2DForward(geometry, input: input, weight: weight, bias: nil, output: &output, workspace: workspace)
+            conv2DBackward(geometry, input: input, dOutput: dOutput, weight: weight, dInput: &dInput, dWeight: &dWeight,
+                           dBias: nil, workspace: workspace)
+            return [output, dInput, dWeight].map { $0.map(\.bitPattern) }
+        }
+        let reference = results(threads: onlineProcessorCount)
+        for threads in Self.threadCounts {
+            #expect(results(threads: threads) == reference, "\(threads) threads")
+        }
+    }
+
     /// A whole ResNet-8 training step (kernels, batch norm above the split threshold, the classifier's
-    /// sgemm) under `setThreads`, which sets the kernels' and OpenBLAS's pools.
+    /// sgemm) under `setThreads`, which sets the kernels' and OpenBLAS's pools. (Convolutions whose
+    /// channels are not multiples of 16 take OpenBLAS's sgemm, whose sums do depend on its thread count.)
     @Test func aTrainingStepDoesNotDependOnTheThreadCount() throws {
         let (kernels, blas) = (kernelThreads, blasThreads)
         defer { setKernelThreads(kernels); setBLASThreads(blas) }

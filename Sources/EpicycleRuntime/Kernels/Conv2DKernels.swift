@@ -156,7 +156,7 @@ public final class Conv2DWorkspace {
     private var padded = Scratch()          // [threads, Hp, Wp, C] for the direct kernels
     private var directWeights = Scratch()   // [R, S, C, K], or the flipped phase blocks [R', S', K, C]
     private var directBiases = Scratch()    // [K], the bias with an epilogue's scale and shift folded in
-    private var weightPartials = Scratch()  // [parts, R, S, C, K] (see `reductionParts`)
+    private var weightPartials = Scratch()  // [parts, R, S, C, K] (see `reductionParts`), depthwise [N, R, S, C]
 
     /// - Parameter columnBudget: floats per chunk of the column matrix; the default, 2²⁰ (4 MB), keeps
     ///   chunks in the last-level cache while leaving gemm thousands of rows per call.
@@ -477,7 +477,7 @@ public func conv2DBackwardWeight(
     let direct = geometry.packingIsIdentity && !geometry.isDepthwise
     let dPacked = direct ? dWeight : workspace.packedWeightGradient(geometry)
     if geometry.isDepthwise {
-        depthwiseBackwardWeight(geometry, input: input, dOutput: dOutput, dWeight: dPacked)
+        depthwiseBackwardWeight(geometry, input: input, dOutput: dOutput, dWeight: dPacked, workspace: workspace)
     } else {
         let Kg = K / G, RSCg = geometry.kernelHeight * geometry.kernelWidth * geometry.inputChannels / G
         forEachColumnChunk(geometry, input: input, workspace: workspace) { first, count, columns, ldColumns in
@@ -493,37 +493,55 @@ public func conv2DBackwardWeight(
 }
 
 // MARK: - Depthwise (G = C = K), direct loops along the channels
+//
+// The images are split over the kernel threads, one contiguous run each: outputs and input gradients
+// of different images are disjoint, and the weight gradient sums one partial per image in image order,
+// so every result is the same bit for bit at any thread count.
 
 // output[n, p, q, :] += Σ_{r, s} input[n, ih, iw, :] ⊙ weight[r, s, :], weight packed as [R, S, C].
 private func depthwiseForward(_ geometry: Conv2DGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                               output: UnsafeMutablePointer<Float>) {
-    forEachDepthwiseTap(geometry, images: 0..<geometry.batch) { outputOffset, inputOffset, tap in
-        multiplyAddVector(input + inputOffset, weight + tap, into: output + outputOffset, count: geometry.inputChannels)
+    forEachDepthwiseImageRun(geometry) { images in
+        forEachDepthwiseTap(geometry, images: images) { outputOffset, inputOffset, tap in
+            multiplyAddVector(input + inputOffset, weight + tap, into: output + outputOffset, count: geometry.inputChannels)
+        }
     }
 }
 
 // dInput[n, ih, iw, :] += dOutput[n, p, q, :] ⊙ weight[r, s, :].
 private func depthwiseBackwardInput(_ geometry: Conv2DGeometry, dOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                     dInput: UnsafeMutablePointer<Float>) {
-    forEachDepthwiseTap(geometry, images: 0..<geometry.batch) { outputOffset, inputOffset, tap in
-        multiplyAddVector(dOutput + outputOffset, weight + tap, into: dInput + inputOffset, count: geometry.inputChannels)
+    forEachDepthwiseImageRun(geometry) { images in
+        forEachDepthwiseTap(geometry, images: images) { outputOffset, inputOffset, tap in
+            multiplyAddVector(dOutput + outputOffset, weight + tap, into: dInput + inputOffset, count: geometry.inputChannels)
+        }
     }
 }
 
-// dWeight[r, s, :] += dOutput[n, p, q, :] ⊙ input[n, ih, iw, :]. Each image sums into a partial first,
-// so float32 rounding grows with P·Q + N rather than with N·P·Q terms.
+// dWeight[r, s, :] += dOutput[n, p, q, :] ⊙ input[n, ih, iw, :]. Each image sums into its own partial
+// (in the workspace, [N, R, S, C]), so float32 rounding grows with P·Q + N rather than with N·P·Q terms.
 private func depthwiseBackwardWeight(_ geometry: Conv2DGeometry, input: UnsafePointer<Float>, dOutput: UnsafePointer<Float>,
-                                     dWeight: UnsafeMutablePointer<Float>) {
+                                     dWeight: UnsafeMutablePointer<Float>, workspace: Conv2DWorkspace) {
     let count = geometry.kernelHeight * geometry.kernelWidth * geometry.inputChannels
-    let partial = UnsafeMutablePointer<Float>.allocate(capacity: count)
-    defer { partial.deallocate() }
-    for n in 0..<geometry.batch {
-        partial.update(repeating: 0, count: count)
-        forEachDepthwiseTap(geometry, images: n..<(n + 1)) { outputOffset, inputOffset, tap in
-            multiplyAddVector(dOutput + outputOffset, input + inputOffset, into: partial + tap, count: geometry.inputChannels)
+    let partials = workspace.directWeightPartials(count: geometry.batch * count)
+    forEachDepthwiseImageRun(geometry) { images in
+        for n in images {
+            let partial = partials + n * count
+            partial.update(repeating: 0, count: count)
+            forEachDepthwiseTap(geometry, images: n..<(n + 1)) { outputOffset, inputOffset, tap in
+                multiplyAddVector(dOutput + outputOffset, input + inputOffset, into: partial + tap, count: geometry.inputChannels)
+            }
         }
-        addVector(partial, into: dWeight, count: count)
     }
+    for n in 0..<geometry.batch { addVector(partials + n * count, into: dWeight, count: count) }
+}
+
+// Calls body(images) for contiguous runs of images, one per kernel thread when the layer's
+// multiply-adds (N·P·Q·R·S·C) are enough for a second core to pay.
+private func forEachDepthwiseImageRun(_ geometry: Conv2DGeometry, _ body: (Range<Int>) -> Void) {
+    let work = geometry.outputShape.reduce(1, *) * geometry.kernelHeight * geometry.kernelWidth
+    let threads = work >= parallelElementThreshold ? max(1, min(kernelThreads, geometry.batch)) : 1
+    parallelFor(threads) { t in body(partition(geometry.batch, parts: threads, index: t)) }
 }
 
 // Visits every (output position, in-range tap) pair of the given images with the offsets of the output

@@ -1,7 +1,8 @@
 import Foundation
 
 /// What training a model takes in memory, worked out from its spec without building it: the layer
-/// walk of `resNetSteps`, `wideResNetSteps` and `plainCNNSteps`, counting sizes instead of allocating.
+/// walk of `resNetSteps`, `wideResNetSteps`, `plainCNNSteps`, `vggSteps` and `mobileNetV2Steps`,
+/// counting sizes instead of allocating.
 public struct MemoryEstimate: Equatable, Sendable {
     /// Trainable parameters (the same count as `Model.parameterCount`).
     public var parameters: Int
@@ -65,6 +66,31 @@ extension ModelSpec {
                 walk.batchNorm()
                 if index < 2 { walk.maxPool() }
             }
+        case let .vgg(depth, width):
+            for (index, widths) in vggStages[depth]!.enumerated() {
+                for channels in widths {
+                    walk.convolution(to: scaledChannels(channels, width), kernelSize: 3, stride: 1, bias: true)
+                    walk.batchNorm()
+                }
+                if index < 3 { walk.maxPool() }
+            }
+        case let .mobileNetV2(width):
+            walk.convolution(to: scaledChannels(32, width), kernelSize: 3, stride: 2)
+            walk.batchNorm()
+            for setting in mobileNetV2Stages {
+                for index in 0..<setting.blocks {
+                    // The residual add happens in the projection's batch-norm output: nothing more to keep.
+                    let hidden = product(walk.channels, setting.expansion)
+                    walk.convolution(to: hidden, kernelSize: 1, stride: 1)
+                    walk.batchNorm()
+                    walk.convolution(to: hidden, kernelSize: 3, stride: index == 0 ? setting.stride : 1, groups: hidden)
+                    walk.batchNorm()
+                    walk.convolution(to: scaledChannels(setting.channels, width), kernelSize: 1, stride: 1)
+                    walk.batchNorm()
+                }
+            }
+            walk.convolution(to: mobileNetV2LastChannels(width), kernelSize: 1, stride: 1)
+            walk.batchNorm()
         }
         walk.keep(walk.channels)  // the pooled vector
         walk.parameters = sum(walk.parameters, product(walk.channels, numClasses), numClasses)
@@ -96,9 +122,10 @@ private struct SizeWalk {
         largest = max(largest, count)
     }
 
-    /// A bias-free convolution with "same" padding (3×3 pads 1, 1×1 pads 0), as the model zoo's.
-    mutating func convolution(to outputChannels: Int, kernelSize: Int, stride: Int) {
-        parameters = sum(parameters, product(channels, outputChannels, kernelSize, kernelSize))
+    /// A convolution with "same" padding (3×3 pads 1, 1×1 pads 0), as the model zoo's; `groups` divide
+    /// its weight (depthwise: groups = channels).
+    mutating func convolution(to outputChannels: Int, kernelSize: Int, stride: Int, groups: Int = 1, bias: Bool = false) {
+        parameters = sum(parameters, product(channels / groups, outputChannels, kernelSize, kernelSize), bias ? outputChannels : 0)
         height = (height - 1) / stride + 1
         width = (width - 1) / stride + 1
         channels = outputChannels

@@ -65,6 +65,10 @@ public final class Model {
             steps = wideResNetSteps(spec: spec, depth: depth, widen: widen, generator: &generator)
         case let .plainCNN(width):
             steps = plainCNNSteps(spec: spec, width: width, generator: &generator)
+        case let .vgg(depth, width):
+            steps = vggSteps(spec: spec, depth: depth, width: width, generator: &generator)
+        case let .mobileNetV2(width):
+            steps = mobileNetV2Steps(spec: spec, width: width, generator: &generator)
         }
         self.init(spec: spec, steps: steps)
     }

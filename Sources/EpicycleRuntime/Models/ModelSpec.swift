@@ -1,7 +1,7 @@
 /// What a model is: enough to rebuild it, stored as YAML text in every checkpoint.
 ///
 /// Architectures are named as in the papers' tables and RepDistiller: `resnet20`, `resnet8x4`,
-/// `wrn-16-2`, `plain-cnn`.
+/// `wrn-16-2`, `plain-cnn`, `vgg13`, `mobilenetv2x0.5` (RepDistiller's `mobile_half`).
 public struct ModelSpec: Codable, Equatable, Sendable {
     public enum Shortcut: String, Codable, Sendable {
         /// Parameter-free: subsample and zero-pad channels (He et al. 2016, §4.2, option A).
@@ -45,6 +45,10 @@ public struct ModelSpec: Codable, Equatable, Sendable {
         /// WRN-d-k: depth 6n+4, widening factor k.
         case wideResNet(depth: Int, widen: Int)
         case plainCNN(width: Int)
+        /// VGG-8/11/13 with batch norm (RepDistiller's CIFAR VGG); channels scaled by `width`.
+        case vgg(depth: Int, width: Double)
+        /// MobileNetV2 for CIFAR, expansion 6, width multiplier `width`.
+        case mobileNetV2(width: Double)
     }
 
     /// The largest sizes a spec may name, far beyond any real network and small enough that no size
@@ -54,6 +58,8 @@ public struct ModelSpec: Codable, Equatable, Sendable {
         public static let depth = 10_000
         /// ResNet width multiplier, WRN widening factor k, plain-CNN width.
         public static let width = 100_000
+        /// VGG and MobileNetV2 width multiplier (a decimal such as 0.5).
+        public static let widthMultiplier = 64.0
         public static let inputChannels = 1024
         public static let classes = 100_000
     }
@@ -90,7 +96,28 @@ public struct ModelSpec: Codable, Equatable, Sendable {
             try checkSize(depth: 3, width: parts[0])
             return .plainCNN(width: parts[0])
         }
-        throw RuntimeError.invalidSpec("unknown architecture '\(architecture)'; expected resnet<6n+2>[x<width>] (e.g. resnet20, resnet8x4), wrn-<depth>-<k> (e.g. wrn-16-2) or plain-cnn")
+        if let match = name.wholeMatch(of: /vgg(\d+)(?:x([^x]+))?/) {
+            let depth = Int(match.1) ?? 0
+            guard vggStages[depth] != nil else {
+                throw RuntimeError.invalidSpec("'\(architecture)': VGG depth must be 8, 11 or 13")
+            }
+            return .vgg(depth: depth, width: try widthMultiplier(match.2, smallestChannels: 64))
+        }
+        if let match = name.wholeMatch(of: /mobilenetv2(?:x([^x]+))?/) {
+            return .mobileNetV2(width: try widthMultiplier(match.1, smallestChannels: 16))
+        }
+        throw RuntimeError.invalidSpec("unknown architecture '\(architecture)'; expected resnet<6n+2>[x<width>] (e.g. resnet20, resnet8x4), wrn-<depth>-<k> (e.g. wrn-16-2), plain-cnn, vgg<8|11|13>[x<width>] or mobilenetv2[x<width>] (e.g. mobilenetv2x0.5)")
+    }
+
+    // A decimal width multiplier after the name's `x` (1 without one), large enough that the
+    // narrowest layer (`smallestChannels` at width 1) keeps at least one channel.
+    private func widthMultiplier(_ text: Substring?, smallestChannels: Int) throws -> Double {
+        guard let text else { return 1 }
+        let minimum = 1 / Double(smallestChannels)
+        guard let width = Double(text), width.isFinite, width >= minimum, width <= Limits.widthMultiplier else {
+            throw RuntimeError.invalidSpec("'\(architecture)': the width multiplier after 'x' must be a number from \(minimum) to \(Int(Limits.widthMultiplier)), e.g. 0.5")
+        }
+        return width
     }
 
     private func checkSize(depth: Int, width: Int) throws {

@@ -19,32 +19,43 @@ func plainCNNSteps(spec: ModelSpec, width: Int, generator: inout RandomGenerator
     ]
 }
 
-/// conv3×3 (padding 1) → BN → ReLU.
+/// conv (k×k, padding ⌊k/2⌋) → BN → ReLU, the unit of the plain CNN, VGG and MobileNetV2. Its two
+/// parts take the `state_dict` names a model gives them: `conv`/`bn` here, the `nn.Sequential`
+/// indices `0`/`1` in RepDistiller's models.
 final class ConvBNReLU: Layer {
     let conv: Conv2D
     let bn: BatchNormReLU
+    private let names: (conv: String, bn: String)
 
-    init(inputChannels: Int, outputChannels: Int, generator: inout RandomGenerator) {
-        conv = Conv2D(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: 3, padding: 1,
-                      generator: &generator)
+    init(inputChannels: Int, outputChannels: Int, kernelSize: Int = 3, stride: Int = 1, groups: Int = 1,
+         bias: Bool = false, names: (conv: String, bn: String) = ("conv", "bn"), generator: inout RandomGenerator) {
+        conv = Conv2D(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: kernelSize, stride: stride,
+                      padding: kernelSize / 2, groups: groups, bias: bias, generator: &generator)
         bn = BatchNormReLU(channels: outputChannels)
+        self.names = names
     }
 
     func forward(_ input: Tensor, mode: Mode) throws -> Tensor {
         if mode == .inference {
-            return try nested("conv") { try conv.forwardInference(input, normalizedBy: bn.norm, relu: true) }
+            return try nested(names.conv) { try conv.forwardInference(input, normalizedBy: bn.norm, relu: true) }
         }
-        return try forward(child: bn, named: "bn", try forward(child: conv, named: "conv", input, mode: mode), mode: mode)
+        return try forward(child: bn, named: names.bn, try forward(child: conv, named: names.conv, input, mode: mode),
+                           mode: mode)
     }
 
     func backward(_ dOutput: Tensor) -> Tensor {
         conv.backward(bn.backward(dOutput))
     }
 
+    /// `backward`, with the input gradient added to `gradient` (the other branch at a residual join).
+    func backward(_ dOutput: Tensor, adding gradient: Tensor) -> Tensor {
+        conv.backward(bn.backward(dOutput), adding: gradient)
+    }
+
     var children: [any Layer] { [conv, bn] }
 
     func collectState(into state: inout ModuleState) {
-        state.add("conv", conv)
-        state.add("bn", bn)
+        state.add(names.conv, conv)
+        state.add(names.bn, bn)
     }
 }
