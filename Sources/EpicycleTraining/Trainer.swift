@@ -49,6 +49,8 @@ public struct PhaseResult: Sendable {
     public var test: TestScores?
     public var folder: String
     public var seconds: Double
+    /// One point per cycle end (`Trainer.cycleEnds`), as `tradeoff.csv` lists them.
+    public var tradeoff: [TradeoffPoint]
 }
 
 /// Everything one phase of training needs. The training loop itself is `run()`; every program
@@ -179,7 +181,7 @@ public final class Trainer {
         // The objective's names are fixed for a run: those it logs at the first step.
         let knobNames = knobs.schedules.keys.map(\.rawValue)
             + objective.loggedValues(at: CyclePosition(position(epoch: 0, batch: 0), in: cycle)).keys.sorted()
-            + (selectsSamples ? [Self.droppedShareName] : [])
+            + (selectsSamples ? [Self.droppedShareName] : []) + TradeoffColumns.all
         let log = try MetricsLog(folder: URL(fileURLWithPath: folder), knobNames: knobNames, history: history)
         var step = start?.step ?? 0
         let firstEpoch = start?.epoch ?? 0
@@ -244,12 +246,16 @@ public final class Trainer {
                 throw TrainingError.nonFiniteValidation(
                     epoch: epoch, step: step, lastGood: FileManager.default.fileExists(atPath: keeper.lastPath) ? keeper.lastPath : nil)
             }
+            // The last epoch's test score is the phase's own, scored once below.
+            let cycleEndTest = cycleEnds.dropLast().contains(epoch) ? try score(model, on: data.testLoader(), split: "test").top1 : nil
             let record = EpochRecord(
                 epoch: epoch + 1, step: step, trainLoss: metrics.loss, trainTop1: metrics.top1,
                 validationLoss: validation.loss, validationTop1: validation.top1, validationTop5: validation.top5,
                 seconds: Date().timeIntervalSince(epochStart), imagesPerSecond: Double(metrics.images) / max(trainSeconds, 1e-9),
                 knobs: first.named.merging(objective.loggedValues(at: CyclePosition(position(epoch: epoch, batch: 0), in: cycle))) { knob, _ in knob }
-                    .merging(selectsSamples ? [Self.droppedShareName: metrics.droppedShare] : [:]) { knob, _ in knob })
+                    .merging(selectsSamples ? [Self.droppedShareName: metrics.droppedShare] : [:]) { knob, _ in knob }
+                    .merging(TradeoffColumns.values(after: history.last, images: metrics.images, seconds: trainSeconds,
+                                                    cycleEndTestTop1: cycleEndTest)) { knob, _ in knob })
             history.append(record)
             // The checkpoints first: the metrics files must never hold an epoch last.h5 does not.
             try keeper.save(checkpoint(epoch: epoch + 1, step: step, history: history, knobNames: knobNames),
@@ -259,7 +265,8 @@ public final class Trainer {
             progress.epochFinished(
                 String(format: "%@ epoch %d/%d  train loss %.4f top-1 %.2f  %@ loss %.4f top-1 %.2f top-5 %.2f  %.0f img/s  %@",
                        program.rawValue, epoch + 1, epochs, metrics.loss, metrics.top1, validationName, validation.loss,
-                       validation.top1, validation.top5, record.imagesPerSecond, formatKnobs(record.knobs))
+                       validation.top1, validation.top5, record.imagesPerSecond,
+                       formatKnobs(record.knobs.filter { !TradeoffColumns.all.contains($0.key) }))
                     + (objective.progressNote.isEmpty ? "" : "  " + objective.progressNote),
                 secondsLeft: left)
             // A Ctrl-C during the last batch, the validation or the saves: everything is saved, so stop here.
@@ -269,9 +276,11 @@ public final class Trainer {
         // A Ctrl-C during the test scoring: last.h5 records the scores (or will be scored again on resume).
         if interrupt.isSet { throw TrainingError.interrupted(savedTo: keeper.lastPath) }
         let best = history.map(\.validationTop1).max() ?? .nan
+        let tradeoff = tradeoffPoints(history: history, cycleEnds: cycleEnds, finalTestTop1: test.last.top1)
+        try writeTradeoffCSV(tradeoff, folder: folder)
         return PhaseResult(history: history, bestTop1: best, finalTop1: history.last?.validationTop1 ?? .nan,
                            validatesOnTest: data.validatesOnTest, test: test, folder: folder,
-                           seconds: Date().timeIntervalSince(began))
+                           seconds: Date().timeIntervalSince(began), tradeoff: tradeoff)
     }
 
     /// Scores the test split once, with the final weights and with `best.h5`'s, and records the scores

@@ -307,7 +307,7 @@ import TestSupport
                                   labels: test.labels), to: data + "/t10k")
         let second = try pretrain(recipe: RecipeSource(text: text, origin: "noise.yaml"), options: RunOptions(output: noise, quiet: true))
 
-        let timing: Set<String> = ["seconds", "img_per_s"]
+        let timing: Set<String> = ["seconds", "img_per_s", TradeoffColumns.seconds]
         for file in ["best.h5", "epoch-0001.h5", "epoch-0002.h5", "epoch-0003.h5", "last.h5"] {
             var a = try Checkpoint.read(from: real + "/" + file), b = try Checkpoint.read(from: noise + "/" + file)
             #expect(file != "last.h5" || (a.training?.test != nil && a.training?.test != b.training?.test))
