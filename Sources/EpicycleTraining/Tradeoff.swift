@@ -17,14 +17,6 @@ public struct TradeoffPoint: Codable, Equatable, Sendable {
     /// Test top-1 at this cycle end: for the curve only, never for selection.
     public var testTop1: Double
 
-    public init(epoch: Int, images: Double, seconds: Double, validationTop1: Double, testTop1: Double) {
-        self.epoch = epoch
-        self.images = images
-        self.seconds = seconds
-        self.validationTop1 = validationTop1
-        self.testTop1 = testTop1
-    }
-
     enum CodingKeys: String, CodingKey {
         case epoch, images, seconds, validationTop1 = "val_top1", testTop1 = "test_top1"
     }
@@ -44,10 +36,12 @@ public enum TradeoffColumns {
 
     /// The columns of the epoch after `previous` (nil for the phase's first epoch) that trained on
     /// `images` samples in `seconds`.
+    /// The cycle-end test score only at a cycle end: elsewhere the table holds NaN, which reads back as
+    /// no value (`EpochRecord(columns:values:)`).
     static func values(after previous: EpochRecord?, images: Int, seconds: Double, cycleEndTestTop1: Double?) -> [String: Double] {
         [Self.images: (previous?.knobs[Self.images] ?? 0) + Double(images),
-         Self.seconds: (previous?.knobs[Self.seconds] ?? 0) + seconds,
-         testTop1: cycleEndTestTop1 ?? .nan]
+         Self.seconds: (previous?.knobs[Self.seconds] ?? 0) + seconds]
+            .merging(cycleEndTestTop1.map { [testTop1: $0] } ?? [:]) { value, _ in value }
     }
 }
 

@@ -285,7 +285,8 @@ public final class Trainer {
 
     /// Scores the test split once, with the final weights and with `best.h5`'s, and records the scores
     /// in `test.json` and in `last.h5`'s training record (which marks the phase complete for `--resume`).
-    /// Nothing before this reads a test image, unless the recipe validates on the test split.
+    /// Nothing before this reads a test image, unless the recipe validates on the test split, except
+    /// the cycle-end scores of the tradeoff curve (`TradeoffColumns.testTop1`), which nothing selects on.
     private func scoreTestSplit(history: [EpochRecord]) throws -> TestScores {
         let loader = data.testLoader()
         let last = try score(model, on: loader, split: "test")
