@@ -318,7 +318,7 @@ import TestSupport
             #expect(a.training?.bestTop1 == b.training?.bestTop1 && a.input == b.input)
             let columns = try #require(a.training?.metrics.columns)
             for column in columns where !timing.contains(column) {
-                #expect(a.training?.metrics.column(column) == b.training?.metrics.column(column), "\(file): metrics column \(column)")
+                #expect(a.training?.metrics.column(column)?.map(\.bitPattern) == b.training?.metrics.column(column)?.map(\.bitPattern), "\(file): metrics column \(column)")
             }
         }
         func trainingColumns(_ folder: String) throws -> [[String]] {
