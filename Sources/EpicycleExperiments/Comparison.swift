@@ -17,11 +17,13 @@ public struct ComparisonResult: Sendable {
     /// `table.csv`: the table's figures unrounded.
     public var tableCSVPath: String
     public var csvPath: String
+    /// `tradeoff.csv`: every run's accuracy-vs-budget points.
+    public var tradeoffCSVPath: String
     public var reportPath: String
 }
 
 /// `epicycle compare`: trains every variant × seed of `experiment` that is not finished yet, then
-/// writes `table.md`, `table.csv`, `runs.csv` and `report.html` to the experiment's results folder.
+/// writes `table.md`, `table.csv`, `runs.csv`, `tradeoff.csv` and `report.html` to the experiment's results folder.
 ///
 /// Each run lives in `<results>/runs/<variant>/seed-<seed>/`: `recipe.yaml` (base recipe + the
 /// variant's overrides + seed, resolved: every default written out, as every run folder keeps it),
@@ -112,11 +114,12 @@ public func runComparison(experiment: Experiment, jobs: Int = 1, executable: Str
     let result = ComparisonResult(
         report: report, executed: pending.map(\.label), skipped: skipped, failed: records.filter { $0.status != .finished },
         tablePath: experiment.results + "/table.md", tableCSVPath: experiment.results + "/table.csv",
-        csvPath: experiment.results + "/runs.csv",
+        csvPath: experiment.results + "/runs.csv", tradeoffCSVPath: experiment.results + "/tradeoff.csv",
         reportPath: experiment.results + "/report.html")
     try report.markdown.write(toFile: result.tablePath, atomically: true, encoding: .utf8)
     try report.tableCSV.write(toFile: result.tableCSVPath, atomically: true, encoding: .utf8)
     try report.csv.write(toFile: result.csvPath, atomically: true, encoding: .utf8)
+    try report.tradeoffCSV.write(toFile: result.tradeoffCSVPath, atomically: true, encoding: .utf8)
     try report.html.write(toFile: result.reportPath, atomically: true, encoding: .utf8)
     return result
 }

@@ -51,11 +51,15 @@ public struct RunRecord: Codable, Equatable, Sendable {
     /// Whether that attempt continued from a checkpoint of an earlier, interrupted one.
     public var resumed: Bool
     public var phases: [PhaseHistory]
+    /// The last phase's points of a one-run accuracy-vs-budget curve, one per cycle end (its
+    /// `tradeoff.csv`); nil in a run.json written before they were recorded.
+    public var tradeoff: [TradeoffPoint]?
     public var error: String?
 
     public init(variant: String, seed: UInt64, program: String, status: Status, finalTop1: Double? = nil,
                 bestTop1: Double? = nil, testTop1: Double? = nil, testTop1Best: Double? = nil, validatesOnTest: Bool? = nil,
-                wallSeconds: Double? = nil, resumed: Bool = false, phases: [PhaseHistory] = [], error: String? = nil) {
+                wallSeconds: Double? = nil, resumed: Bool = false, phases: [PhaseHistory] = [], tradeoff: [TradeoffPoint]? = nil,
+                error: String? = nil) {
         self.variant = variant
         self.seed = seed
         self.program = program
@@ -68,6 +72,7 @@ public struct RunRecord: Codable, Equatable, Sendable {
         self.wallSeconds = wallSeconds
         self.resumed = resumed
         self.phases = phases
+        self.tradeoff = tradeoff
         self.error = error
     }
 
@@ -75,7 +80,7 @@ public struct RunRecord: Codable, Equatable, Sendable {
         case variant, seed, program, status, finalTop1 = "final_top1", bestTop1 = "best_top1", wallSeconds = "wall_seconds"
         case testTop1 = "test_top1", testTop1Best = "test_top1_best", validatesOnTest = "validates_on_test"
         case testTop1SWA = "test_top1_swa", testTop1EMA = "test_top1_ema", testTop1SnapshotEnsemble = "test_top1_snapshot_ensemble"
-        case resumed, phases, error
+        case resumed, phases, tradeoff, error
     }
 
     /// "variant/seed-N", as messages and tables name a run.
@@ -139,6 +144,7 @@ public func executeRun(folder: String, threads: Int? = nil) throws -> RunRecord 
         record.testTop1EMA = result.phases.last?.test?.ema?.top1
         record.testTop1SnapshotEnsemble = result.phases.last?.test?.snapshotEnsemble?.top1
         record.validatesOnTest = result.phases.contains(where: \.validatesOnTest)
+        record.tradeoff = result.phases.last?.tradeoff
         record.wallSeconds = Date().timeIntervalSince(began)
         record.status = .finished
         record.error = nil

@@ -288,7 +288,9 @@ public struct ComparisonReport: Sendable {
     /// never change in any variant (with their value).
     var knobSchedules: (varying: [(knob: String, series: [LineChart.Series])], constant: [(knob: String, value: Double)]) {
         let firstRuns = variants.compactMap { variant in runs.first { $0.variant == variant.name && $0.status == .finished } }
-        let names = Set(firstRuns.flatMap { $0.phases.flatMap { $0.history.flatMap(\.knobs.keys) } }).sorted()
+        // The budget columns are not schedules: the tradeoff section plots them.
+        let names = Set(firstRuns.flatMap { $0.phases.flatMap { $0.history.flatMap(\.knobs.keys) } })
+            .subtracting(TradeoffColumns.all).sorted()
         var varying: [(knob: String, series: [LineChart.Series])] = [], constant: [(knob: String, value: Double)] = []
         for knob in names {
             let series = firstRuns.map { run in
@@ -309,7 +311,8 @@ public struct ComparisonReport: Sendable {
 
     /// `report.html`: one self-contained page (inline SVG and CSS, nothing fetched) with the table, each
     /// variant's test against the baseline and the seeds 80 % power needs, validation curves per variant
-    /// (mean and ± std band over seeds), the knob and loss-term schedules, the variants' overrides,
+    /// (mean and ± std band over seeds), the accuracy-vs-budget curves from the cycle ends, the knob and
+    /// loss-term schedules, the variants' overrides,
     /// every run, and how to reproduce it. Well-formed XML, so it also parses as XHTML.
     public var html: String {
         var out = """
@@ -358,6 +361,7 @@ public struct ComparisonReport: Sendable {
                              series: variants.compactMap { curve($0.name, \.validationLoss) }, markers: phaseMarkers,
                              width: 1000, height: 300)
         out += "<figure id=\"accuracy\">\n\(accuracy.svg)</figure>\n<figure id=\"loss\">\n\(loss.svg)</figure>\n"
+        out += tradeoffHTML
 
         let knobs = knobSchedules
         out += "<h2>Knob and loss-term schedules</h2>\n"
@@ -422,7 +426,7 @@ private func formatValue(_ value: Double) -> String {
     value == value.rounded() && abs(value) < 1e9 ? String(Int(value)) : String(format: "%g", value)
 }
 
-private func csvField(_ text: String) -> String {
+func csvField(_ text: String) -> String {
     text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" })
         ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
 }

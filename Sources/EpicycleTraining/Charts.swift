@@ -26,15 +26,26 @@ public struct LineChart: Sendable {
     public var markers: [(x: Double, label: String)]
     public var width: Double
     public var height: Double
+    /// The base of a logarithmic x axis (2 for budgets that double, 10 for learning rates); nil for a
+    /// linear one. On a logarithmic axis, points at x ≤ 0 are left out.
+    public var logXBase: Double?
 
     public init(title: String, xLabel: String, series: [Series], markers: [(x: Double, label: String)] = [],
-                width: Double = 420, height: Double = 220) {
+                width: Double = 420, height: Double = 220, logXBase: Double? = nil) {
+        precondition(logXBase.map { $0 > 1 } ?? true, "LineChart: a logarithmic axis needs a base above 1")
         self.title = title
         self.xLabel = xLabel
         self.series = series
         self.markers = markers
         self.width = width
         self.height = height
+        self.logXBase = logXBase
+    }
+
+    /// Where `x` sits along the axis: itself, or its logarithm (NaN for x ≤ 0) on a logarithmic axis.
+    private func axisX(_ x: Double) -> Double {
+        guard let logXBase else { return x }
+        return x > 0 ? log(x) / log(logXBase) : .nan
     }
 
     /// Colour-blind-safe palette (Okabe & Ito 2008).
@@ -45,12 +56,14 @@ public struct LineChart: Sendable {
         // Marker labels get a row of their own above the plot, clear of the title and of the curves.
         let (marginLeft, marginRight, marginTop, marginBottom) = (56.0, 12.0, markers.isEmpty ? 24.0 : 36.0, 40.0)
         let plotWidth = width - marginLeft - marginRight, plotHeight = height - marginTop - marginBottom
-        let xs = series.flatMap(\.x).filter(\.isFinite) + markers.map(\.x)
+        let xs = (series.flatMap(\.x) + markers.map(\.x)).map(axisX).filter(\.isFinite)
         var ys = series.flatMap(\.y).filter(\.isFinite)
         for s in series { if let band = s.band { ys += (band.lower + band.upper).filter(\.isFinite) } }
         let (xMin, xMax) = padded(xs.min() ?? 0, xs.max() ?? 1, margin: 0)
         let (yMin, yMax) = padded(ys.min() ?? 0, ys.max() ?? 1, margin: 0.06)
-        func px(_ x: Double) -> Double { marginLeft + (x - xMin) / (xMax - xMin) * plotWidth }
+        // Positions on the axis (`axisX`), as `xMin`/`xMax` and the ticks are.
+        func axisPosition(_ x: Double) -> Double { marginLeft + (x - xMin) / (xMax - xMin) * plotWidth }
+        func px(_ x: Double) -> Double { axisPosition(axisX(x)) }
         func py(_ y: Double) -> Double { marginTop + (1 - (y - yMin) / (yMax - yMin)) * plotHeight }
 
         var out = "<svg xmlns=\"http://www.w3.org/2000/svg\" x=\"\(f(left))\" y=\"\(f(top))\" width=\"\(f(width))\" height=\"\(f(height))\" "
@@ -61,24 +74,26 @@ public struct LineChart: Sendable {
             out += "<line x1=\"\(f(marginLeft))\" x2=\"\(f(marginLeft + plotWidth))\" y1=\"\(f(py(tick)))\" y2=\"\(f(py(tick)))\" stroke=\"#eee\"/>"
             out += "<text x=\"\(f(marginLeft - 4))\" y=\"\(f(py(tick) + 4))\" text-anchor=\"end\">\(label(tick))</text>\n"
         }
-        // Epochs are whole numbers: no ticks between them.
-        let wholeX = xs.allSatisfy { $0 == $0.rounded() }
+        // Epochs are whole numbers: no ticks between them; a logarithmic axis ticks whole powers of its base.
+        let wholeX = logXBase != nil || xs.allSatisfy { $0 == $0.rounded() }
         for tick in ticks(xMin, xMax, minimumStep: wholeX ? 1 : 0) {
-            out += "<text x=\"\(f(px(tick)))\" y=\"\(f(marginTop + plotHeight + 14))\" text-anchor=\"middle\">\(label(tick))</text>\n"
+            let text = logXBase.map { label(pow($0, tick)) } ?? label(tick)
+            out += "<text x=\"\(f(axisPosition(tick)))\" y=\"\(f(marginTop + plotHeight + 14))\" text-anchor=\"middle\">\(text)</text>\n"
         }
         out += "<text x=\"\(f(marginLeft + plotWidth / 2))\" y=\"\(f(height - 6))\" text-anchor=\"middle\" fill=\"#555\">\(escape(xLabel))</text>\n"
         for marker in markers {
+            guard axisX(marker.x).isFinite else { continue }
             out += "<line x1=\"\(f(px(marker.x)))\" x2=\"\(f(px(marker.x)))\" y1=\"\(f(marginTop))\" y2=\"\(f(marginTop + plotHeight))\" "
                 + "stroke=\"#777\" stroke-dasharray=\"4 3\"/><text x=\"\(f(px(marker.x) + 3))\" y=\"\(f(marginTop - 4))\" fill=\"#555\">\(escape(marker.label))</text>\n"
         }
         for (index, s) in series.enumerated() {
             let colour = Self.palette[index % Self.palette.count]
             if let band = s.band {
-                let upper = zip(s.x, band.upper).map { "\(f(px($0))),\(f(py($1)))" }
-                let lower = zip(s.x, band.lower).reversed().map { "\(f(px($0))),\(f(py($1)))" }
+                let upper = zip(s.x, band.upper).filter { axisX($0.0).isFinite }.map { "\(f(px($0))),\(f(py($1)))" }
+                let lower = zip(s.x, band.lower).filter { axisX($0.0).isFinite }.reversed().map { "\(f(px($0))),\(f(py($1)))" }
                 out += "<polygon class=\"band\" points=\"\((upper + lower).joined(separator: " "))\" fill=\"\(colour)\" fill-opacity=\"0.18\" stroke=\"none\"/>\n"
             }
-            let points = steppedAtMarkers(zip(s.x, s.y).filter { $0.1.isFinite }).map { "\(f(px($0))),\(f(py($1)))" }
+            let points = steppedAtMarkers(zip(s.x, s.y).filter { axisX($0.0).isFinite && $0.1.isFinite }).map { "\(f(px($0))),\(f(py($1)))" }
             out += "<polyline class=\"curve\" data-series=\"\(escape(s.name))\" points=\"\(points.joined(separator: " "))\" fill=\"none\" stroke=\"\(colour)\" stroke-width=\"1.8\"/>\n"
         }
         if series.count > 1 || !(series.first?.name.isEmpty ?? true) {

@@ -119,7 +119,8 @@ public struct EpochRecord: Codable, Equatable, Sendable {
                   trainTop1: byName["train_top1"] ?? .nan, validationLoss: byName["val_loss"] ?? .nan,
                   validationTop1: byName["val_top1"] ?? .nan, validationTop5: byName["val_top5"] ?? .nan,
                   seconds: byName["seconds"] ?? .nan, imagesPerSecond: byName["img_per_s"] ?? .nan,
-                  knobs: byName.filter { !fixed.contains($0.key) })
+                  // NaN is how `values(knobs:)` writes a column the epoch has no value for.
+                  knobs: byName.filter { !fixed.contains($0.key) && !$0.value.isNaN })
     }
 }
 

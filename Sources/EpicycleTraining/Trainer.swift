@@ -49,6 +49,8 @@ public struct PhaseResult: Sendable {
     public var test: TestScores?
     public var folder: String
     public var seconds: Double
+    /// One point per cycle end (`Trainer.cycleEnds`), as `tradeoff.csv` lists them.
+    public var tradeoff: [TradeoffPoint]
 }
 
 /// Everything one phase of training needs. The training loop itself is `run()`; every program
@@ -190,7 +192,7 @@ public final class Trainer {
         // The objective's names are fixed for a run: those it logs at the first step.
         let knobNames = knobs.schedules.keys.map(\.rawValue)
             + objective.loggedValues(at: CyclePosition(position(epoch: 0, batch: 0), in: cycle)).keys.sorted()
-            + (selectsSamples ? [Self.droppedShareName] : []) + (averages?.columnNames ?? [])
+            + (selectsSamples ? [Self.droppedShareName] : []) + (averages?.columnNames ?? []) + TradeoffColumns.all
         let log = try MetricsLog(folder: URL(fileURLWithPath: folder), knobNames: knobNames, history: history)
         let stepLog = try StepLog(folder: folder, resumedStep: start?.step)
         var step = start?.step ?? 0
@@ -262,13 +264,17 @@ public final class Trainer {
             let averaged = try averages?.afterEpoch(epoch, model: model) { average in
                 try score(average, on: validationLoader, split: data.validatesOnTest ? "test (as validation)" : "validation")
             } ?? [:]
+            // The last epoch's test score is the phase's own, scored once below.
+            let cycleEndTest = cycleEnds.dropLast().contains(epoch) ? try score(model, on: data.testLoader(), split: "test").top1 : nil
             let record = EpochRecord(
                 epoch: epoch + 1, step: step, trainLoss: metrics.loss, trainTop1: metrics.top1,
                 validationLoss: validation.loss, validationTop1: validation.top1, validationTop5: validation.top5,
                 seconds: Date().timeIntervalSince(epochStart), imagesPerSecond: Double(metrics.images) / max(trainSeconds, 1e-9),
                 knobs: first.named.merging(objective.loggedValues(at: CyclePosition(position(epoch: epoch, batch: 0), in: cycle))) { knob, _ in knob }
                     .merging(selectsSamples ? [Self.droppedShareName: metrics.droppedShare] : [:]) { knob, _ in knob }
-                    .merging(averaged) { knob, _ in knob })
+                    .merging(averaged) { knob, _ in knob }
+                    .merging(TradeoffColumns.values(after: history.last, images: metrics.images, seconds: trainSeconds,
+                                                    cycleEndTestTop1: cycleEndTest)) { knob, _ in knob })
             history.append(record)
             // Before last.h5 moves past the epoch, so a resume never skips a snapshot.
             try saveSnapshot(after: epoch, step: step, history: history, knobNames: knobNames)
@@ -284,7 +290,7 @@ public final class Trainer {
                 String(format: "%@ epoch %d/%d  train loss %.4f top-1 %.2f  %@ loss %.4f top-1 %.2f%@  %.0f img/s  %@",
                        program.rawValue, epoch + 1, epochs, metrics.loss, metrics.top1, validationName, validation.loss,
                        validation.top1, top5, record.imagesPerSecond,
-                       formatKnobs(record.knobs.filter { averaged[$0.key] == nil }))
+                       formatKnobs(record.knobs.filter { averaged[$0.key] == nil && !TradeoffColumns.all.contains($0.key) }))
                     + (objective.progressNote.isEmpty ? "" : "  " + objective.progressNote)
                     + (WeightAverages.progressNote(averaged, names: averages?.all.map(\.name) ?? []).map { "  " + $0 } ?? ""),
                 secondsLeft: left)
@@ -295,14 +301,17 @@ public final class Trainer {
         // A Ctrl-C during the test scoring: last.h5 records the scores (or will be scored again on resume).
         if interrupt.isSet { throw TrainingError.interrupted(savedTo: keeper.lastPath) }
         let best = history.map(\.validationTop1).max() ?? .nan
+        let tradeoff = tradeoffPoints(history: history, cycleEnds: cycleEnds, finalTestTop1: test.last.top1)
+        try writeTradeoffCSV(tradeoff, folder: folder)
         return PhaseResult(history: history, bestTop1: best, finalTop1: history.last?.validationTop1 ?? .nan,
                            validatesOnTest: data.validatesOnTest, test: test, folder: folder,
-                           seconds: Date().timeIntervalSince(began))
+                           seconds: Date().timeIntervalSince(began), tradeoff: tradeoff)
     }
 
     /// Scores the test split once, with the final weights and with `best.h5`'s, and records the scores
     /// in `test.json` and in `last.h5`'s training record (which marks the phase complete for `--resume`).
-    /// Nothing before this reads a test image, unless the recipe validates on the test split.
+    /// Nothing before this reads a test image, unless the recipe validates on the test split, except
+    /// the cycle-end scores of the tradeoff curve (`TradeoffColumns.testTop1`), which nothing selects on.
     private func scoreTestSplit(history: [EpochRecord]) throws -> TestScores {
         let loader = data.testLoader()
         let last = try score(model, on: loader, split: "test")

@@ -71,7 +71,7 @@ import Testing
         let folder = Self.folder("help")
         let top = try Self.run(["--help"], in: folder)
         #expect(top.status == 0)
-        for command in ["pretrain", "finetune", "cycle", "eval", "soup", "schedule", "inspect", "data", "compare"] {
+        for command in ["pretrain", "finetune", "cycle", "eval", "soup", "schedule", "lr-range", "inspect", "data", "compare"] {
             #expect(top.output.contains(command), "top-level help lists \(command)")
             let help = try Self.run([command, "--help"], in: folder)
             #expect(help.status == 0, "\(command) --help")
@@ -226,6 +226,30 @@ import Testing
         #expect(result.output.contains("pretrain 1") && result.output.contains("finetune 2"))
         let svg = try String(contentsOfFile: folder + "/cycle.svg", encoding: .utf8)
         #expect(svg.hasPrefix("<svg") && svg.contains("weight_decay") && svg.hasSuffix("</svg>\n"))
+    }
+
+    /// The LR range test end to end: bounds with their rule and a schedule to paste, the CSV and SVG;
+    /// bad flags are one-line errors.
+    @Test func lrRangePrintsBoundsAndWritesItsFiles() throws {
+        let folder = Self.folder("lr-range")
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try Self.recipe.write(toFile: folder + "/small.yaml", atomically: true, encoding: .utf8)
+        let result = try Self.run(["lr-range", "--recipe", "small.yaml", "--epochs", "1", "--set", "pretrain.data.first=160",
+                                   "--start", "0.001", "--end", "0.5", "--evaluations-per-epoch", "2", "--output", "lr"], in: folder)
+        #expect(result.status == 0, "\(result.errors)")
+        #expect(result.output.contains("suggested learning-rate bounds: base ") && result.output.contains("rule: max = the learning rate where"))
+        #expect(result.output.contains("learning_rate: {triangular: {base: ") && result.output.contains("learning_rate: {cyclical: {easy: "))
+        // 160 images in batches of 32: 5 steps.
+        let rows = try String(contentsOfFile: folder + "/lr/lr-range.csv", encoding: .utf8).split(separator: "\n")
+        #expect(rows.count == 6 && rows.last?.hasPrefix("5,1,0.5,") == true, "\(rows)")
+        let svg = try String(contentsOfFile: folder + "/lr/lr-range.svg", encoding: .utf8)
+        #expect(svg.hasPrefix("<svg") && svg.contains("Validation top-1 (%) vs learning rate") && svg.hasSuffix("</svg>\n"))
+
+        let reversed = try Self.run(["lr-range", "--recipe", "small.yaml", "--start", "2", "--end", "1"], in: folder)
+        #expect(reversed.status == 1 && reversed.errors.contains("--start and --end must satisfy 1e-12 ≤ start < end ≤ 1e4, got start 2.0, end 1.0"),
+                "\(reversed.errors)")
+        let mode = try Self.run(["lr-range", "--recipe", "small.yaml", "--mode", "sideways"], in: folder)
+        #expect(mode.status != 0 && mode.errors.contains("sideways") && !mode.errors.contains("Fatal error"), "\(mode.errors)")
     }
 
     /// Ctrl-C during training finishes the step, saves and exits with 130; `--resume` then ends exactly

@@ -169,7 +169,7 @@ import TestSupport
     }
 
     /// Columns that hold wall-clock figures, which no two runs share.
-    static let clockColumns: Set<String> = ["seconds", "img_per_s"]
+    static let clockColumns: Set<String> = ["seconds", "img_per_s", "train_seconds"]
 
     /// TensorBoard event files carry wall times and a resumed run adds one, so only the folders that
     /// hold them are compared.
@@ -213,6 +213,11 @@ import TestSupport
                 throw Failure("\(path): a line is not a JSON object: \(line)")
             }
             for key in clockColumns { object[key] = nil }
+            // Columns beside the knobs (`train_seconds`) sit in the record's `knobs` object.
+            if var knobs = object["knobs"] as? [String: Any] {
+                for key in clockColumns { knobs[key] = nil }
+                object["knobs"] = knobs
+            }
             return object as NSDictionary
         }
     }
