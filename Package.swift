@@ -82,7 +82,7 @@ let package = Package(
         .testTarget(name: "EpicycleExperimentsTests", dependencies: ["EpicycleExperiments", "EpicycleTraining", "epicycle"],
                     resources: [.copy("Fixtures")]),
         // The command-line tool end to end: runs the built `epicycle` binary.
-        .testTarget(name: "EpicycleCLITests", dependencies: ["epicycle", "EpicycleCheckpoint", "TestSupport",
+        .testTarget(name: "EpicycleCLITests", dependencies: ["epicycle", "EpicycleCheckpoint", "EpicycleData", "TestSupport",
                                                             .product(name: "Yams", package: "Yams")]),
     ]
 )

@@ -106,8 +106,7 @@ func loadImageFiles(_ source: DatasetSource) throws -> DatasetSplits {
         pixels.reserveCapacity(listed.files.count * side * side * options.channels)
         for file in listed.files {
             do {
-                let image = try readImageFile(file.path, channels: options.channels)
-                pixels += fittedPixels(image, height: side, width: side)
+                pixels += try readFittedImage(file.path, height: side, width: side, channels: options.channels)
                 kept.append(labels[file.label]!)
             } catch let error as ImageFileError {
                 if options.badImages == .error {
@@ -121,6 +120,12 @@ func loadImageFiles(_ source: DatasetSource) throws -> DatasetSplits {
     }
     return DatasetSplits(training: try dataset(training, "train"), test: try dataset(test, "test"),
                          validation: try validation.map { try dataset($0, "val") }, skippedImages: skipped)
+}
+
+/// One image file decoded, converted to `channels` and fitted to `height` × `width` (bytes [height, width, channels]).
+/// - Throws: `ImageFileError` when the file cannot be read or decoded.
+public func readFittedImage(_ path: String, height: Int, width: Int, channels: Int) throws -> [UInt8] {
+    fittedPixels(try readImageFile(path, channels: channels), height: height, width: width)
 }
 
 /// The image files of a split folder, one subfolder per class; nil when there is no such folder.
@@ -183,7 +188,7 @@ private func csvListing(_ path: String, budget: inout Int) throws -> [LabeledFil
 
 /// The fields of one CSV line (RFC 4180: a field may be quoted, `""` inside quotes is a quote);
 /// nil for an unterminated quote.
-func csvFields<Line: StringProtocol>(_ line: Line) -> [String]? {
+public func csvFields<Line: StringProtocol>(_ line: Line) -> [String]? {
     var fields = [String](), field = "", quoted = false, wasQuoted = false
     var characters = line.makeIterator()
     var pending: Character?
@@ -241,3 +246,24 @@ func isFolder(_ path: String) -> Bool {
 }
 
 private func shortened(_ text: String) -> String { text.count > 80 ? String(text.prefix(77)) + "…" : text }
+
+/// The image files one command-line argument names: every PNG and JPEG under a folder (sorted, as a
+/// class folder is read), the files of a CSV list (`path,label` lines, as `format: csv` reads them), or
+/// the file itself.
+/// - Parameter budget: how many more files may be listed; lowered by the count returned.
+public func imageFiles(named argument: String, budget: inout Int) throws -> [String] {
+    if isFolder(argument) {
+        var files = [LabeledFile]()
+        try collectImageFiles(in: argument, label: "", depth: 0, into: &files, budget: &budget)
+        return files.map(\.path)
+    }
+    if argument.lowercased().hasSuffix(".csv") {
+        guard let listed = try csvListing(argument, budget: &budget) else {
+            throw DataError.missingFile(path: argument, hint: "Give image files, folders of them, or CSV lists of `path,label` lines.")
+        }
+        return listed.map(\.path)
+    }
+    budget -= 1
+    guard budget >= 0 else { throw DataError.invalidRequest("\(argument): more than \(ImageFileLimits.files) image files") }
+    return [argument]
+}
