@@ -37,9 +37,12 @@ static inline struct jpeg_error_mgr *epicycle_jpeg_use_errors(struct epicycle_jp
     return &error->manager;
 }
 
-/// The image size a JPEG header states. Returns 0, or 1 with libjpeg's message.
-static inline int epicycle_jpeg_size(const unsigned char *data, size_t size, unsigned *width, unsigned *height,
-                                     char *message) {
+/// Reads a JPEG. With `pixels` NULL, only its header: the image size goes to `*width` and `*height`.
+/// Otherwise decodes into `pixels`, which holds the `*width` × `*height` pixels that call reported,
+/// rows top down, `channels` 1 (libjpeg's greyscale: the luma) or 3 (RGB) bytes each. Returns 0, or 1
+/// with libjpeg's message (also for a colour space it cannot convert, such as CMYK).
+static inline int epicycle_jpeg_read(const unsigned char *data, size_t size, int channels, unsigned char *pixels,
+                                     unsigned *width, unsigned *height, char *message) {
     struct jpeg_decompress_struct info;
     struct epicycle_jpeg_error error;
     info.err = epicycle_jpeg_use_errors(&error, message);
@@ -50,37 +53,22 @@ static inline int epicycle_jpeg_size(const unsigned char *data, size_t size, uns
     jpeg_create_decompress(&info);
     jpeg_mem_src(&info, data, (unsigned long)size);
     jpeg_read_header(&info, TRUE);
-    *width = info.image_width;
-    *height = info.image_height;
-    jpeg_destroy_decompress(&info);
-    return 0;
-}
-
-/// Decodes a JPEG of `width` × `height` (as `epicycle_jpeg_size` read them) into `pixels`, rows top
-/// down, `channels` 1 (libjpeg's greyscale: the luma) or 3 (RGB) bytes per pixel. Returns 0, or 1 with
-/// libjpeg's message (also for a colour space it cannot convert, such as CMYK).
-static inline int epicycle_jpeg_decode(const unsigned char *data, size_t size, int channels, unsigned char *pixels,
-                                       unsigned width, unsigned height, char *message) {
-    struct jpeg_decompress_struct info;
-    struct epicycle_jpeg_error error;
-    info.err = epicycle_jpeg_use_errors(&error, message);
-    if (setjmp(error.escape)) {
+    if (pixels == NULL) {
+        *width = info.image_width;
+        *height = info.image_height;
         jpeg_destroy_decompress(&info);
-        return 1;
+        return 0;
     }
-    jpeg_create_decompress(&info);
-    jpeg_mem_src(&info, data, (unsigned long)size);
-    jpeg_read_header(&info, TRUE);
     info.out_color_space = channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
     jpeg_start_decompress(&info);
-    if (info.output_width != width || info.output_height != height || info.output_components != channels) {
+    if (info.output_width != *width || info.output_height != *height || info.output_components != channels) {
         snprintf(message, epicycle_jpeg_message_length, "decoded size %ux%ux%d differs from the header's",
                  info.output_width, info.output_height, info.output_components);
         jpeg_destroy_decompress(&info);
         return 1;
     }
     while (info.output_scanline < info.output_height) {
-        JSAMPROW row = pixels + (size_t)info.output_scanline * width * (size_t)channels;
+        JSAMPROW row = pixels + (size_t)info.output_scanline * *width * (size_t)channels;
         jpeg_read_scanlines(&info, &row, 1);
     }
     jpeg_finish_decompress(&info);

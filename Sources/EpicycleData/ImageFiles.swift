@@ -138,12 +138,12 @@ private func decodeJPEG(_ bytes: [UInt8], channels: Int) throws -> DecodedImage 
     var message = [CChar](repeating: 0, count: Int(epicycle_jpeg_message_length))
     func failure() -> ImageFileError { ImageFileError(reason: "not a readable JPEG file (libjpeg: \(text(message)))") }
     var width: UInt32 = 0, height: UInt32 = 0
-    guard epicycle_jpeg_size(bytes, bytes.count, &width, &height, &message) == 0 else { throw failure() }
+    guard epicycle_jpeg_read(bytes, bytes.count, Int32(channels), nil, &width, &height, &message) == 0 else { throw failure() }
     try checkStoredSize(width: Int(width), height: Int(height))
     // libjpeg converts to grey (the luma) or RGB itself, from greyscale or YCbCr files alike.
     var pixels = [UInt8](repeating: 0, count: Int(width) * Int(height) * channels)
     let status = pixels.withUnsafeMutableBufferPointer { output in
-        epicycle_jpeg_decode(bytes, bytes.count, Int32(channels), output.baseAddress, width, height, &message)
+        epicycle_jpeg_read(bytes, bytes.count, Int32(channels), output.baseAddress, &width, &height, &message)
     }
     guard status == 0 else { throw failure() }
     return DecodedImage(width: Int(width), height: Int(height), channels: channels, pixels: pixels)

@@ -6,7 +6,8 @@ import Foundation
 // `folder` follows torchvision's ImageFolder: `root/train/<class name>/…/*.png|jpg|jpeg` and
 // `root/test/<class name>/…`, and `root/val/<class name>/…` when the validation images are chosen by
 // hand. Class index i is the i-th class folder of train/ in sorted order (code-point order, Python's
-// `sorted`); the files of a class are taken recursively in sorted order; other files are ignored.
+// `sorted`); the files of a class are taken recursively in sorted order; other files, and hidden
+// files and folders, are ignored.
 // `csv` is a folder with `train.csv`, `test.csv` and optionally `val.csv`, each of `path,label` lines
 // (an optional `path,label` header; paths relative to the CSV file), labels being class names sorted
 // the same way — numerically when every label is a whole number.
@@ -158,10 +159,11 @@ private func collectImageFiles(in folder: String, label: String, depth: Int, int
     }
 }
 
-/// A folder's entries in sorted order.
+/// A folder's entries in sorted order, without hidden ones (`.ipynb_checkpoints`, macOS's `._name.jpg`),
+/// which are never classes or images.
 private func folderEntries(_ folder: String) throws -> [String] {
     do {
-        return try FileManager.default.contentsOfDirectory(atPath: folder).sorted(by: codePointOrder)
+        return try FileManager.default.contentsOfDirectory(atPath: folder).filter { !$0.hasPrefix(".") }.sorted(by: codePointOrder)
     } catch {
         throw DataError.corruptFile(path: folder, problem: "cannot list the folder (\(error.localizedDescription))")
     }

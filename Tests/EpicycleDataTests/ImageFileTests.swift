@@ -85,7 +85,41 @@ private func rgbImage(height: Int, width: Int) -> [UInt8] {
     }
 }
 
+/// A Python with torch (`.ci/run` sets one up); the reference test runs only when it is set.
+private let python = ProcessInfo.processInfo.environment["EPICYCLE_PYTHON"]
+private let resizeScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .appendingPathComponent("../../scripts/resize_reference.py").standardized.path
+
 @Suite struct ImageResizingTests {
+    /// Against torchvision's Resize + CenterCrop with torch's antialiased bilinear interpolation
+    /// (scripts/resize_reference.py): shrinking by non-integer factors, enlarging, both orientations,
+    /// grey and RGB. Within one level: the reference sums in another order, and rounds half to even.
+    @Test(.enabled(if: python != nil, "set EPICYCLE_PYTHON to a Python with torch (scripts/setup-python)"),
+          arguments: [(37, 53, 16, 3), (53, 37, 16, 3), (20, 11, 32, 3), (64, 48, 24, 1), (300, 200, 32, 3)])
+    func fittingMatchesTorchvision(height: Int, width: Int, size: Int, channels: Int) throws {
+        let folder = try makeTemporaryFolder()
+        defer { removeFolder(folder) }
+        let pixels = (0..<(height * width * channels)).map { (index: Int) -> UInt8 in
+            let pixel = index / channels, x = pixel % width, y = pixel / width
+            return UInt8(truncatingIfNeeded: x * 9 + y * 5 + (x * y) % 23 * 4 + index % channels * 50)
+        }
+        try Data(pixels).write(to: URL(fileURLWithPath: folder + "/pixels.bin"))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try #require(python))
+        process.arguments = [resizeScript, folder + "/pixels.bin", "\(height)", "\(width)", "\(channels)", "\(size)"]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        let reference = try JSONDecoder().decode([UInt8].self, from: data)
+        let fitted = fittedPixels(DecodedImage(width: width, height: height, channels: channels, pixels: pixels), height: size, width: size)
+        #expect(fitted.count == reference.count)
+        let differences = zip(fitted, reference).map { abs(Int($0) - Int($1)) }
+        #expect(differences.max() ?? 0 <= 1, "largest difference \(differences.max() ?? 0)")
+    }
+
     @Test func shrinkingIsBilinearWithAntialiasing() {
         // Two rows of 0, 70, 140, 210 halved: the triangle filter stretched to ±2 pixels weighs
         // 0.75, 0.75, 0.25 at the left edge and 0.25, 0.75, 0.75 at the right (normalised), and the

@@ -4,7 +4,7 @@ import Foundation
 /// A small image-folder dataset (torchvision's ImageFolder layout), written with Epicycle's own PNG
 /// and JPEG writers: three classes told apart by colour, PNG and JPEG files, some larger than the
 /// dataset's side (so they are resized and cropped), one greyscale PNG among the RGB ones, and two
-/// files that cannot be decoded (a damaged PNG and a truncated JPEG).
+/// files that cannot be decoded (a damaged PNG and a truncated JPEG), beside hidden ones that are not read.
 public struct ImageFolderFixture {
     /// In sorted order, so label i is `classNames[i]`.
     public static let classNames = ["blue", "green", "red"]
@@ -58,6 +58,10 @@ public struct ImageFolderFixture {
         let jpeg = try encodeJPEG(pixels: Self.pixels(label: 1, index: 99, height: 32, width: 32), width: 32, height: 32, channels: 3)
         try Data(jpeg.prefix(jpeg.count / 2)).write(to: URL(fileURLWithPath: truncated))
         badFiles = [damaged, truncated]
+        // Hidden entries are neither classes nor images: a notebook's checkpoint folder, macOS's AppleDouble file.
+        try FileManager.default.createDirectory(atPath: "\(root)/train/.ipynb_checkpoints", withIntermediateDirectories: true)
+        try writePNG(pixels: [0, 0, 0], width: 1, height: 1, channels: 3, to: "\(root)/train/.ipynb_checkpoints/00.png")
+        try Data([0, 5, 22, 7]).write(to: URL(fileURLWithPath: "\(root)/train/green/._01.jpg"))
     }
 
     /// The RGB pixels of one image: the class's own channel bright, the others dark, with a little
