@@ -160,6 +160,30 @@ public struct KnobSchedules: Decodable, Equatable, Sendable {
     }
 }
 
+extension KnobSchedules {
+    /// The knob whose own cycles mark a phase's cycle ends: `named` (the recipe's `cycle_ends_of`)
+    /// when given, else the learning rate when its schedule has cycles of its own, else the first knob
+    /// (in `Knob.allCases` order) whose schedule has, else the learning rate (its only end is the last
+    /// epoch).
+    public func cycleEndKnob(named: Knob?, in cycle: JointCycle) -> Knob {
+        if let named { return named }
+        let repeating = Knob.allCases.filter { knob in
+            schedules[knob].map { cycle.cycleEndEpochs(of: $0).count > 1 } ?? false
+        }
+        return repeating.contains(.learningRate) ? .learningRate : repeating.first ?? .learningRate
+    }
+
+    /// The epochs (from 0) of the phase that occupies `cyclePhase` of `cycle` which end one of the
+    /// cycles of `cycleEndKnob(named:in:)`, always with the phase's last epoch.
+    public func cycleEnds(of cyclePhase: Phase, in cycle: JointCycle, following named: Knob?) -> (knob: Knob, epochs: [Int]) {
+        let knob = cycleEndKnob(named: named, in: cycle)
+        let first = cyclePhase == .pretrain ? 0 : cycle.pretrainingEpochs
+        let count = cyclePhase == .pretrain ? cycle.pretrainingEpochs : cycle.finetuningEpochs
+        let joint = schedules[knob].map { cycle.cycleEndEpochs(of: $0) } ?? []
+        return (knob, Set(joint.map { $0 - first }.filter { (0..<count).contains($0) } + [count - 1]).sorted())
+    }
+}
+
 extension JointCycle {
     /// The position of `epoch`'s first step, where recipe checks sample every schedule.
     func startOfEpoch(_ epoch: Int) -> Position {

@@ -25,12 +25,15 @@ public struct Recipe: Decodable, Sendable {
     public var threads: Int?
     /// When batch-norm running statistics are recomputed before validation and saving.
     public var preciseBN: PreciseBNRecipe
+    /// The knob whose own cycles mark the cycle ends (snapshots, SWA, tradeoff points); nil: see
+    /// `KnobSchedules.cycleEndKnob(named:)`.
+    public var cycleEndsOf: Knob?
     /// The objectives' sections the recipe holds, by key.
     private var sections: [String: any RecipeSection]
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, seed, model, optimizer, loss, knobs, pretrain, finetune, output
-        case checkpointEvery = "checkpoint_every", threads, preciseBN = "precise_bn"
+        case checkpointEvery = "checkpoint_every", threads, preciseBN = "precise_bn", cycleEndsOf = "cycle_ends_of"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -69,6 +72,11 @@ public struct Recipe: Decodable, Sendable {
         preciseBN = try container.decodeIfPresent(PreciseBNRecipe.self, forKey: .preciseBN) ?? PreciseBNRecipe()
         checkpointEvery = try container.wholeNumber(forKey: .checkpointEvery, in: RecipeLimits.checkpointEvery) ?? 0
         threads = try container.wholeNumber(forKey: .threads, in: RecipeLimits.threads)
+        cycleEndsOf = try container.knobName(forKey: .cycleEndsOf)
+        if let knob = cycleEndsOf, ![knobs, pretrain?.knobs, finetune?.knobs].contains(where: { $0?.schedules[knob] != nil }) {
+            throw RecipeError(path: "cycle_ends_of", problem: "names \(knob.rawValue), which no knobs: section schedules; "
+                + "its cycle ends would be the last epoch only")
+        }
         if pretrain == nil && finetune == nil {
             throw RecipeError(path: "", problem: "a recipe needs a 'pretrain' or a 'finetune' phase (or both, for 'cycle')")
         }

@@ -118,6 +118,16 @@ extension KeyedDecodingContainer {
         return value
     }
 
+    /// A knob by its recipe name (`learning_rate`, `batch_size`, …), or nil when absent.
+    func knobName(forKey key: Key) throws -> Knob? {
+        guard let name = try text(forKey: key) else { return nil }
+        guard let knob = Knob(rawValue: name) else {
+            throw RecipeError(path: keyPath(codingPath + [key]),
+                              problem: "must name a knob (\(Knob.allCases.map(\.rawValue).joined(separator: ", "))), got '\(shortenedForMessage(name))'")
+        }
+        return knob
+    }
+
     /// A whole number in `range`, or nil when absent.
     func wholeNumber(forKey key: Key, in range: ClosedRange<Int>) throws -> Int? {
         guard contains(key), (try? decodeNil(forKey: key)) != true else { return nil }

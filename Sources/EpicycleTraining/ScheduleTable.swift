@@ -77,6 +77,12 @@ public func scheduleTable(recipe source: RecipeSource) throws -> ScheduleTable {
     if recipe.loss.kind == .cyclicalFocal && !focalMixSet {
         notes.append("focal_mix: default \(Knob.defaultFocalMix), ξ = 1 − δ(t) as in Smith's cyclical focal loss")
     }
+    let ends = phases.enumerated().map { index, phase in
+        let (knob, epochs) = recipe.knobs(for: phase.0).cycleEnds(of: index == 0 ? .pretrain : .finetune, in: cycle,
+                                                                  following: recipe.cycleEndsOf)
+        return "\(phase.0.rawValue) " + epochs.map { String($0 + 1) }.joined(separator: ", ") + " (\(knob.rawValue))"
+    }
+    notes.append("cycle ends (snapshots, SWA, tradeoff points) after epochs: " + ends.joined(separator: "; "))
     return ScheduleTable(epochs: labels, values: knobs.map { ($0, columns[$0]!) }, steps: cycle.epochSteps,
                          finetuneStart: phases.count == 2 ? phases[0].1 : nil, notes: notes)
 }

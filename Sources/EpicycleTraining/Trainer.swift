@@ -74,6 +74,10 @@ public final class Trainer {
     public let objective: any TrainingObjective
     /// The objective's trainable extras, nil when it has none (then checkpoints have no `/adapters`).
     let adapters: ModuleState?
+    /// The phase's epochs (from 0) that end one of its cycles, always including its last epoch
+    /// (`KnobSchedules.cycleEnds(of:in:following:)`): where snapshots, SWA updates
+    /// "every cycle end" and tradeoff points are taken.
+    public let cycleEnds: [Int]
 
     private let trainingLoader: DataLoader
     private let validationLoader: DataLoader
@@ -115,6 +119,7 @@ public final class Trainer {
         case .never: false
         case .auto: !knobs.standAtEasyEnd(of: cycle, at: Self.lastPosition(of: cyclePhase, in: cycle))
         }
+        cycleEnds = knobs.cycleEnds(of: cyclePhase, in: cycle, following: recipe.cycleEndsOf).epochs
         recalibrationLoader = recalibrates
             ? data.loader(for: data.training.samples(at: Array(0..<min(recipe.preciseBN.images, data.training.count)),
                                                      name: "\(data.training.name), first \(recipe.preciseBN.images) for batch-norm recalibration"))

@@ -46,6 +46,8 @@ import Testing
         ("knobs.batch_size=-5", "knobs.batch_size: must be a whole number from 1 to 65536, got -5"),
         ("knobs.temperature={cyclical: {easy: 0.5, hard: 2, factor: 2, cycles: 2}}",
          "knobs.temperature.cyclical.cycles: 2 cycles need at least 2 epochs, the cycle has 1"),
+        ("cycle_ends_of=speed", "cycle_ends_of: must name a knob (learning_rate, weight_decay"),
+        ("cycle_ends_of=temperature", "cycle_ends_of: names temperature, which no knobs: section schedules"),
         ("checkpoint_every=1000000", "checkpoint_every: must be a whole number from 0 to 100000, got 1000000"),
         ("pretrain.data.classes=[0, 100000]", "pretrain.data.classes[1]: must be a whole number from 0 to 99999, got 100000"),
         ("pretrain.data.classes=[0, x]", "pretrain.data.classes[1]: expected a whole number, got 'x'"),

@@ -534,4 +534,20 @@ import TestSupport
         let temperature = try #require(table.values.first { $0.knob == .temperature }).values
         #expect(temperature == [0.5, 2, 0.5, 0.5, 2, 0.5])
     }
+
+    /// Cycle ends follow the knob with cycles of its own (here the temperature: two cycles of 3 epochs
+    /// over 3 + 3 epochs end after joint epochs 3 and 6), or the one `cycle_ends_of` names.
+    @Test func scheduleTableNamesTheCycleEnds() throws {
+        let text = Self.pretrainRecipe + "\nfinetune:\n  data: {classes: [5, 6]}\n  epochs: 3\n"
+        let cycles = "knobs.temperature={cyclical: {easy: 0.5, hard: 2, factor: 2, cycles: 2}}"
+        let table = try scheduleTable(recipe: RecipeSource(text: text, origin: "cycles.yaml", overrides: [cycles]))
+        #expect(table.notes.last == "cycle ends (snapshots, SWA, tradeoff points) after epochs: pretrain 3 (temperature); finetune 3 (temperature)")
+        let restarts = "knobs.learning_rate={warm_restarts: {maximum: 0.1, first_period: 1, period_multiplier: 2}}"
+        let named = try scheduleTable(recipe: RecipeSource(text: text, origin: "cycles.yaml",
+                                                           overrides: [cycles, restarts, "cycle_ends_of=temperature"]))
+        #expect(named.notes.last == "cycle ends (snapshots, SWA, tradeoff points) after epochs: pretrain 3 (temperature); finetune 3 (temperature)")
+        // Periods of 1, 2 epochs end after joint epochs 1 and 3; the next (4 epochs) would end at 7 > 6.
+        let byLearningRate = try scheduleTable(recipe: RecipeSource(text: text, origin: "cycles.yaml", overrides: [cycles, restarts]))
+        #expect(byLearningRate.notes.last == "cycle ends (snapshots, SWA, tradeoff points) after epochs: pretrain 1, 3 (learning_rate); finetune 3 (learning_rate)")
+    }
 }
