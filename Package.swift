@@ -19,12 +19,15 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
-        // C libraries from Debian: libhdf5 (serial), OpenBLAS, zlib; glibc's malloc.h.
+        // C libraries from Debian: libhdf5 (serial), OpenBLAS, zlib, libpng, libjpeg-turbo; glibc's malloc.h.
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5-serial",
                        providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        // libjpeg's error exits longjmp: its calls run in a C shim (see its header).
+        .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
         // glibc's mallopt, to keep freed activation buffers for the next training step.
         .systemLibrary(name: "CMalloc"),
         // Linux's prctl, so a comparison's child runs die with their parent.
@@ -34,8 +37,8 @@ let package = Package(
         .target(name: "EpicycleRuntime", dependencies: ["COpenBLAS", "CMalloc"], swiftSettings: optimizedKernels),
         // HDF5 checkpoints of models, optimizer state and training state.
         .target(name: "EpicycleCheckpoint", dependencies: ["EpicycleRuntime", "CHDF5"]),
-        // Dataset readers, views, augmentation with a strength knob, the batch loader, PNG output.
-        .target(name: "EpicycleData", dependencies: ["EpicycleRuntime", "CZlib"], swiftSettings: optimizedKernels),
+        // Dataset readers (IDX, CIFAR, image folders), views, augmentation with a strength knob, the batch loader.
+        .target(name: "EpicycleData", dependencies: ["EpicycleRuntime", "CZlib", "CPNG", "CJPEG"], swiftSettings: optimizedKernels),
         // Files for other tools: ONNX models and TensorBoard event files, over a small protobuf encoder.
         .target(name: "EpicycleExport", dependencies: ["EpicycleRuntime", "EpicycleCheckpoint"]),
         // The general cyclical schedule and the standard ones, as pure functions of the position.
@@ -68,7 +71,7 @@ let package = Package(
         ]),
 
         // Shared test helpers: closeness checks, finite-difference gradient checks, fixtures.
-        .target(name: "TestSupport", dependencies: ["EpicycleRuntime", "EpicycleCheckpoint"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["EpicycleRuntime", "EpicycleCheckpoint", "EpicycleData"], path: "Tests/TestSupport"),
         .testTarget(name: "EpicycleRuntimeTests", dependencies: ["EpicycleRuntime", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "EpicycleCheckpointTests", dependencies: ["EpicycleCheckpoint", "TestSupport"]),
@@ -82,7 +85,7 @@ let package = Package(
         .testTarget(name: "EpicycleExperimentsTests", dependencies: ["EpicycleExperiments", "EpicycleTraining", "epicycle"],
                     resources: [.copy("Fixtures")]),
         // The command-line tool end to end: runs the built `epicycle` binary.
-        .testTarget(name: "EpicycleCLITests", dependencies: ["epicycle", "EpicycleCheckpoint", "TestSupport",
+        .testTarget(name: "EpicycleCLITests", dependencies: ["epicycle", "EpicycleCheckpoint", "EpicycleData", "TestSupport",
                                                             .product(name: "Yams", package: "Yams")]),
     ]
 )

@@ -30,7 +30,7 @@ public enum DataError: Error, Equatable, CustomStringConvertible {
         case let .unknownDataset(name, known):
             return """
                 unknown dataset '\(name)'; known names: \(known.joined(separator: ", ")). \
-                Any dataset can also be given as a folder with its format (idx, cifar10, cifar100).
+                Any dataset can also be given as a folder with its format (idx, cifar10, cifar100, folder, csv).
                 """
         case let .invalidRequest(message):
             return message

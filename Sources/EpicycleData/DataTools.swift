@@ -5,12 +5,13 @@ extension DatasetSource {
     /// The dataset a command line names: an explicit `folder` (with its format, or recognised from the
     /// files), else a catalog `name`, else the default (Fashion-MNIST).
     public static func resolve(name: String?, folder: String?, format: DatasetFormat? = nil,
-                               cifar100Labels: CIFAR100Labels = .fine) throws -> DatasetSource {
+                               cifar100Labels: CIFAR100Labels = .fine,
+                               imageFiles: ImageFileOptions = ImageFileOptions()) throws -> DatasetSource {
         if let folder {
             guard FileManager.default.fileExists(atPath: folder) else {
                 throw DataError.missingFile(path: folder, hint: "Give the folder that holds the dataset's files.")
             }
-            return DatasetSource(folder: folder, format: format, cifar100Labels: cifar100Labels, name: name)
+            return DatasetSource(folder: folder, format: format, cifar100Labels: cifar100Labels, name: name, imageFiles: imageFiles)
         }
         return try named(name ?? defaultName, cifar100Labels: cifar100Labels)
     }

@@ -9,16 +9,27 @@ public enum DatasetFormat: String, Sendable, CaseIterable {
     case cifar10
     /// CIFAR-100 binary: `train.bin`, `test.bin`.
     case cifar100
+    /// PNG and JPEG files in class folders, torchvision's ImageFolder: `train/<class>/…`,
+    /// `test/<class>/…`, optionally `val/<class>/…` (see ImageFolderReader.swift).
+    case folder
+    /// PNG and JPEG files listed in `train.csv`, `test.csv` and optionally `val.csv` (`path,label` lines).
+    case csv
 }
 
-/// The training and test splits of a dataset.
+/// The training and test splits of a dataset, and its own validation split when it has one.
 public struct DatasetSplits: Sendable, Equatable {
     public var training: ImageDataset
     public var test: ImageDataset
+    /// Validation images chosen by the dataset itself (an image folder's `val/`); nil: hold some out.
+    public var validation: ImageDataset?
+    /// "path: reason" of each image file left out under `bad_images: skip`.
+    public var skippedImages: [String]
 
-    public init(training: ImageDataset, test: ImageDataset) {
+    public init(training: ImageDataset, test: ImageDataset, validation: ImageDataset? = nil, skippedImages: [String] = []) {
         self.training = training
         self.test = test
+        self.validation = validation
+        self.skippedImages = skippedImages
     }
 }
 
@@ -31,6 +42,8 @@ public struct DatasetSource: Sendable, Equatable, CustomStringConvertible {
     public var format: DatasetFormat
     /// Which CIFAR-100 labels to read (ignored by the other formats).
     public var cifar100Labels: CIFAR100Labels
+    /// How image files are fitted and converted (the `folder` and `csv` formats only).
+    public var imageFiles: ImageFileOptions
 
     /// The default real dataset: Fashion-MNIST from Debian's `dataset-fashion-mnist` package.
     public static let defaultName = "fashion-mnist"
@@ -55,11 +68,14 @@ public struct DatasetSource: Sendable, Equatable, CustomStringConvertible {
     ]
 
     /// A dataset in `folder`. Without a format, it is recognised from the files: `data_batch_1.bin`
-    /// means CIFAR-10, `train.bin` CIFAR-100, anything else IDX.
-    public init(folder: String, format: DatasetFormat? = nil, cifar100Labels: CIFAR100Labels = .fine, name: String? = nil) {
+    /// means CIFAR-10, `train.bin` CIFAR-100, a `train/` folder image folders, `train.csv` a CSV list,
+    /// anything else IDX.
+    public init(folder: String, format: DatasetFormat? = nil, cifar100Labels: CIFAR100Labels = .fine, name: String? = nil,
+                imageFiles: ImageFileOptions = ImageFileOptions()) {
         self.folder = folder
         self.format = format ?? Self.recognisedFormat(folder)
         self.cifar100Labels = cifar100Labels
+        self.imageFiles = imageFiles
         self.name = name ?? URL(fileURLWithPath: folder).lastPathComponent
     }
 
@@ -82,7 +98,12 @@ public struct DatasetSource: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String {
-        "\(name) (\(format.rawValue)\(format == .cifar100 ? ", \(cifar100Labels.rawValue) labels" : "") in \(folder))"
+        let detail = switch format {
+        case .cifar100: ", \(cifar100Labels.rawValue) labels"
+        case .folder, .csv: ", fitted to \(imageFiles.size)×\(imageFiles.size)×\(imageFiles.channels)"
+        case .idx, .cifar10: ""
+        }
+        return "\(name) (\(format.rawValue)\(detail) in \(folder))"
     }
 
     static func installHint(_ name: String) -> String {
@@ -103,13 +124,10 @@ public struct DatasetSource: Sendable, Equatable, CustomStringConvertible {
         case .idx: "train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]"
         case .cifar10: "data_batch_1.bin … data_batch_5.bin and test_batch.bin"
         case .cifar100: "train.bin and test.bin"
+        case .folder: "train/<class name>/ and test/<class name>/ folders of .png and .jpg files (and optionally val/<class name>/)"
+        case .csv: "train.csv and test.csv (and optionally val.csv) of `path,label` lines"
         }
         return "A folder in \(format.rawValue) format holds \(expected); check the folder and its format."
-    }
-
-    private static func isFolder(_ path: String) -> Bool {
-        var folder: ObjCBool = false
-        return FileManager.default.fileExists(atPath: path, isDirectory: &folder) && folder.boolValue
     }
 
     private static func recognisedFormat(_ folder: String) -> DatasetFormat {
@@ -119,6 +137,8 @@ public struct DatasetSource: Sendable, Equatable, CustomStringConvertible {
         where manager.fileExists(atPath: folder + "/" + file) || manager.fileExists(atPath: folder + "/" + subfolder + "/" + file) {
             return format
         }
+        if isFolder(folder + "/train") { return .folder }
+        if manager.fileExists(atPath: folder + "/train.csv") { return .csv }
         return .idx
     }
 }
@@ -132,6 +152,7 @@ public func loadDataset(_ source: DatasetSource) throws -> DatasetSplits {
     switch source.format {
     case .idx: return try loadIDX(source)
     case .cifar10, .cifar100: return try loadCIFAR(source)
+    case .folder, .csv: return try loadImageFiles(source)
     }
 }
 

@@ -369,11 +369,31 @@ public struct DataRecipe: Decodable, Sendable, Equatable {
     /// Which images select the best epoch: held out of the training split (by default 10 %), or, only
     /// when asked for explicitly, the test split.
     public var validation: ValidationSplit = .default
+    /// True when the recipe states `validation` (an image folder's `val/` then must not contradict it).
+    public var validationIsStated = false
     /// Augmentation policy: `none`, `full`, or a list such as `crop,flip,cutout`.
     public var augmentation: String = "none"
+    /// Image files (`format: folder` or `csv`): the side every image is fitted to (default 32) …
+    public var imageSize: Int?
+    /// … its channels, 1 (grey) or 3 (RGB, the default) …
+    public var channels: Int?
+    /// … and whether a file that cannot be decoded stops the run (`error`, the default) or is left out (`skip`).
+    public var badImages: BadImagePolicy?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case dataset, folder, format, classes, first, perClass = "per_class", validation, augmentation
+        case imageSize = "image_size", channels, badImages = "bad_images"
+    }
+
+    /// How image files are read, with the defaults filled in.
+    public var imageFiles: ImageFileOptions {
+        ImageFileOptions(size: imageSize ?? ImageFileOptions.defaultSize, channels: channels ?? ImageFileOptions.defaultChannels,
+                         badImages: badImages ?? .error)
+    }
+
+    /// The recipe's `image_size`, `channels` and `bad_images` keys that are set, for the error when the format reads no image files.
+    var imageFileKeys: [String] {
+        [imageSize.map { _ in "image_size" }, channels.map { _ in "channels" }, badImages.map { _ in "bad_images" }].compactMap { $0 }
     }
 
     public init() {}
@@ -388,8 +408,18 @@ public struct DataRecipe: Decodable, Sendable, Equatable {
         first = try container.wholeNumber(forKey: .first, in: RecipeLimits.samples)
         perClass = try container.wholeNumber(forKey: .perClass, in: RecipeLimits.samples)
         validation = try container.decodeIfPresent(ValidationSplit.self, forKey: .validation) ?? .default
+        validationIsStated = container.contains(.validation)
         augmentation = try container.text(forKey: .augmentation, maxLength: 200) ?? "none"
+        imageSize = try container.wholeNumber(forKey: .imageSize, in: ImageFileLimits.outputSide)
+        channels = try container.wholeNumber(forKey: .channels, in: 1...3)
         let path = decoder.path
+        if let channels, channels == 2 { throw RecipeError(path: path + ".channels", problem: "must be 1 (grey) or 3 (RGB), got 2") }
+        if let policy = try container.text(forKey: .badImages, maxLength: 100) {
+            guard let known = BadImagePolicy(rawValue: policy) else {
+                throw RecipeError(path: path + ".bad_images", problem: "expected skip or error, got '\(shortenedForMessage(policy))'")
+            }
+            badImages = known
+        }
         if let classes {
             guard !classes.isEmpty else { throw RecipeError(path: path + ".classes", problem: "must not be empty") }
             if let index = classes.firstIndex(where: { !RecipeLimits.classLabel.contains($0) }) {

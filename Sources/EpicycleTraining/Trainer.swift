@@ -169,7 +169,8 @@ public final class Trainer {
         try model.recalibrateBatchNorm(on: recalibrationLoader.epoch(0, batchSize: Self.evaluationBatchSize).lazy.map(\.images))
     }
 
-    static let evaluationBatchSize = 256
+    /// Images per batch when scoring: validation, test, `eval` and `predict`.
+    public static let evaluationBatchSize = 256
     /// The metrics column of the share in [0, 1] of an epoch's samples that data selection left out of
     /// the gradient (weighted 0, or above `sample_loss_clip`).
     static let droppedShareName = "dropped_share"

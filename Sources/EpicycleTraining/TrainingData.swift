@@ -38,19 +38,24 @@ public struct PreparedData: Sendable {
     public init(_ recipe: DataRecipe, path: String, normalization fixed: ChannelStatistics? = nil,
                 unlabeled unlabeledRecipe: UnlabeledRecipe? = nil, unlabeledPath: String = "unlabeled") throws {
         do {
-            let format = recipe.format.flatMap(DatasetFormat.init(rawValue:))
-            let source = try DatasetSource.resolve(name: recipe.folder == nil ? recipe.dataset : nil, folder: recipe.folder,
-                                                   format: format)
+            let source = try Self.source(recipe, path: path)
             var splits = try loadDataset(source)
+            Self.report(skippedImages: splits.skippedImages, of: source)
             let originalClassCount = splits.training.classCount
             if let classes = recipe.classes {
                 splits.training = try splits.training.classes(classes)
                 splits.test = try splits.test.classes(classes)
+                splits.validation = try splits.validation?.classes(classes)
             }
             // Validation is held out of the whole training split first, so `first` and `per_class`
             // pick from the same remaining images whatever their size, and never from validation.
             var training = splits.training, validation = splits.test
-            if let heldOut = recipe.validation.heldOutCount(of: training.count) {
+            if recipe.validation != .test, let own = splits.validation {
+                guard !recipe.validationIsStated else {
+                    throw RecipeError(path: path + ".validation", problem: "\(source.folder) has its own validation images (val/); leave out validation, or say validation: test")
+                }
+                validation = own
+            } else if let heldOut = recipe.validation.heldOutCount(of: training.count) {
                 (training, validation) = try training.validationSplit(count: heldOut, seed: Self.validationSplitSeed)
             }
             let beforeSubsetting = training
@@ -76,6 +81,29 @@ public struct PreparedData: Sendable {
             throw RecipeError(path: path, problem: error.description)
         }
         try checkNotEmpty(recipe, path: path)
+    }
+
+    /// The dataset a data section names, its image-file keys checked against its format.
+    static func source(_ recipe: DataRecipe, path: String) throws -> DatasetSource {
+        let source = try DatasetSource.resolve(name: recipe.folder == nil ? recipe.dataset : nil, folder: recipe.folder,
+                                               format: recipe.format.flatMap(DatasetFormat.init(rawValue:)),
+                                               imageFiles: recipe.imageFiles)
+        if source.format != .folder && source.format != .csv, let key = recipe.imageFileKeys.first {
+            throw RecipeError(path: path + "." + key, problem: "applies to image files (format: folder or csv); \(source.name) is \(source.format.rawValue)")
+        }
+        return source
+    }
+
+    /// Says on standard error which image files `bad_images: skip` left out: a count, and the first few.
+    static func report(skippedImages: [String], of source: DatasetSource) {
+        guard !skippedImages.isEmpty else { return }
+        let shown = skippedImages.prefix(5).map { "  " + $0 }.joined(separator: "\n")
+        let more = skippedImages.count > 5 ? "\n  … and \(skippedImages.count - 5) more" : ""
+        FileHandle.standardError.write(Data("""
+            warning: \(source.name): skipped \(skippedImages.count) image file\(skippedImages.count == 1 ? "" : "s") that cannot be decoded (bad_images: skip):
+            \(shown)\(more)
+
+            """.utf8))
     }
 
     /// An empty split would report nonsense as a result (an epoch over no images, a top-1 over none),
@@ -168,14 +196,17 @@ public struct UnlabeledPool: Sendable {
     private static func images(_ recipe: UnlabeledRecipe, path: String, phase: DataRecipe, phasePath: String,
                                labeled: ImageDataset, beforeSubsetting: ImageDataset) throws -> ImageDataset {
         if recipe.dataset != nil || recipe.folder != nil {
+            // Image files of the pool are fitted as the phase's are: the two must have one image shape.
             let source = try DatasetSource.resolve(name: recipe.folder == nil ? recipe.dataset : nil, folder: recipe.folder,
-                                                   format: recipe.format.flatMap(DatasetFormat.init(rawValue:)))
-            let phaseSource = try DatasetSource.resolve(name: phase.folder == nil ? phase.dataset : nil, folder: phase.folder,
-                                                        format: phase.format.flatMap(DatasetFormat.init(rawValue:)))
+                                                   format: recipe.format.flatMap(DatasetFormat.init(rawValue:)),
+                                                   imageFiles: phase.imageFiles)
+            let phaseSource = try PreparedData.source(phase, path: phasePath)
             guard URL(fileURLWithPath: source.folder).standardizedFileURL != URL(fileURLWithPath: phaseSource.folder).standardizedFileURL else {
                 throw RecipeError(path: path, problem: "names the phase's own dataset (\(source.name)), whose training split holds its validation images; leave out dataset and folder to use its images not chosen as labeled")
             }
-            var pool = try loadDataset(source).training
+            let splits = try loadDataset(source)
+            PreparedData.report(skippedImages: splits.skippedImages, of: source)
+            var pool = splits.training
             if let classes = recipe.classes { pool = try pool.classes(classes) }
             guard pool.imageShape == labeled.imageShape else {
                 throw RecipeError(path: path, problem: "\(source.name) has \(pool.imageShape.map(String.init).joined(separator: "×")) images, the phase's \(labeled.imageShape.map(String.init).joined(separator: "×"))")

@@ -22,7 +22,7 @@ struct DatasetOptions: ParsableArguments {
                                valueName: "folder"))
     var folder: String?
 
-    @Option(help: "The folder's format: idx, cifar10, cifar100 (recognised from the files when omitted).")
+    @Option(help: "The folder's format: idx, cifar10, cifar100, folder or csv (recognised from the files when omitted; image files are read at 32×32 RGB).")
     var format: DatasetFormat?
 
     @Option(help: "CIFAR-100 labels: fine (100 classes) or coarse (20).")
