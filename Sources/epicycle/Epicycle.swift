@@ -13,7 +13,7 @@ struct Epicycle: ParsableCommand {
             """,
         version: epicycleSoftwareVersion,
         subcommands: [DemoCommand.self, Pretrain.self, Finetune.self, Cycle.self, Distill.self, Compare.self, CompareRun.self,
-                      Evaluate.self, Soup.self, ScheduleCommand.self, Check.self, Inspect.self, DataCommand.self, Bench.self, Info.self]
+                      Evaluate.self, Soup.self, ScheduleCommand.self, Check.self, Inspect.self, DataCommand.self, Bench.self, BenchMPI.self, Info.self]
     )
 }
 
