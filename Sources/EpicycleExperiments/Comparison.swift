@@ -153,7 +153,9 @@ private func runChildren(_ pending: [(folder: String, label: String)], executabl
                                  "--parent-process", String(getpid())]
             // OpenBLAS starts its threads as it loads, before the run can set their number, and they
             // spin for a while (~0.15 s measured) waiting for work; told here, it starts only those.
-            process.environment = ProcessInfo.processInfo.environment.merging(["OPENBLAS_NUM_THREADS": String(threads)]) { $1 }
+            // Under `mpirun -np 1` a child must not take itself for a rank of the launch.
+            process.environment = Communicator.environmentWithoutLauncher(ProcessInfo.processInfo.environment)
+                .merging(["OPENBLAS_NUM_THREADS": String(threads)]) { $1 }
             process.standardOutput = output
             process.standardError = output
             process.terminationHandler = { _ in

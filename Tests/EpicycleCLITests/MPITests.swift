@@ -72,9 +72,7 @@ struct MPITests {
         seed: 3
         checkpoint_every: 1
         model: {architecture: resnet8}
-        knobs:
-          learning_rate: 0.05
-          batch_size: 64
+        knobs: {learning_rate: 0.05, batch_size: 64}
         pretrain:
           data: {classes: [0, 1, 2, 3, 4], first: 224, validation: 64}
           epochs: 2
@@ -118,13 +116,19 @@ struct MPITests {
         return values.isEmpty ? 0 : values[values.count / 2]
     }
 
-    @Test func oneStepOnTwoRanksEqualsOneProcessOnTheWholeBatch() throws {
-        let folder = try Self.folder("mpi-one-step", recipe: Self.oneStepRecipe)
-        defer { try? FileManager.default.removeItem(atPath: folder) }
+    /// Trains `recipe` in a fresh folder alone (into `alone`) and on two ranks (into `spread`).
+    static func aloneAndSpread(_ name: String, recipe: String) throws -> (folder: String, spread: CLITests.Run) {
+        let folder = try Self.folder(name, recipe: recipe)
         let alone = try CLITests.run(Self.arguments(output: "alone"), in: folder)
         try #require(alone.status == 0, "\(alone.errors)")
         let spread = try Self.twoRanks(Self.arguments(output: "spread"), in: folder)
         try #require(spread.status == 0, "\(spread.errors)")
+        return (folder, spread)
+    }
+
+    @Test func oneStepOnTwoRanksEqualsOneProcessOnTheWholeBatch() throws {
+        let (folder, spread) = try Self.aloneAndSpread("mpi-one-step", recipe: Self.oneStepRecipe)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
         // Batch statistics are summed in Double and gradients weighted by exactly ½ before an fp32 sum
         // of two terms: only summation order separates the two, ~1e-7 relative per value.
         let difference = try Self.largestRelativeDifference(folder + "/spread/last.h5", folder + "/alone/last.h5")
@@ -143,12 +147,8 @@ struct MPITests {
     }
 
     @Test func shortRunAgreesWithOneProcessAndResumesAfterARankIsKilled() throws {
-        let folder = try Self.folder("mpi-short", recipe: Self.shortRecipe)
+        let (folder, _) = try Self.aloneAndSpread("mpi-short", recipe: Self.shortRecipe)
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        let alone = try CLITests.run(Self.arguments(output: "alone"), in: folder)
-        try #require(alone.status == 0, "\(alone.errors)")
-        let spread = try Self.twoRanks(Self.arguments(output: "spread"), in: folder)
-        try #require(spread.status == 0, "\(spread.errors)")
         // Eight SGD steps (momentum 0.9) from the same start. Summation order alone separates the two
         // (after the first epoch's four steps the worst tensor differs by 4.5e-7 relative, measured),
         // but these early steps amplify any difference: one process whose learning rate differs by
@@ -193,7 +193,7 @@ struct MPITests {
           knobs: {batch_size: 50, learning_rate: 0.05}
           pretrain:
             epochs: 1
-            data: {first: 150, validation: 50}
+            data: {classes: [0, 1], first: 150, validation: 50}
         seeds: [0, 1]
         baseline: constant
         variants:
