@@ -32,6 +32,8 @@ let package = Package(
         .systemLibrary(name: "CMalloc"),
         // Linux's prctl, so a comparison's child runs die with their parent.
         .systemLibrary(name: "CProcess"),
+        // Open MPI, for data-parallel training and comparisons over many processes and machines.
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
 
         // Tensors, kernels, layers, models, losses, optimizers: knows nothing of training recipes.
         .target(name: "EpicycleRuntime", dependencies: ["COpenBLAS", "CMalloc"], swiftSettings: optimizedKernels),
@@ -41,11 +43,13 @@ let package = Package(
         .target(name: "EpicycleData", dependencies: ["EpicycleRuntime", "CZlib", "CPNG", "CJPEG"], swiftSettings: optimizedKernels),
         // Files for other tools: ONNX models and TensorBoard event files, over a small protobuf encoder.
         .target(name: "EpicycleExport", dependencies: ["EpicycleRuntime", "EpicycleCheckpoint"]),
+        // The processes of an `mpirun` launch and the collectives Epicycle uses over them.
+        .target(name: "EpicycleMPI", dependencies: ["CMPI"]),
         // The general cyclical schedule and the standard ones, as pure functions of the position.
         .target(name: "EpicycleSchedules"),
         // Recipes, the one training loop, and the pretrain / fine-tune / cycle / eval programs.
         .target(name: "EpicycleTraining", dependencies: [
-            "EpicycleRuntime", "EpicycleCheckpoint", "EpicycleData", "EpicycleSchedules", "EpicycleExport",
+            "EpicycleRuntime", "EpicycleCheckpoint", "EpicycleData", "EpicycleSchedules", "EpicycleExport", "EpicycleMPI",
             .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log"),
         ]),
 
@@ -55,18 +59,18 @@ let package = Package(
         ]),
         // Recipe comparisons over seeds: the runner, statistics, tables and the HTML report.
         .target(name: "EpicycleExperiments", dependencies: [
-            "EpicycleCheckpoint", "EpicycleRuntime", "EpicycleTraining", "EpicycleDistillation", "CProcess",
+            "EpicycleCheckpoint", "EpicycleRuntime", "EpicycleTraining", "EpicycleDistillation", "EpicycleMPI", "CProcess",
             .product(name: "Yams", package: "Yams"),
         ]),
 
         // `epicycle bench`: its workloads (through the product's own objectives), FLOP counts and profile.
         .target(name: "EpicycleBench", dependencies: [
-            "EpicycleRuntime", "EpicycleData", "EpicycleSchedules", "EpicycleTraining", "EpicycleDistillation",
+            "EpicycleRuntime", "EpicycleData", "EpicycleSchedules", "EpicycleTraining", "EpicycleDistillation", "EpicycleMPI",
         ]),
 
         .executableTarget(name: "epicycle", dependencies: [
             "EpicycleRuntime", "EpicycleCheckpoint", "EpicycleData", "EpicycleSchedules", "EpicycleTraining",
-            "EpicycleDistillation", "EpicycleExperiments", "EpicycleBench",
+            "EpicycleDistillation", "EpicycleExperiments", "EpicycleBench", "EpicycleMPI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

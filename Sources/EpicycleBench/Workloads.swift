@@ -77,7 +77,7 @@ public struct DistillationWorkload {
         batch = syntheticBatch(BenchWorkload.distillation.batch)
         objective = try DistillationObjective(student: student, teacher: teacher, terms: BenchWorkload.distillationTerms,
                                               imageShape: Array(batch.images.shape.dropFirst()), seed: seed)
-        optimizer = sgd(student.state.parameters + objective.adapters.parameters)
+        optimizer = benchSGD(student.state.parameters + objective.adapters.parameters)
     }
 
     /// One training step; returns the loss.
@@ -97,8 +97,19 @@ func cifarModel(_ architecture: String) throws -> Model {
     try Model(ModelSpec(architecture: architecture, inputChannels: 3, numClasses: 10), seed: 0)
 }
 
-private func sgd(_ parameters: [(name: String, parameter: Parameter)]) -> SGD {
+func benchSGD(_ parameters: [(name: String, parameter: Parameter)]) -> SGD {
     SGD(groups: ParameterGroup.standard(parameters, weightDecay: 5e-4), learningRate: 0.1, momentum: 0.9)
+}
+
+/// One training step of `model` on `batch`: forward, cross-entropy, backward, then `reduce` with the
+/// loss (a data-parallel step's gradient all-reduce) and the SGD update.
+func trainingStep(_ model: Model, _ optimizer: SGD, _ batch: Batch, reduce: (Float) -> Void = { _ in }) throws {
+    optimizer.zeroGradients()
+    let output = try model.forward(batch.images, mode: .training)
+    let loss = try CrossEntropyLoss()(logits: output.logits, labels: batch.labels)
+    model.backward(loss.gradient)
+    reduce(loss.value)
+    optimizer.step()
 }
 
 /// One step of `workload` on its synthetic batch, models built once.
@@ -106,14 +117,9 @@ func makeStep(_ workload: BenchWorkload) throws -> () throws -> Void {
     switch workload {
     case .training:
         let batch = syntheticBatch(workload.batch)
-        let model = try cifarModel("resnet20"), crossEntropy = CrossEntropyLoss()
-        let optimizer = sgd(model.state.parameters)
-        return {
-            optimizer.zeroGradients()
-            let output = try model.forward(batch.images, mode: .training)
-            model.backward(try crossEntropy(logits: output.logits, labels: batch.labels).gradient)
-            optimizer.step()
-        }
+        let model = try cifarModel("resnet20")
+        let optimizer = benchSGD(model.state.parameters)
+        return { try trainingStep(model, optimizer, batch) }
     case .distillation:
         let distillation = try DistillationWorkload()
         return { try distillation.step() }

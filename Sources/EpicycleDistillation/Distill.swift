@@ -103,7 +103,7 @@ public func distill(teacher teacherPath: String?, recipe source: RecipeSource, o
                           optimizer: optimizer, adapters: adapters) : nil
     let trainer = Trainer(model: student, optimizer: optimizer, program: .distill, phase: .pretrain, cyclePhase: .pretrain,
                           cycle: cycle, recipe: recipe, recipeText: prepared.text, data: data, folder: prepared.output,
-                          progress: ProgressReporter(quiet: options.quiet), objective: objective)
+                          progress: ProgressReporter(quiet: options.quiet), objective: objective, communicator: options.communicator)
     logger.info("distilling \(recipe.model.architecture) from \(teacher.spec.architecture) (\(path))")
     let result = try trainer.run(resumingFrom: start)
     return ProgramResult(phases: [result], checkpoint: result.folder + "/last.h5")

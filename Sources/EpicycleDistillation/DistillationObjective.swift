@@ -45,6 +45,9 @@ public final class DistillationObjective: TrainingObjective {
     public let labels: LabelObjective
     /// The hint regressors, named `hint.<k>.conv.weight`, `hint.<k>.bn.*` (k counts the hint terms).
     public let adapters: ModuleState
+    public var adapterBatchNorms: [BatchNorm2D] {
+        terms.compactMap { if case let .hint(loss) = $0.method { loss.regressor.normalization } else { nil } }
+    }
     /// Each term's name in logged values (see `scheduledValues`), in `terms` order.
     public let termNames: [String]
     /// Each term's unweighted value at the last step (NaN while its weight is 0).

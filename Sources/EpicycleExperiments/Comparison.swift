@@ -1,4 +1,5 @@
 import CProcess
+import EpicycleMPI
 import EpicycleTraining
 import Foundation
 import Synchronization
@@ -41,14 +42,20 @@ public struct ComparisonResult: Sendable {
 ///     stays in its run, and the runs end when this process does); when nil, runs
 ///     go one after another in this process and `jobs` must be 1.
 ///   - command: the command line to print in the report.
+///   - communicator: under `mpirun` with several processes, this is process 0, which hands the runs out
+///     to the others (`serveComparisonRuns`) instead of running them itself; `jobs` must then be 1.
 ///   - log: receives one line per run started or ended.
 public func runComparison(experiment: Experiment, jobs: Int = 1, executable: String? = nil, command: String = "",
-                          log: (String) -> Void = { _ in }) throws -> ComparisonResult {
+                          communicator: Communicator? = nil, log: (String) -> Void = { _ in }) throws -> ComparisonResult {
     guard RecipeLimits.threads.contains(jobs) else {
         throw RecipeError(path: "", problem: "--jobs must be from 1 to \(RecipeLimits.threads.upperBound), got \(jobs)")
     }
     guard executable != nil || jobs == 1 else {
         throw RecipeError(path: "", problem: "running \(jobs) jobs at once needs child processes: pass the epicycle executable")
+    }
+    let distributed = communicator.map { $0.size > 1 } ?? false
+    guard !distributed || jobs == 1 else {
+        throw RecipeError(path: "", problem: "--jobs is for one process: under mpirun every process but the first trains one run at a time; launch more processes instead")
     }
     let fileManager = FileManager.default
     // One comparison at a time per results folder; each run's program locks the run's own folder.
@@ -85,7 +92,9 @@ public func runComparison(experiment: Experiment, jobs: Int = 1, executable: Str
     }
     if !skipped.isEmpty { log("\(skipped.count) of \(skipped.count + pending.count) runs already finished") }
 
-    if let executable {
+    if let communicator, distributed {
+        distributeRuns(pending, experiment: experiment, communicator: communicator, log: log)
+    } else if let executable {
         let cores = ProcessInfo.processInfo.activeProcessorCount, threads = max(1, cores / jobs)
         if jobs > cores { log("\(jobs) jobs on \(cores) cores: the runs will take turns on the cores, each slower") }
         try runChildren(pending, executable: executable, jobs: jobs, threads: threads, log: log)
@@ -124,7 +133,7 @@ public func runComparison(experiment: Experiment, jobs: Int = 1, executable: Str
     return result
 }
 
-private func outcome(_ record: RunRecord) -> String {
+func outcome(_ record: RunRecord) -> String {
     let test = record.testTop1.map { String(format: "test top-1 %.2f %% (final model), ", $0) } ?? ""
     return record.label + " finished: " + test
         + String(format: "validation top-1 final %.2f %%, best %.2f %% (%@)", record.finalTop1 ?? .nan, record.bestTop1 ?? .nan,
@@ -152,7 +161,9 @@ private func runChildren(_ pending: [(folder: String, label: String)], executabl
                                  "--parent-process", String(getpid())]
             // OpenBLAS starts its threads as it loads, before the run can set their number, and they
             // spin for a while (~0.15 s measured) waiting for work; told here, it starts only those.
-            process.environment = ProcessInfo.processInfo.environment.merging(["OPENBLAS_NUM_THREADS": String(threads)]) { $1 }
+            // Under `mpirun -np 1` a child must not take itself for a rank of the launch.
+            process.environment = Communicator.environmentWithoutLauncher(ProcessInfo.processInfo.environment)
+                .merging(["OPENBLAS_NUM_THREADS": String(threads)]) { $1 }
             process.standardOutput = output
             process.standardError = output
             process.terminationHandler = { _ in

@@ -1,5 +1,6 @@
 import EpicycleCheckpoint
 import EpicycleData
+import EpicycleMPI
 import EpicycleRuntime
 import EpicycleSchedules
 import Foundation
@@ -21,15 +22,18 @@ public struct RunOptions: Sendable {
     /// Go as far as training would start (recipe, data, schedules, model size and memory) and stop
     /// there, writing nothing: `epicycle check`.
     public var checkOnly: Bool
+    /// The processes to train data-parallel over (`mpirun -np N`); nil: this process alone.
+    public var communicator: Communicator?
 
     public init(output: String? = nil, resume: Bool = false, quiet: Bool = false, threadLimit: Int? = nil,
-                overwrite: Bool = false, checkOnly: Bool = false) {
+                overwrite: Bool = false, checkOnly: Bool = false, communicator: Communicator? = nil) {
         self.output = output
         self.resume = resume
         self.quiet = quiet
         self.threadLimit = threadLimit
         self.overwrite = overwrite
         self.checkOnly = checkOnly
+        self.communicator = communicator
     }
 }
 
@@ -275,7 +279,8 @@ private func runPretraining(_ prepared: PreparedRecipe, data: PreparedData, cycl
     let trainer = Trainer(model: model, optimizer: optimizer, program: .pretrain, phase: .pretrain, cyclePhase: .pretrain,
                           cycle: cycle, recipe: prepared.recipe, recipeText: prepared.text, data: data, folder: folder,
                           progress: ProgressReporter(quiet: options.quiet),
-                          objective: try phaseObjective(model: model, recipe: prepared.recipe, data: data, phase: .pretrain))
+                          objective: try phaseObjective(model: model, recipe: prepared.recipe, data: data, phase: .pretrain),
+                          communicator: options.communicator)
     return try trainer.run(resumingFrom: start)
 }
 
@@ -341,7 +346,8 @@ private func runFinetuning(_ prepared: PreparedRecipe, from checkpointPath: Stri
     let trainer = Trainer(model: model, optimizer: optimizer, program: .finetune, phase: .finetune, cyclePhase: cyclePhase,
                           cycle: cycle, recipe: prepared.recipe, recipeText: prepared.text, data: data, folder: folder,
                           progress: ProgressReporter(quiet: options.quiet),
-                          objective: try phaseObjective(model: model, recipe: prepared.recipe, data: data, phase: .finetune))
+                          objective: try phaseObjective(model: model, recipe: prepared.recipe, data: data, phase: .finetune),
+                          communicator: options.communicator)
     return try trainer.run(resumingFrom: start)
 }
 
@@ -380,8 +386,7 @@ public func cycle(recipe source: RecipeSource, options: RunOptions = RunOptions(
     if options.checkOnly { return ProgramResult(phases: [], checkpoint: finetuneFolder + "/last.h5") }
     // The whole run's folder for both phases, and each phase's own, so that no other process (a
     // `pretrain --output <run>/pretrain`) writes into either meanwhile.
-    let locks = try [openRunFolder(prepared.output, options: options, phases: ["pretrain", "finetune"]),
-                     RunFolderLock(pretrainFolder), RunFolderLock(finetuneFolder)]
+    let locks = try openRunFolder(prepared.output, options: options, phases: ["pretrain", "finetune"], lockingPhases: true)
     defer { withExtendedLifetime(locks) {} }
 
     // Armed across both phases, so that a Ctrl-C after pretraining's last check stops the run here

@@ -1,3 +1,4 @@
+import EpicycleMPI
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -84,9 +85,27 @@ extension POSIXError {
 /// Opens `folder` for one run: takes its lock and, unless resuming, refuses to write over an earlier
 /// run there (a `last.h5` or `metrics.csv` in the folder or in one of `phases`, its phase
 /// sub-folders), or with `options.overwrite` removes that run's files first.
-public func openRunFolder(_ folder: String, options: RunOptions, phases: [String] = []) throws -> RunFolderLock {
+///
+/// In a data-parallel run (`options.communicator`) only process 0, the writer, does so, while the
+/// others wait for it, so that none reads the folder before it is ready; they hold no lock.
+/// - Parameter lockingPhases: also take each of the phase sub-folders' own locks.
+/// - Returns: the locks, held for as long as the value lives.
+public func openRunFolder(_ folder: String, options: RunOptions, phases: [String] = [],
+                          lockingPhases: Bool = false) throws -> [RunFolderLock] {
     guard !(options.resume && options.overwrite) else { throw RunFolderError.resumeAndOverwrite }
-    let lock = try RunFolderLock(folder)
+    guard let communicator = options.communicator, communicator.size > 1 else {
+        return try openRunFolderAlone(folder, options: options, phases: phases, lockingPhases: lockingPhases)
+    }
+    // Process 0 throwing ends the launch (see `Communicator.abort`), so the others never pass the barrier without it.
+    let locks = communicator.rank == 0
+        ? try openRunFolderAlone(folder, options: options, phases: phases, lockingPhases: lockingPhases) : []
+    communicator.barrier()
+    return locks
+}
+
+private func openRunFolderAlone(_ folder: String, options: RunOptions, phases: [String],
+                                lockingPhases: Bool) throws -> [RunFolderLock] {
+    let lock = try [RunFolderLock(folder)] + (lockingPhases ? phases.map { try RunFolderLock(folder + "/" + $0) } : [])
     guard !options.resume else { return lock }
     let fileManager = FileManager.default
     let folders = [folder] + phases.map { folder + "/" + $0 }

@@ -1,5 +1,6 @@
 import EpicycleCheckpoint
 import EpicycleData
+import EpicycleMPI
 import EpicycleRuntime
 import EpicycleSchedules
 import Foundation
@@ -91,6 +92,10 @@ public final class Trainer {
     private let recalibrationLoader: DataLoader?
     /// The phase's SWA and EMA (`averaging:`), made when `run()` starts; nil without any.
     private var averages: WeightAverages?
+    /// The processes this phase's batches are spread over; nil for one process.
+    private let dataParallel: DataParallel?
+    /// Whether this process writes the run's files (the only process, or process 0 of a data-parallel run).
+    private var isWriter: Bool { dataParallel?.isWriter ?? true }
 
     /// - Parameters:
     ///   - optimizer: over the model's parameters and the objective's adapters.
@@ -99,9 +104,10 @@ public final class Trainer {
     ///   - recipeText: the recipe as checkpoints store it (a resume must match it).
     ///   - objective: what a step computes (a program's choice: `phaseObjective` for pretraining and
     ///     fine-tuning).
+    ///   - communicator: the processes to train data-parallel over (`DataParallel`); nil or one process: alone.
     public init(model: Model, optimizer: any Optimizer, program: TrainingRecord.Program, phase: Phase, cyclePhase: Phase,
                 cycle: JointCycle, recipe: Recipe, recipeText: String, data: PreparedData, folder: String,
-                progress: ProgressReporter, objective: any TrainingObjective) {
+                progress: ProgressReporter, objective: any TrainingObjective, communicator: Communicator? = nil) {
         self.model = model
         self.optimizer = optimizer
         self.program = program
@@ -114,7 +120,8 @@ public final class Trainer {
         self.data = data
         self.epochs = cyclePhase == .pretrain ? cycle.pretrainingEpochs : cycle.finetuningEpochs
         self.folder = folder
-        self.progress = progress
+        dataParallel = communicator.flatMap { $0.size > 1 ? DataParallel($0) : nil }
+        self.progress = dataParallel?.isWriter == false ? ProgressReporter(quiet: true) : progress
         self.objective = objective
         adapters = objective.adapters.parameters.isEmpty ? nil : objective.adapters
         trainingLoader = data.trainingLoader(seed: recipe.seed &+ (phase == .pretrain ? 0 : 1))
@@ -130,6 +137,12 @@ public final class Trainer {
             at: Array(0..<min(recipe.preciseBN.images, data.training.count)),
             name: "\(data.training.name), first \(recipe.preciseBN.images) for batch-norm recalibration"))
         recalibrationLoader = recalibrates ? batchNormImages : nil
+        attachStatisticsReducer()
+    }
+
+    /// Synchronises the batch norms of the model and the adapters over the processes (none alone).
+    private func attachStatisticsReducer() {
+        for norm in model.batchNorms + objective.adapterBatchNorms { norm.statisticsReducer = dataParallel }
     }
 
     /// The last step of the phase that occupies `cyclePhase` of the cycle.
@@ -166,6 +179,9 @@ public final class Trainer {
     /// Recomputes batch-norm statistics from the recalibration images when the phase asks for it.
     private func recalibrateIfAsked() throws {
         guard let recalibrationLoader else { return }
+        // Every process recalibrates on all the images, so alone: their statistics come out the same.
+        for norm in model.batchNorms { norm.statisticsReducer = nil }
+        defer { attachStatisticsReducer() }
         try model.recalibrateBatchNorm(on: recalibrationLoader.epoch(0, batchSize: Self.evaluationBatchSize).lazy.map(\.images))
     }
 
@@ -176,8 +192,11 @@ public final class Trainer {
     static let droppedShareName = "dropped_share"
 
     /// Whether the phase selects samples: then every epoch logs `dropped_share`.
-    private var selectsSamples: Bool {
-        [Knob.sampleLossThreshold, .keepFraction, .sampleLossClip].contains { knobs.schedules[$0] != nil }
+    private var selectsSamples: Bool { selectionKnob != nil }
+
+    /// The first data selection knob the phase schedules, if any.
+    private var selectionKnob: Knob? {
+        [Knob.sampleLossThreshold, .keepFraction, .sampleLossClip].first { knobs.schedules[$0] != nil }
     }
 
     /// Trains from `start` (a resumed checkpoint's record, or nil for a fresh start) to the phase's end.
@@ -185,24 +204,32 @@ public final class Trainer {
     public func run(resumingFrom start: TrainingRecord?) throws -> PhaseResult {
         let began = Date()
         var history = start.map { record in record.metrics.rows.map { EpochRecord(columns: record.metrics.columns, values: $0) } } ?? []
-        var keeper = try CheckpointKeeper(directory: folder, everyEpochs: recipe.checkpointEvery > 0 ? recipe.checkpointEvery : nil,
-                                          bestTop1: start?.bestTop1)
-        try startAverages(resuming: start == nil ? nil : keeper.lastPath)
+        var keeper = isWriter ? try CheckpointKeeper(directory: folder, everyEpochs: recipe.checkpointEvery > 0 ? recipe.checkpointEvery : nil,
+                                                     bestTop1: start?.bestTop1) : nil
+        let lastPath = folder + "/last.h5"
+        try startAverages(resuming: start == nil ? nil : lastPath)
         // The run folder keeps the recipe with every default written out, beside the checkpoints.
-        try writeResolvedRecipe(recipe, userText: recipeText, folder: folder)
+        if isWriter { try writeResolvedRecipe(recipe, userText: recipeText, folder: folder) }
         // The objective's names are fixed for a run: those it logs at the first step.
         let knobNames = knobs.schedules.keys.map(\.rawValue)
             + objective.loggedValues(at: CyclePosition(position(epoch: 0, batch: 0), in: cycle)).keys.sorted()
             + (selectsSamples ? [Self.droppedShareName] : []) + (averages?.columnNames ?? []) + TradeoffColumns.all
-        let log = try MetricsLog(folder: URL(fileURLWithPath: folder), knobNames: knobNames, history: history)
-        let stepLog = try StepLog(folder: folder, resumedStep: start?.step)
+        let log = isWriter ? try MetricsLog(folder: URL(fileURLWithPath: folder), knobNames: knobNames, history: history) : nil
+        let stepLog = isWriter ? try StepLog(folder: folder, resumedStep: start?.step) : nil
         var step = start?.step ?? 0
         let firstEpoch = start?.epoch ?? 0
         // A checkpoint saved by Ctrl-C mid-epoch has steps beyond the last finished epoch's: those
         // batches are skipped (the epoch's data order depends only on the seed and the epoch).
         var batchesToSkip = step - (history.last?.step ?? 0)
-        try start?.checkResumable(file: keeper.lastPath, epochs: epochs) { epoch in
+        try start?.checkResumable(file: lastPath, epochs: epochs) { epoch in
             trainingLoader.batchCount(batchSize: knobValues(at: position(epoch: epoch, batch: 0)).batchSize)
+        }
+        if let dataParallel {
+            try refuseWhatDataParallelCannotSplit()
+            try dataParallel.checkSameRun(program: program.rawValue, recipeText: recipeText)
+            try dataParallel.checkBatchesCoverProcesses(
+                samples: data.training.count, batchSizes: (0..<epochs).map { knobValues(at: position(epoch: $0, batch: 0)).batchSize },
+                path: "knobs.batch_size")
         }
         let interrupt = InterruptFlag.shared
         interrupt.arm()
@@ -215,52 +242,59 @@ public final class Trainer {
             let strength = Float(first.augmentationStrength)
             let batches = trainingLoader.batchCount(batchSize: batchSize)
             // A mid-epoch checkpoint carries the epoch's sums so far, so its figures cover every batch.
-            var metrics = RunningMetrics(continuing: epoch == firstEpoch ? start?.epochProgress : nil)
+            let saved = epoch == firstEpoch ? start?.epochProgress : nil
+            var metrics = RunningMetrics(continuing: dataParallel.map { $0.localShare(of: saved) } ?? saved)
             var batchIndex = 0
-            for batch in trainingLoader.epoch(epoch, batchSize: batchSize, strength: strength) {
+            for globalBatch in trainingLoader.epoch(epoch, batchSize: batchSize, strength: strength) {
                 if batchesToSkip > 0 {
                     batchesToSkip -= 1
                     batchIndex += 1
                     continue
                 }
+                let batch = dataParallel?.shard(globalBatch) ?? globalBatch
                 let stepPosition = position(epoch: epoch, batch: batchIndex)
                 let values = knobValues(at: stepPosition)
                 values.bind(to: optimizer)
                 optimizer.zeroGradients()
                 let droppedBefore = objective.droppedSamples
-                let (loss, logits) = try trainingStep(batch, values, stepPosition)
+                let (loss, logits, logitsFinite, stopAsked) = try trainingStep(batch, values, stepPosition)
                 // A −∞ logit leaves the loss finite, but not the backward pass that follows.
-                guard loss.isFinite, loss < 1e4, logits.scalars.allSatisfy(\.isFinite) else {
+                guard loss.isFinite, loss < 1e4, logitsFinite else {
                     throw TrainingError.diverged(epoch: epoch, step: step, loss: loss,
-                                                 lastGood: FileManager.default.fileExists(atPath: keeper.lastPath) ? keeper.lastPath : nil)
+                                                 lastGood: FileManager.default.fileExists(atPath: lastPath) ? lastPath : nil)
                 }
                 metrics.add(loss: loss, logits: logits, labels: batch.labels, dropped: objective.droppedSamples - droppedBefore)
                 averages?.afterStep(model)
                 step += 1
-                try stepLog.step(step, epoch: epoch + 1, loss: Double(loss), values: values.named
+                try stepLog?.step(step, epoch: epoch + 1, loss: Double(loss), values: values.named
                     .merging(objective.loggedValues(at: CyclePosition(stepPosition, in: cycle))) { knob, _ in knob }
                     .merging(objective.stepValues) { knob, _ in knob })
+                try dataParallel?.checkAgreement([model.state, objective.adapters], step: step)
                 batchIndex += 1
                 FaultInjection.reached(.step)
                 let elapsed = Date().timeIntervalSince(epochStart)
                 progress.step(phase: program.rawValue, epoch: epoch, epochs: epochs, batch: batchIndex, batches: batches,
                               images: metrics.images, elapsed: elapsed, loss: metrics.loss, knobs: values.named,
                               extra: objective.progressNote)
-                if interrupt.isSet && batchIndex < batches {
+                // Alone, the flag as it stands now (a Ctrl-C during the progress line counts); data-parallel,
+                // as the processes agreed in the step's all-reduce, so that they all stop at the same step.
+                if (dataParallel == nil ? interrupt.isSet : stopAsked) && batchIndex < batches {
                     // The step is done: save it (last.h5 only) and stop; --resume continues from here.
-                    try keeper.saveMidEpoch(checkpoint(epoch: epoch, step: step, history: history, knobNames: knobNames,
-                                                       epochProgress: metrics.progress))
-                    throw TrainingError.interrupted(savedTo: keeper.lastPath)
+                    let progress = dataParallel?.reduce(metrics.progress) ?? metrics.progress
+                    try keeper?.saveMidEpoch(checkpoint(epoch: epoch, step: step, history: history, knobNames: knobNames,
+                                                        epochProgress: progress))
+                    throw TrainingError.interrupted(savedTo: lastPath)
                 }
             }
             let trainSeconds = Date().timeIntervalSince(epochStart)
+            if let dataParallel { metrics = RunningMetrics(continuing: dataParallel.reduce(metrics.progress)) }
             try recalibrateIfAsked()
             let validation: SplitScore
             do {
                 validation = try score(model, on: validationLoader, split: data.validatesOnTest ? "test (as validation)" : "validation")
             } catch TrainingError.nonFiniteOutputs {
                 throw TrainingError.nonFiniteValidation(
-                    epoch: epoch, step: step, lastGood: FileManager.default.fileExists(atPath: keeper.lastPath) ? keeper.lastPath : nil)
+                    epoch: epoch, step: step, lastGood: FileManager.default.fileExists(atPath: lastPath) ? lastPath : nil)
             }
             let averaged = try averages?.afterEpoch(epoch, model: model) { average in
                 try score(average, on: validationLoader, split: data.validatesOnTest ? "test (as validation)" : "validation")
@@ -280,10 +314,10 @@ public final class Trainer {
             // Before last.h5 moves past the epoch, so a resume never skips a snapshot.
             try saveSnapshot(after: epoch, step: step, history: history, knobNames: knobNames)
             // The checkpoints first: the metrics files must never hold an epoch last.h5 does not.
-            try keeper.save(checkpoint(epoch: epoch + 1, step: step, history: history, knobNames: knobNames),
-                            validationTop1: validation.top1)
-            try log.append(record)
-            try stepLog.epoch(record)
+            try keeper?.save(checkpoint(epoch: epoch + 1, step: step, history: history, knobNames: knobNames),
+                             validationTop1: validation.top1)
+            try log?.append(record)
+            try stepLog?.epoch(record)
             let left = Date().timeIntervalSince(began) / Double(epoch + 1 - firstEpoch) * Double(epochs - epoch - 1)
             // Top-5 of five classes or fewer is 100 % by construction.
             let top5 = model.spec.numClasses > 5 ? String(format: " top-5 %.2f", validation.top5) : ""
@@ -296,17 +330,32 @@ public final class Trainer {
                     + (WeightAverages.progressNote(averaged, names: averages?.all.map(\.name) ?? []).map { "  " + $0 } ?? ""),
                 secondsLeft: left)
             // A Ctrl-C during the last batch, the validation or the saves: everything is saved, so stop here.
-            if interrupt.isSet { throw TrainingError.interrupted(savedTo: keeper.lastPath) }
+            if interrupted(interrupt) { throw TrainingError.interrupted(savedTo: lastPath) }
         }
         let test = try start?.test ?? scoreTestSplit(history: history)
         // A Ctrl-C during the test scoring: last.h5 records the scores (or will be scored again on resume).
-        if interrupt.isSet { throw TrainingError.interrupted(savedTo: keeper.lastPath) }
+        if interrupted(interrupt) { throw TrainingError.interrupted(savedTo: lastPath) }
         let best = history.map(\.validationTop1).max() ?? .nan
         let tradeoff = tradeoffPoints(history: history, cycleEnds: cycleEnds, finalTestTop1: test.last.top1)
-        try writeTradeoffCSV(tradeoff, folder: folder)
+        if isWriter { try writeTradeoffCSV(tradeoff, folder: folder) }
         return PhaseResult(history: history, bestTop1: best, finalTop1: history.last?.validationTop1 ?? .nan,
                            validatesOnTest: data.validatesOnTest, test: test, folder: folder,
                            seconds: Date().timeIntervalSince(began), tradeoff: tradeoff)
+    }
+
+    /// Throws for what a data-parallel run cannot yet compute as one process would: data selection
+    /// ranks samples within a batch and semi-supervised steps add a second batch, both per process;
+    /// dropout would draw the same masks on every process.
+    private func refuseWhatDataParallelCannotSplit() throws {
+        if let knob = selectionKnob {
+            throw RecipeError(path: "knobs.\(knob.rawValue)", problem: "data selection is not available in a data-parallel (mpirun) run yet; run it as one process")
+        }
+        if data.unlabeled != nil {
+            throw RecipeError(path: "\(phase.rawValue).unlabeled", problem: "semi-supervised training is not available in a data-parallel (mpirun) run yet; run it as one process")
+        }
+        if model.spec.dropout > 0 {
+            throw RecipeError(path: "model.dropout", problem: "dropout is not available in a data-parallel (mpirun) run yet (every process would draw the same masks); set it to 0 or run as one process")
+        }
     }
 
     /// Scores the test split once, with the final weights and with `best.h5`'s, and records the scores
@@ -314,6 +363,10 @@ public final class Trainer {
     /// Nothing before this reads a test image, unless the recipe validates on the test split, except
     /// the cycle-end scores of the tradeoff curve (`TradeoffColumns.testTop1`), which nothing selects on.
     private func scoreTestSplit(history: [EpochRecord]) throws -> TestScores {
+        if let dataParallel, !dataParallel.isWriter {
+            // Process 0 scores and records; the others get its scores (the output folder may be its own).
+            return try PropertyListDecoder().decode(TestScores.self, from: Data(dataParallel.communicator.broadcast([])))
+        }
         let loader = data.testLoader()
         let last = try score(model, on: loader, split: "test")
         var best = last
@@ -337,6 +390,8 @@ public final class Trainer {
         let caveat = data.validatesOnTest ? " (validation: test — selection saw these images)" : ""
         progress.epochFinished(String(format: "%@ test: %d images, final top-1 %.2f %%, best (epoch %d, chosen on validation) %.2f %%%@%@",
                                       program.rawValue, last.images, last.top1, bestEpoch, best.top1, scores.othersDescription, caveat), secondsLeft: 0)
+        // A binary property list keeps every Double as it is, NaN included.
+        if let dataParallel { _ = dataParallel.communicator.broadcast(Array(try PropertyListEncoder.binary.encode(scores))) }
         return scores
     }
 
@@ -368,7 +423,7 @@ public final class Trainer {
     /// `snapshot-K.h5` when `epoch` (from 0) ends the phase's K-th cycle and the phase keeps snapshots:
     /// the checkpoint after that epoch, without optimizer state or averages.
     private func saveSnapshot(after epoch: Int, step: Int, history: [EpochRecord], knobNames: [String]) throws {
-        guard recipe.snapshots(for: phase) != nil, let index = cycleEnds.firstIndex(of: epoch) else { return }
+        guard isWriter, recipe.snapshots(for: phase) != nil, let index = cycleEnds.firstIndex(of: epoch) else { return }
         var snapshot = try checkpoint(epoch: epoch + 1, step: step, history: history, knobNames: knobNames)
         snapshot.optimizer = nil
         snapshot.averages = []
@@ -390,12 +445,29 @@ public final class Trainer {
         try evaluateModel(model, on: loader, split: split, source: folder).score
     }
 
-    private func trainingStep(_ batch: Batch, _ values: KnobValues, _ position: Position) throws -> (Float, Tensor) {
-        let (loss, logits) = try objective.step(batch, knobs: values, at: CyclePosition(position, in: cycle))
-        if !loss.isFinite { return (loss, logits) }
+    /// One step: the objective's passes, the gradients all-reduced in a data-parallel run, clipping
+    /// and the optimizer step.
+    /// - Returns: the (whole batch's) loss, this process's logits, whether every process's logits were
+    ///   finite, and whether a stop was asked for (in any process).
+    private func trainingStep(_ batch: Batch, _ values: KnobValues,
+                              _ position: Position) throws -> (Float, Tensor, logitsFinite: Bool, interrupted: Bool) {
+        var (loss, logits) = try objective.step(batch, knobs: values, at: CyclePosition(position, in: cycle))
+        var logitsFinite = logits.scalars.allSatisfy(\.isFinite)
+        var interrupted = InterruptFlag.shared.isSet
+        if let dataParallel {
+            let outcome = dataParallel.reduceStep(trainableParameters, loss: loss, logitsFinite: logitsFinite, interrupted: interrupted)
+            (loss, logitsFinite, interrupted) = (outcome.loss, outcome.logitsFinite, outcome.interrupted)
+        }
+        if !loss.isFinite { return (loss, logits, logitsFinite, interrupted) }
         values.clipGradients(trainableParameters)
         optimizer.step()
-        return (loss, logits)
+        return (loss, logits, logitsFinite, interrupted)
+    }
+
+    /// Whether a stop was asked for, in any process of a data-parallel run (which then all stop here).
+    private func interrupted(_ flag: InterruptFlag) -> Bool {
+        guard let dataParallel else { return flag.isSet }
+        return dataParallel.communicator.sum([flag.isSet ? 1 : 0])[0] > 0
     }
 
     /// The checkpoint written after `epoch` completed epochs (and, mid-epoch, the next epoch's sums so far).
@@ -425,6 +497,14 @@ extension OptimizerRecord {
     var optimizerState: OptimizerState {
         OptimizerState(kind: kind, hyperParameters: hyperparameters,
                        tensors: Dictionary(uniqueKeysWithValues: tensors.map { ($0.name, $0.tensor) }))
+    }
+}
+
+extension PropertyListEncoder {
+    static var binary: PropertyListEncoder {
+        let encoder = PropertyListEncoder()
+        encoder.outputFormat = .binary
+        return encoder
     }
 }
 

@@ -35,6 +35,9 @@ public protocol TrainingObjective: AnyObject {
     /// in every checkpoint. Empty for none.
     var adapters: ModuleState { get }
 
+    /// The batch norms among the adapters, which a data-parallel run synchronises like the model's.
+    var adapterBatchNorms: [BatchNorm2D] { get }
+
     /// One step: forward and backward passes over `batch`, accumulating into the gradients of the model
     /// and the adapters (zeroed before by the loop).
     /// - Parameters:
@@ -65,6 +68,7 @@ public protocol TrainingObjective: AnyObject {
 extension TrainingObjective {
     public static var recipeSection: (any RecipeSection.Type)? { nil }
     public var adapters: ModuleState { ModuleState() }
+    public var adapterBatchNorms: [BatchNorm2D] { [] }
     public func loggedValues(at position: CyclePosition) -> [String: Double] { [:] }
     public var stepValues: [String: Double] { [:] }
     public var progressNote: String { "" }

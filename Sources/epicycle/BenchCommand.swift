@@ -1,5 +1,7 @@
 import ArgumentParser
 import EpicycleBench
+import EpicycleMPI
+import EpicycleRuntime
 import Foundation
 
 extension BenchWorkload: ExpressibleByArgument {}
@@ -69,5 +71,39 @@ struct Bench: ParsableCommand {
         }
         let executable = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
         try reporting { try runBenchmark(options, executable: executable) { print($0) } }
+    }
+}
+
+struct BenchMPI: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-mpi",
+        abstract: "Measure what data-parallel training spends on communication (run it under mpirun).",
+        discussion: """
+            An all-reduce sweep from 4 bytes to 16 MiB (latency α and bandwidth 1/β), the data-parallel \
+            ResNet-20 and ResNet-56 training step at 128 images per process split into compute and \
+            communication, and the α–β estimate of that step on 8 and 32 machines, over this machine's \
+            measured α and β and over typical 10 GbE and 1 GbE figures.
+            Example: mpirun -np 2 epicycle bench-mpi
+            """)
+
+    @Option(help: "Timed repeats; the median is reported.")
+    var repeats = 5
+
+    @Option(help: "Steps per timed repeat.")
+    var steps = 3
+
+    func validate() throws {
+        try validateCount(repeats, option: "--repeats")
+        try validateCount(steps, option: "--steps")
+    }
+
+    func run() throws {
+        guard let world = Communicator.world, world.size > 1 else {
+            throw failure(message: "bench-mpi measures communication between processes: run it under mpirun with at least 2",
+                          hint: "mpirun -np 2 epicycle bench-mpi (as root add --allow-run-as-root; on few cores --oversubscribe)")
+        }
+        setThreads(max(1, onlineProcessorCount / world.localSize))
+        let report = try reporting { try runCommunicationBenchmark(communicator: world, repeats: repeats, steps: steps) }
+        if let report { print(report.text) }
     }
 }

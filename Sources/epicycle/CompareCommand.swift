@@ -1,5 +1,7 @@
 import ArgumentParser
 import EpicycleExperiments
+import EpicycleMPI
+import EpicycleRuntime
 import EpicycleTraining
 import Foundation
 
@@ -13,6 +15,9 @@ struct Compare: ParsableCommand {
             table.md and table.csv (test top-1 of the final model, mean ± std per variant; Δ against the baseline with \
             its 95 % confidence interval and p, paired by seed or Welch's; seeds for 80 % power), runs.csv and report.html.
             Example: epicycle compare Experiments/knobs-4k.yaml --jobs 2
+            Under mpirun (mpirun -np N epicycle compare E.yaml), process 0 hands the runs out to the other \
+            N − 1 processes, each training one run at a time with its share of its machine's cores; the \
+            results folder must be shared by all of them.
             """)
 
     @Argument(help: ArgumentHelp("The experiment (YAML).", valueName: "experiment.yaml"))
@@ -28,9 +33,17 @@ struct Compare: ParsableCommand {
     func run() throws {
         let command = (["epicycle"] + CommandLine.arguments.dropFirst().map(shellQuoted)).joined(separator: " ")
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let world = Communicator.world.flatMap { $0.size > 1 ? $0 : nil }
+        if let world, world.rank > 0 {
+            try reporting {
+                serveComparisonRuns(experiment: try Experiment(contentsOf: experiment), communicator: world,
+                                    threads: max(1, onlineProcessorCount / world.localSize))
+            }
+            return
+        }
         let result = try reporting {
             try runComparison(experiment: try Experiment(contentsOf: experiment), jobs: jobs, executable: executable,
-                              command: command) { print($0) }
+                              command: command, communicator: world) { print($0) }
         }
         print("\n" + result.report.markdown)
         print("wrote \(result.tablePath), \(result.tableCSVPath), \(result.csvPath) and \(result.reportPath)")

@@ -20,6 +20,6 @@ struct Distill: ParsableCommand {
 
     func run() throws {
         let result = try reporting { try distill(teacher: teacher, recipe: try options.source(), options: options.runOptions) }
-        print(result.summary)
+        printSummary(result)
     }
 }

@@ -14,7 +14,7 @@ struct Epicycle: ParsableCommand {
             """,
         version: epicycleSoftwareVersion,
         subcommands: [DemoCommand.self, Pretrain.self, Finetune.self, Cycle.self, Distill.self, Compare.self, CompareRun.self,
-                      Evaluate.self, Predict.self, Export.self, Soup.self, ScheduleCommand.self, LRRange.self, Check.self, Inspect.self, DataCommand.self, Bench.self, Info.self]
+                      Evaluate.self, Predict.self, Export.self, Soup.self, ScheduleCommand.self, LRRange.self, Check.self, Inspect.self, DataCommand.self, Bench.self, BenchMPI.self, Info.self]
     )
 
     /// Checks the subcommand names first, so that a misspelt one (or `help` of an unknown one) is an

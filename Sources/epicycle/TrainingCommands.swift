@@ -1,6 +1,8 @@
 import ArgumentParser
 import EpicycleData
 import EpicycleExperiments
+import EpicycleMPI
+import EpicycleRuntime
 import EpicycleTraining
 import Foundation
 
@@ -28,13 +30,20 @@ struct RecipeOptions: ParsableArguments {
     var quiet = false
 
     func source() throws -> RecipeSource { try RecipeSource(contentsOf: recipe, overrides: overrides) }
-    var runOptions: RunOptions { RunOptions(output: output, resume: resume, quiet: quiet, overwrite: overwrite) }
+    /// Under `mpirun`, data-parallel over the launch's processes, each with its share of this machine's cores.
+    var runOptions: RunOptions {
+        let world = Communicator.world
+        return RunOptions(output: output, resume: resume, quiet: quiet, threadLimit: world.map { max(1, onlineProcessorCount / $0.localSize) },
+                          overwrite: overwrite, communicator: world)
+    }
 }
 
 /// Runs a command's work. A runtime error is printed as what it is, on one line (`error: …`, key
 /// path or file first; then `hint: …` where the error has one), and exits with status 1 — the usage
 /// text is for argument errors, which ArgumentParser reports before `run()`. An interrupted run
-/// exits with 130, as a shell reports Ctrl-C.
+/// exits with 130, as a shell reports Ctrl-C. Under `mpirun` with several processes, an error ends
+/// the whole launch (`Communicator.abort`), since the other processes would wait for this one forever;
+/// an interruption is agreed on by all of them, which then exit together.
 func reporting<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
@@ -45,10 +54,21 @@ func reporting<T>(_ body: () throws -> T) throws -> T {
             FileHandle.standardError.write(Data((error.description + "\n").utf8))
             throw ExitCode(130)
         }
-        throw failure(error)
+        throw endingLaunch(failure(error))
     } catch {
-        throw failure(error)
+        throw endingLaunch(failure(error))
     }
+}
+
+/// Prints a training command's summary, once under `mpirun`: from process 0.
+func printSummary(_ result: ProgramResult) {
+    if (Communicator.world?.rank ?? 0) == 0 { print(result.summary) }
+}
+
+/// `code`, after ending every other process of a launch of several (which never returns).
+private func endingLaunch(_ code: ExitCode) -> ExitCode {
+    if let world = Communicator.world, world.size > 1 { world.abort(code: code.rawValue) }
+    return code
 }
 
 /// Prints `error` as `reporting` does and returns the exit code to throw.
@@ -74,7 +94,7 @@ struct Pretrain: ParsableCommand {
 
     func run() throws {
         let result = try reporting { try pretrain(recipe: try options.source(), options: options.runOptions) }
-        print(result.summary)
+        printSummary(result)
     }
 }
 
@@ -94,7 +114,7 @@ struct Finetune: ParsableCommand {
 
     func run() throws {
         let result = try reporting { try finetune(from: checkpoint, recipe: try options.source(), options: options.runOptions) }
-        print(result.summary)
+        printSummary(result)
     }
 }
 
@@ -111,7 +131,7 @@ struct Cycle: ParsableCommand {
 
     func run() throws {
         let result = try reporting { try cycle(recipe: try options.source(), options: options.runOptions) }
-        print(result.summary)
+        printSummary(result)
     }
 }
 

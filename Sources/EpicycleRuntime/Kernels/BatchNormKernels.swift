@@ -53,13 +53,22 @@ private func forEachChannelVector(_ C: Int, _ body: (Int, Int) -> Void) {
 /// Above `parallelElementThreshold` elements the rows split into parts (see `reductionParts`) spread
 /// over `threads`, whose Double totals are added in part order (so the result depends neither on
 /// timing nor on the thread count up to the cores).
+///
+/// `synchronize`, when given, turns this process's sums into those of a batch spread over several
+/// processes (synchronised batch norm): it receives [Σx (C), Σx² (C), M] in Double and must replace
+/// them by their totals over the processes; mean and variance are then the whole batch's, from
+/// var = Σx²/M − mean² in Double (each process's shift differs, so the shifted sums are unshifted first).
+/// - Returns: the rows the statistics cover (M, or the total over the processes).
 /// - Precondition: M ≥ 1.
+@discardableResult
 public func batchNormStatistics(
     _ input: UnsafePointer<Float>, rows M: Int, channels C: Int,
-    mean: UnsafeMutablePointer<Float>, variance: UnsafeMutablePointer<Float>, threads: Int = kernelThreads
-) {
+    mean: UnsafeMutablePointer<Float>, variance: UnsafeMutablePointer<Float>, threads: Int = kernelThreads,
+    synchronize: ((UnsafeMutableBufferPointer<Double>) -> Void)? = nil
+) -> Int {
     precondition(M >= 1, "batchNormStatistics: needs at least one row")
     let parts = rowParts(M, C, threads)
+    var rows = M
     withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * C * parts) { totals in
         let totals = totals.baseAddress!
         // Per part: [Σd², Σd].
@@ -70,17 +79,41 @@ public func batchNormStatistics(
                 return (d * d, d)
             }
         }
+        guard let synchronize else {
+            for c in 0..<C {
+                var squares: Double = 0, deviations: Double = 0
+                for part in 0..<parts {
+                    squares += totals[2 * C * part + c]
+                    deviations += totals[2 * C * part + C + c]
+                }
+                mean[c] = Float(Double(input[c]) + deviations / Double(M))
+                let centered = squares - deviations * deviations / Double(M)
+                variance[c] = Float(max(centered, 0) / Double(M))
+            }
+            return
+        }
+        var sums = [Double](repeating: 0, count: 2 * C + 1)
         for c in 0..<C {
             var squares: Double = 0, deviations: Double = 0
             for part in 0..<parts {
                 squares += totals[2 * C * part + c]
                 deviations += totals[2 * C * part + C + c]
             }
-            mean[c] = Float(Double(input[c]) + deviations / Double(M))
-            let centered = squares - deviations * deviations / Double(M)
-            variance[c] = Float(max(centered, 0) / Double(M))
+            // Σx = Σd + M·x₀ and Σx² = Σd² + 2·x₀·Σd + M·x₀².
+            let shift = Double(input[c])
+            sums[c] = deviations + Double(M) * shift
+            sums[C + c] = squares + 2 * shift * deviations + Double(M) * shift * shift
+        }
+        sums[2 * C] = Double(M)
+        sums.withUnsafeMutableBufferPointer { synchronize($0) }
+        rows = Int(sums[2 * C])
+        for c in 0..<C {
+            let mu = sums[c] / sums[2 * C]
+            mean[c] = Float(mu)
+            variance[c] = Float(max(sums[C + c] / sums[2 * C] - mu * mu, 0))
         }
     }
+    return rows
 }
 
 // Threads for a pass over M rows of C floats: one below the threshold where a second core pays.
@@ -199,12 +232,18 @@ public func batchNormForwardReference(
 ///
 /// With `fixedStatistics` the mean and σ were constants (a frozen batch norm's running statistics), so
 /// no gradient flows through them: dInput = (γ/σ)·g, the same formula with m = k = 0.
+///
+/// Synchronised over processes (see `batchNormStatistics`): `synchronize` receives [Σg (C),
+/// Σg·(x − μ) (C)] and replaces them by their totals, and `totalRows` is the whole batch's row count,
+/// so m and k are the whole batch's means; dWeight and dBias still accumulate this process's own sums
+/// (its share, which the gradient all-reduce adds to the others').
 public func batchNormBackward(
     _ dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>, rows M: Int, channels C: Int,
     mean: UnsafePointer<Float>, inverseStd: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     reluOutput: UnsafePointer<Float>? = nil, fixedStatistics: Bool = false,
     dInput: UnsafeMutablePointer<Float>, dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>,
-    dPreActivation: UnsafeMutablePointer<Float>? = nil, threads: Int = kernelThreads
+    dPreActivation: UnsafeMutablePointer<Float>? = nil, threads: Int = kernelThreads,
+    synchronize: ((UnsafeMutableBufferPointer<Double>) -> Void)? = nil, totalRows: Int? = nil
 ) {
     let T = rowThreads(M, C, threads), parts = rowParts(M, C, threads)
     // g at one offset: dOutput, masked by the fused ReLU's output when there was one.
@@ -226,19 +265,23 @@ public func batchNormBackward(
             }
 
             let a = coefficients.baseAddress!, k = a + C, m = a + 2 * C
+            var sums = [Double](repeating: 0, count: 2 * C)  // [Σg (C), Σg·(x − μ) (C)]
             for c in 0..<C {
-                var gradientSum: Double = 0, productSum: Double = 0
                 for part in 0..<parts {
-                    gradientSum += totals[2 * C * part + c]
-                    productSum += totals[2 * C * part + C + c]
+                    sums[c] += totals[2 * C * part + c]
+                    sums[C + c] += totals[2 * C * part + C + c]
                 }
                 let sigmaInverse = Double(inverseStd[c])
-                let normalizedProductSum = productSum * sigmaInverse  // Σ g·x̂
-                dBias[c] += Float(gradientSum)
-                dWeight[c] += Float(normalizedProductSum)
+                dBias[c] += Float(sums[c])
+                dWeight[c] += Float(sums[C + c] * sigmaInverse)  // Σ g·x̂
                 a[c] = Float(Double(weight[c]) * sigmaInverse)
-                k[c] = fixedStatistics ? 0 : Float(sigmaInverse * normalizedProductSum / Double(M))
-                m[c] = fixedStatistics ? 0 : Float(gradientSum / Double(M))
+            }
+            if let synchronize, !fixedStatistics { sums.withUnsafeMutableBufferPointer { synchronize($0) } }
+            let rows = Double(totalRows ?? M)
+            for c in 0..<C {
+                let sigmaInverse = Double(inverseStd[c])
+                k[c] = fixedStatistics ? 0 : Float(sigmaInverse * (sums[C + c] * sigmaInverse) / rows)
+                m[c] = fixedStatistics ? 0 : Float(sums[c] / rows)
             }
             parallelFor(T) { t in
                 for r in partition(M, parts: T, index: t) {

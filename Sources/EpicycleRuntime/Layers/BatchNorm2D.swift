@@ -1,3 +1,16 @@
+/// Sums batch-norm statistics over the processes that share one batch, so that each process normalises
+/// its rows with the whole batch's statistics (synchronised batch norm in data-parallel training). The
+/// runtime knows nothing of how the processes talk; training injects an implementation.
+public protocol BatchStatisticsReducer: AnyObject {
+    /// Replaces the forward pass's sums of this process's rows, [Σx (C), Σx² (C), rows], by their
+    /// totals over the processes.
+    func sumStatistics(_ sums: UnsafeMutableBufferPointer<Double>)
+    /// Replaces the backward pass's sums, [Σg (C), Σg·(x − μ) (C)], by their totals over the processes,
+    /// g being each process's gradient of its own share of the loss: the totals are returned in this
+    /// process's units (see `DataParallel`).
+    func sumGradientStatistics(_ sums: UnsafeMutableBufferPointer<Double>)
+}
+
 /// Batch normalisation over the channels of NHWC feature maps (Ioffe & Szegedy 2015), matching
 /// PyTorch's `nn.BatchNorm2d` in state names, defaults and running-statistics update.
 ///
@@ -39,6 +52,11 @@ public final class BatchNorm2D: Layer {
     private var batchVariance: [Float]  // [C], biased; scratch for the running-variance update
     /// While recalibrating: how many batches the running statistics average so far (nil: moving averages).
     private var averagedBatches: Int?
+    /// Makes training-mode statistics those of a batch spread over several processes; nil: this
+    /// process's rows alone.
+    public var statisticsReducer: (any BatchStatisticsReducer)?
+    /// The rows the last training forward's statistics covered (over all processes when synchronised).
+    private var batchRows = 0
 
     /// - Parameters:
     ///   - channels: C, the last axis of the input.
@@ -111,13 +129,14 @@ public final class BatchNorm2D: Layer {
                     expected: "[N, H, W, \(channels)] with N·H·W > 1 in training (one value per channel has no variance)",
                     found: shape)
             }
-            input.scalars.withUnsafeBufferPointer { x in
+            let reducer = statisticsReducer
+            batchRows = input.scalars.withUnsafeBufferPointer { x in
                 batchNormStatistics(x.baseAddress!, rows: rows, channels: channels,
-                                    mean: &batchMean, variance: &batchVariance)
+                                    mean: &batchMean, variance: &batchVariance, synchronize: reducer.map { $0.sumStatistics })
             }
             for c in 0..<channels { batchInverseStd[c] = 1 / (batchVariance[c] + epsilon).squareRoot() }
             output = normalize(input, rows: rows, mean: batchMean, inverseStd: batchInverseStd, residual: residual, relu: relu)
-            updateRunningStatistics(rows: rows)
+            updateRunningStatistics(rows: batchRows)
             // A fused ReLU's backward needs its output for the mask.
             cache = (input, relu ? output : nil, residual != nil, false)
         case .inference:
@@ -178,7 +197,9 @@ public final class BatchNorm2D: Layer {
                                             g.baseAddress!, input: x.baseAddress!, rows: rows, channels: channels,
                                             mean: batchMean, inverseStd: batchInverseStd, weight: gamma.baseAddress!,
                                             reluOutput: y, fixedStatistics: cache.fixedStatistics, dInput: dx,
-                                            dWeight: dGamma.baseAddress!, dBias: dBeta.baseAddress!, dPreActivation: dz)
+                                            dWeight: dGamma.baseAddress!, dBias: dBeta.baseAddress!, dPreActivation: dz,
+                                            synchronize: statisticsReducer.map { $0.sumGradientStatistics },
+                                            totalRows: batchRows)
                                     }
                                 }
                             }
