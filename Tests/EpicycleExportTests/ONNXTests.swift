@@ -34,6 +34,8 @@ print(json.dumps({"logits": logits.astype(float).tolist(), "declared": declared,
         ModelSpec(architecture: "wrn-10-2", inputChannels: 3, numClasses: 10, dropout: 0.3),
         ModelSpec(architecture: "wrn-10-1", inputChannels: 1, numClasses: 4),
         ModelSpec(architecture: "plain-cnn", inputChannels: 3, numClasses: 6),
+        ModelSpec(architecture: "vgg8", inputChannels: 3, numClasses: 10),
+        ModelSpec(architecture: "mobilenetv2x0.5", inputChannels: 3, numClasses: 10),
     ]
 
     /// A model whose batch norms have non-trivial running statistics and affine parameters, so that

@@ -221,3 +221,22 @@ extension WideBlock: InferenceDescribable {
         return graph.append(.add, branch, residual, name: "add")
     }
 }
+
+extension VGGStage: InferenceDescribable {
+    func describeInference(_ input: InferenceGraph.Value, into graph: inout InferenceGraph) throws -> InferenceGraph.Value {
+        var value = input
+        for (index, unit) in units.enumerated() {
+            value = try graph.nested("\(3 * index)") { try unit.describeInference(value, into: &$0) }
+        }
+        return value
+    }
+}
+
+extension InvertedResidual: InferenceDescribable {
+    func describeInference(_ input: InferenceGraph.Value, into graph: inout InferenceGraph) throws -> InferenceGraph.Value {
+        let expanded = try graph.nested("conv.0") { try expand.describeInference(input, into: &$0) }
+        let filtered = try graph.nested("conv.3") { try depthwise.describeInference(expanded, into: &$0) }
+        let projected = graph.convolution(project, normalizedBy: projectNorm, filtered, name: "conv.6")
+        return hasResidual ? graph.append(.add, projected, input, name: "add") : projected
+    }
+}
