@@ -22,8 +22,10 @@ public struct LineChart: Sendable {
     public var xLabel: String
     public var series: [Series]
     /// Dashed vertical lines with a label, e.g. the end of pretraining. A marker is a boundary: curves
-    /// step there (hold, then jump) instead of ramping across it, as the values do.
+    /// step there (hold, then jump) instead of ramping across it, as the values do, unless
+    /// `markersAreBoundaries` is false (reference lines such as suggested bounds).
     public var markers: [(x: Double, label: String)]
+    public var markersAreBoundaries: Bool
     public var width: Double
     public var height: Double
     /// The base of a logarithmic x axis (2 for budgets that double, 10 for learning rates); nil for a
@@ -31,7 +33,7 @@ public struct LineChart: Sendable {
     public var logXBase: Double?
 
     public init(title: String, xLabel: String, series: [Series], markers: [(x: Double, label: String)] = [],
-                width: Double = 420, height: Double = 220, logXBase: Double? = nil) {
+                width: Double = 420, height: Double = 220, logXBase: Double? = nil, markersAreBoundaries: Bool = true) {
         precondition(logXBase.map { $0 > 1 } ?? true, "LineChart: a logarithmic axis needs a base above 1")
         self.title = title
         self.xLabel = xLabel
@@ -40,6 +42,7 @@ public struct LineChart: Sendable {
         self.width = width
         self.height = height
         self.logXBase = logXBase
+        self.markersAreBoundaries = markersAreBoundaries
     }
 
     /// Where `x` sits along the axis: itself, or its logarithm (NaN for x ≤ 0) on a logarithmic axis.
@@ -113,6 +116,7 @@ public struct LineChart: Sendable {
     /// The points with a step at every marker that lies between two neighbours: the earlier value
     /// held up to the marker, then a vertical jump to the later one.
     func steppedAtMarkers(_ points: [(Double, Double)]) -> [(Double, Double)] {
+        guard markersAreBoundaries else { return points }
         var stepped: [(Double, Double)] = []
         for (index, point) in points.enumerated() {
             if index > 0 {

@@ -260,10 +260,12 @@ func lrRangeSVG(_ result: LRRangeResult, logarithmic: Bool) -> String {
                          series: [LineChart.Series(name: "loss", x: result.steps.map(\.learningRate), y: result.steps.map(\.loss)),
                                   LineChart.Series(name: "smoothed", x: result.steps.map(\.learningRate),
                                                    y: result.steps.map(\.smoothedLoss))],
-                         markers: markers, width: 560, height: 320, logXBase: logarithmic ? 10 : nil)
+                         markers: markers, width: 560, height: 320, logXBase: logarithmic ? 10 : nil,
+                             markersAreBoundaries: false)
     let accuracy = LineChart(title: "Validation top-1 (%) vs learning rate", xLabel: "learning rate",
                              series: [LineChart.Series(name: "", x: result.evaluations.map(\.learningRate),
                                                        y: result.evaluations.map(\.validationTop1))],
-                             markers: markers, width: 560, height: 320, logXBase: logarithmic ? 10 : nil)
+                             markers: markers, width: 560, height: 320, logXBase: logarithmic ? 10 : nil,
+                             markersAreBoundaries: false)
     return svgGrid([loss, accuracy], columns: 2)
 }

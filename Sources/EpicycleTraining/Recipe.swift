@@ -370,6 +370,7 @@ public struct DataRecipe: Decodable, Sendable, Equatable {
     /// when asked for explicitly, the test split.
     public var validation: ValidationSplit = .default
     /// True when the recipe states `validation` (an image folder's `val/` then must not contradict it).
+    /// Not part of equality: a resolved recipe states the default that another leaves out.
     public var validationIsStated = false
     /// Augmentation policy: `none`, `full`, or a list such as `crop,flip,cutout`.
     public var augmentation: String = "none"
@@ -386,6 +387,12 @@ public struct DataRecipe: Decodable, Sendable, Equatable {
     }
 
     /// How image files are read, with the defaults filled in.
+    public static func == (a: DataRecipe, b: DataRecipe) -> Bool {
+        a.dataset == b.dataset && a.folder == b.folder && a.format == b.format && a.classes == b.classes && a.first == b.first
+            && a.perClass == b.perClass && a.validation == b.validation && a.augmentation == b.augmentation
+            && a.imageSize == b.imageSize && a.channels == b.channels && a.badImages == b.badImages
+    }
+
     public var imageFiles: ImageFileOptions {
         ImageFileOptions(size: imageSize ?? ImageFileOptions.defaultSize, channels: channels ?? ImageFileOptions.defaultChannels,
                          badImages: badImages ?? .error)

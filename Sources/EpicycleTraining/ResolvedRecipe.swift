@@ -123,8 +123,11 @@ extension PhaseRecipe: Encodable {
 extension DataRecipe: Encodable {
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
+        // An image folder's own val/ split stands in for `validation:`, which such a recipe must not state.
+        let validation = validationIsStated || !["folder", "csv"].contains(format ?? "") ? self.validation : nil
         try container.encode([(.dataset, dataset), (.folder, folder), (.format, format), (.classes, classes), (.first, first),
                               (.perClass, perClass), (.validation, validation), (.augmentation, augmentation)])
+        try container.encode([(.imageSize, imageSize), (.channels, channels), (.badImages, badImages?.rawValue)])
     }
 }
 

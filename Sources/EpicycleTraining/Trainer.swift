@@ -241,6 +241,8 @@ public final class Trainer {
             let batchSize = first.batchSize
             let strength = Float(first.augmentationStrength)
             let batches = trainingLoader.batchCount(batchSize: batchSize)
+            // What the epoch's batches hold in all, whichever process or resume counted them.
+            let epochImages = trainingLoader.dropLast ? batches * batchSize : trainingLoader.dataset.count
             // A mid-epoch checkpoint carries the epoch's sums so far, so its figures cover every batch.
             let saved = epoch == firstEpoch ? start?.epochProgress : nil
             var metrics = RunningMetrics(continuing: dataParallel.map { $0.localShare(of: saved) } ?? saved)
@@ -308,7 +310,7 @@ public final class Trainer {
                 knobs: first.named.merging(objective.loggedValues(at: CyclePosition(position(epoch: epoch, batch: 0), in: cycle))) { knob, _ in knob }
                     .merging(selectsSamples ? [Self.droppedShareName: metrics.droppedShare] : [:]) { knob, _ in knob }
                     .merging(averaged) { knob, _ in knob }
-                    .merging(TradeoffColumns.values(after: history.last, images: metrics.images, seconds: trainSeconds,
+                    .merging(TradeoffColumns.values(after: history.last, images: epochImages, seconds: trainSeconds,
                                                     cycleEndTestTop1: cycleEndTest)) { knob, _ in knob })
             history.append(record)
             // Before last.h5 moves past the epoch, so a resume never skips a snapshot.

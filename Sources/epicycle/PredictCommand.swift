@@ -14,7 +14,7 @@ struct Predict: ParsableCommand {
             training reads them. Inputs are PNG or JPEG files, folders (every such file under them) and CSV \
             lists of `path,label` lines (paths relative to the list). Columns: path, then top1_class, \
             top1_prob … for the top k, then logit_<class> per class with --logits.
-            Example: epicycle predict Checkpoints/my-images/best.h5 photos/ --top-k 3 --output predictions.csv
+            Example: epicycle predict Checkpoints/quickstart/finetune/best.h5 my-images/ --top-k 3 --output predictions.csv
             """)
 
     @Argument(help: "The checkpoint file (.h5).")

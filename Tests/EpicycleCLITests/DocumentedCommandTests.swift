@@ -10,8 +10,8 @@ import Yams
         .deletingLastPathComponent().path
 
     /// Every command of the tool, as `--help` takes it.
-    static let commands = ["demo", "pretrain", "finetune", "cycle", "distill", "compare", "eval", "soup", "schedule", "check",
-                           "inspect", "data", "data show", "data bench", "bench", "info"]
+    static let commands = ["demo", "pretrain", "finetune", "cycle", "distill", "compare", "eval", "predict", "export", "soup",
+                           "schedule", "lr-range", "check", "inspect", "data", "data show", "data bench", "bench", "bench-mpi", "info"]
 
     /// The example commands of every `--help` text, each joined back into one line.
     static func helpExamples() throws -> [String] {
