@@ -309,7 +309,8 @@ public final class Trainer {
                 seconds: Date().timeIntervalSince(epochStart), imagesPerSecond: Double(metrics.images) / max(trainSeconds, 1e-9),
                 knobs: first.named.merging(objective.loggedValues(at: CyclePosition(position(epoch: epoch, batch: 0), in: cycle))) { knob, _ in knob }
                     .merging(selectsSamples ? [Self.droppedShareName: metrics.droppedShare] : [:]) { knob, _ in knob }
-                    .merging(averaged) { knob, _ in knob }
+                    // Before an average's first update its figures are NaN: no value, as a resumed history reads them.
+                    .merging(averaged.filter { !$0.value.isNaN }) { knob, _ in knob }
                     .merging(TradeoffColumns.values(after: history.last, images: epochImages, seconds: trainSeconds,
                                                     cycleEndTestTop1: cycleEndTest)) { knob, _ in knob })
             history.append(record)
