@@ -56,6 +56,9 @@ import Yams
         "{cyclical: {easy: 0, hard: 1, factor: 2, cycles: 1000000000000}}", "{rampup: {value: 1e308, epochs: 1e19}}",
         "{kind: sgd, lookahead: {k: 1e19, alpha: .nan}}", "{first: 1e19, ratio: 9223372036854775807}",
         "crop,randaugment,randaugment",
+        // This session's keys: a teacher for unlabeled data, averaging, a knob name (cycle_ends_of).
+        "{first: 10, teacher: /no/such/teacher.h5, temperature: 1e19}", "{swa: {start: 1e19, lr: .nan}, ema: {decay: 2}}",
+        "learning_rate",
     ]
 
     static func paths(in node: Node, prefix: [Step] = []) -> [[Step]] {
