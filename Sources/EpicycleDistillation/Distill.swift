@@ -60,7 +60,7 @@ public func distill(teacher teacherPath: String?, recipe source: RecipeSource, o
     var source = source
     if let teacherPath {
         let quoted = "\"" + teacherPath.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
-        source = try RecipeSource(text: source.text, origin: source.origin, overrides: ["distill.teacher=" + quoted])
+        source = try source.overriding(["distill.teacher=" + quoted])
     }
     let prepared = try PreparedRecipe(source, options: options, for: DistillationObjective.self)
     let recipe = prepared.recipe
@@ -99,10 +99,10 @@ public func distill(teacher teacherPath: String?, recipe source: RecipeSource, o
     let adapters = objective.adapters.parameters.isEmpty ? nil : objective.adapters
     let optimizer = prepared.makeOptimizer(for: student.state.parameters + objective.adapters.parameters, phase: .pretrain)
     let start = options.resume
-        ? try resumeState(folder: prepared.output, program: .distill, recipeText: prepared.text, model: student,
+        ? try resumeState(folder: prepared.output, program: .distill, recipeText: prepared.storedText(in: prepared.output), model: student,
                           optimizer: optimizer, adapters: adapters) : nil
-    let trainer = Trainer(model: student, optimizer: optimizer, program: .distill, phase: .pretrain, cyclePhase: .pretrain,
-                          cycle: cycle, recipe: recipe, recipeText: prepared.text, data: data, folder: prepared.output,
+    let trainer = try Trainer(model: student, optimizer: optimizer, program: .distill, phase: .pretrain, cyclePhase: .pretrain,
+                          cycle: cycle, recipe: recipe, recipeText: prepared.storedText(in: prepared.output), data: data, folder: prepared.output,
                           progress: ProgressReporter(quiet: options.quiet), objective: objective, communicator: options.communicator)
     logger.info("distilling \(recipe.model.architecture) from \(teacher.spec.architecture) (\(path))")
     let result = try trainer.run(resumingFrom: start)

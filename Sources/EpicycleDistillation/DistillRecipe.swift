@@ -13,7 +13,7 @@ import EpicycleTraining
 /// `attention.layer3.weight`, `spatial_softmax.layer3.temperature`… (`DistillationObjective.scheduledValues`).
 ///
 ///     distill:
-///       teacher: Checkpoints/teacher/best.h5      # --teacher overrides it
+///       teacher: ../Checkpoints/teacher/best.h5   # relative to the recipe file; --teacher overrides it
 ///       losses:
 ///         - {kind: labels, weight: 1}             # loss: and knobs.temperature apply
 ///         - {kind: logits, weight: 1, temperature: {cyclical: {easy: 1, hard: 4}}}

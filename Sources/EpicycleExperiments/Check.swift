@@ -15,7 +15,7 @@ public func checkFile(_ path: String, overrides: [String] = [], checkpoint: Stri
         let experiment = try Experiment(text: text, origin: path)
         return "ok (experiment: \(experiment.variants.count) variants × \(experiment.seeds.count) seeds)"
     }
-    let source = try RecipeSource(text: text, origin: path, overrides: overrides)
+    let source = try RecipeSource(text: text, origin: path, folder: RecipePaths.folder(of: path), overrides: overrides)
     let recipe = try source.decodeRecipe(sections: [DistillRecipe.self])
     let options = RunOptions(quiet: true, checkOnly: true)
     if recipe.section(DistillRecipe.self) != nil {

@@ -69,12 +69,12 @@ public func runComparison(experiment: Experiment, jobs: Int = 1, executable: Str
         for seed in experiment.seeds {
             let folder = experiment.runFolder(variant: variant.name, seed: seed)
             let source = try experiment.runRecipe(variant: variant, seed: seed)
-            let recipe = try experiment.program.resolvedText(source)
+            let recipe = try experiment.program.resolvedText(source, in: folder)
             let label = "\(variant.name)/seed-\(seed)"
             let storedRecipe = try? String(contentsOfFile: folder + "/recipe.yaml", encoding: .utf8)
             // A run prepared before run folders kept the resolved recipe holds the recipe as generated:
             // the same run, whose checkpoints store that text, so it is left as it is.
-            let sameRun = storedRecipe == recipe || storedRecipe == source.text
+            let sameRun = try storedRecipe == recipe || storedRecipe == source.relocated(to: folder).text
             if sameRun, RunRecord.read(folder: folder)?.status == .finished {
                 skipped.append(label)
                 continue

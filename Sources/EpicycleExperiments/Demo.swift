@@ -83,7 +83,9 @@ public enum Demo {
         log(teacher.summary)
 
         let experimentFile = folder + "/distillation.yaml"
-        let teacherPath = URL(fileURLWithPath: teacher.checkpoint).standardizedFileURL.path
+        // Relative to the experiment file, so the demo folder can move without its runs starting again.
+        let teacherPath = RecipePaths.relativePath(from: RecipePaths.folder(of: experimentFile),
+                                                   to: RecipePaths.absolutePath(of: teacher.checkpoint, in: RecipePaths.workingFolder))
         try distillationExperiment.replacingOccurrences(of: "TEACHER", with: teacherPath)
             .write(toFile: experimentFile, atomically: true, encoding: .utf8)
         log("2/2 distillation: constant vs cyclical, 2 seeds (\(experimentFile))")

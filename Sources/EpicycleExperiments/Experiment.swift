@@ -26,10 +26,10 @@ public enum ExperimentProgram: String, CaseIterable, Sendable {
     }
 
     /// The recipe as the run folder keeps it (`recipe.yaml`): decoded as this program reads it, every
-    /// default written out. It decodes back to the same recipe.
-    func resolvedText(_ recipe: RecipeSource) throws -> String {
+    /// default written out, relative paths relative to `folder`. It decodes back to the same recipe.
+    func resolvedText(_ recipe: RecipeSource, in folder: String) throws -> String {
         let sections: [any RecipeSection.Type] = self == .distill ? [DistillRecipe.self] : []
-        return try resolvedRecipeText(recipe.decodeRecipe(sections: sections), userText: recipe.text)
+        return try resolvedRecipeText(recipe.decodeRecipe(sections: sections), source: recipe.relocated(to: folder))
     }
 
     /// Runs the program, checkpoints and metrics going to `options.output`.
@@ -74,7 +74,9 @@ public struct Variant: Equatable, Sendable {
 ///       cyclical: {knobs.weight_decay: {cyclical: {easy: 1e-5, hard: 8e-5, factor: 2}}}
 ///     results: results/cyclical-wd-fmnist   # relative to this file; this is the default
 ///
-/// Every run is the base recipe, the variant's overrides and `seed: <seed>`.
+/// Every run is the base recipe, the variant's overrides and `seed: <seed>`. A relative path in the
+/// base recipe is relative to its file, one in a variant to the experiment file (`RecipePaths`); a
+/// run's `recipe.yaml` gives them relative to the run folder, so the whole tree can move.
 public struct Experiment: Sendable {
     public var name: String
     public var program: ExperimentProgram
@@ -88,13 +90,18 @@ public struct Experiment: Sendable {
     public var results: String
     /// The experiment file, for messages and the report.
     public var origin: String
+    /// The absolute folder the variants' relative paths are relative to: the experiment file's.
+    public var folder: String
 
     static let keys = ["name", "program", "recipe", "base", "seeds", "baseline", "variants", "results"]
     /// Recipe keys the runner sets itself.
     static let reservedRecipeKeys = ["seed", "output", "threads"]
 
+    /// - Parameter folder: what the variants' relative paths are relative to (the experiment file's
+    ///   folder); nil: the working folder.
     public init(name: String, program: ExperimentProgram, recipe: RecipeSource, seeds: [UInt64], baseline: String,
-                variants: [Variant], results: String, origin: String = "<inline>") throws {
+                variants: [Variant], results: String, origin: String = "<inline>", folder: String? = nil) throws {
+        self.folder = folder.map { RecipePaths.absolutePath(of: $0, in: RecipePaths.workingFolder) } ?? RecipePaths.workingFolder
         self.name = name
         self.program = program
         self.recipe = recipe
@@ -118,10 +125,8 @@ public struct Experiment: Sendable {
         for key in mapping.keys where !Self.keys.contains(key.string ?? "") {
             throw RecipeError(path: shortenedForMessage(key.string ?? "\(key)"), problem: "unknown key; expected one of \(Self.keys.joined(separator: ", "))")
         }
-        let folder = URL(fileURLWithPath: origin).deletingLastPathComponent()
-        func resolve(_ path: String) -> String {
-            path.hasPrefix("/") ? path : folder.appendingPathComponent(path).standardizedFileURL.path
-        }
+        let folder = RecipePaths.folder(of: origin)
+        func resolve(_ path: String) -> String { RecipePaths.absolutePath(of: path, in: folder) }
         func string(_ key: String) throws -> String? {
             guard let node = mapping[key] else { return nil }
             guard case .scalar = node, let value = node.string, !value.isEmpty else {
@@ -154,7 +159,7 @@ public struct Experiment: Sendable {
             }
         case let (nil, base?):
             guard case .mapping = base else { throw RecipeError(path: "base", problem: "expected the recipe as a mapping") }
-            recipe = try RecipeSource(text: try Yams.serialize(node: base), origin: origin + ": base")
+            recipe = try RecipeSource(text: try Yams.serialize(node: base), origin: origin + ": base", folder: folder)
         case (nil, nil): throw RecipeError(path: "", problem: "an experiment needs 'recipe: <file>' or an inline 'base:' recipe")
         case (_?, _?): throw RecipeError(path: "", problem: "set recipe or base, not both")
         }
@@ -198,7 +203,7 @@ public struct Experiment: Sendable {
         }
         try self.init(name: name, program: program, recipe: recipe, seeds: seeds,
                       baseline: try string("baseline") ?? variants[0].name, variants: variants,
-                      results: resolve(try string("results") ?? "results/\(name)"), origin: origin)
+                      results: resolve(try string("results") ?? "results/\(name)"), origin: origin, folder: folder)
     }
 
     private func validate() throws {
@@ -234,8 +239,8 @@ public struct Experiment: Sendable {
 
     /// The recipe of one run: the base, the variant's overrides, and the seed.
     public func runRecipe(variant: Variant, seed: UInt64) throws -> RecipeSource {
-        try RecipeSource(text: recipe.text, origin: "\(origin): variant \(variant.name), seed \(seed)",
-                         overrides: variant.overrides + ["seed=\(seed)"])
+        try RecipeSource(text: recipe.text, origin: "\(origin): variant \(variant.name), seed \(seed)", folder: recipe.folder,
+                         overrides: variant.overrides + ["seed=\(seed)"], overridesFolder: folder)
     }
 
     /// Where a run's recipe, checkpoints, metrics and `run.json` go.

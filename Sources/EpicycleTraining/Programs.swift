@@ -94,8 +94,8 @@ public let logger = Logger(label: "epicycle")
 /// A recipe made ready to run: decoded, its data loaded, its cycle laid out and every knob checked.
 public struct PreparedRecipe {
     public let recipe: Recipe
-    /// The recipe text checkpoints store.
-    public let text: String
+    /// The recipe as given, overrides applied.
+    public let source: RecipeSource
     let name: String
     /// The run folder.
     public let output: String
@@ -106,7 +106,7 @@ public struct PreparedRecipe {
     public init(_ source: RecipeSource, options: RunOptions, for objective: any TrainingObjective.Type = LabelObjective.self) throws {
         let recipe = try source.decodeRecipe(sections: objective.recipeSection.map { [$0] } ?? [])
         self.recipe = recipe
-        text = source.text
+        self.source = source
         name = recipe.name ?? URL(fileURLWithPath: source.origin).deletingPathExtension().lastPathComponent
         if options.output == nil && recipe.output == nil && !isSafeRunName(name) {
             throw RecipeError(path: "name", problem: "the recipe has none and its file name '\(shortenedForMessage(name))' is not a safe folder name under Checkpoints/; set name: (letters, digits, '-', '_', '.')")
@@ -121,6 +121,9 @@ public struct PreparedRecipe {
         // Every run sets its threads, so one that follows another in the same process does not inherit them.
         setThreads(min(recipe.threads ?? onlineProcessorCount, options.threadLimit ?? .max))
     }
+
+    /// The recipe text the checkpoints in `folder` store: relative paths made relative to `folder`.
+    public func storedText(in folder: String) throws -> String { try source.relocated(to: folder).text }
 
     /// The optimizer steps of each of `epochs` epochs of `phase`, which are epochs `firstEpoch`… of a
     /// cycle of `cycleEpochs` epochs with default factor `factor`. The batch size changes only per
@@ -275,9 +278,9 @@ private func runPretraining(_ prepared: PreparedRecipe, data: PreparedData, cycl
     let model = try Model(spec, seed: prepared.recipe.seed)
     let optimizer = prepared.makeOptimizer(for: model, phase: .pretrain)
     let start = options.resume
-        ? try resumeState(folder: folder, program: .pretrain, recipeText: prepared.text, model: model, optimizer: optimizer) : nil
-    let trainer = Trainer(model: model, optimizer: optimizer, program: .pretrain, phase: .pretrain, cyclePhase: .pretrain,
-                          cycle: cycle, recipe: prepared.recipe, recipeText: prepared.text, data: data, folder: folder,
+        ? try resumeState(folder: folder, program: .pretrain, recipeText: prepared.storedText(in: folder), model: model, optimizer: optimizer) : nil
+    let trainer = try Trainer(model: model, optimizer: optimizer, program: .pretrain, phase: .pretrain, cyclePhase: .pretrain,
+                          cycle: cycle, recipe: prepared.recipe, recipeText: prepared.storedText(in: folder), data: data, folder: folder,
                           progress: ProgressReporter(quiet: options.quiet),
                           objective: try phaseObjective(model: model, recipe: prepared.recipe, data: data, phase: .pretrain),
                           communicator: options.communicator)
@@ -342,9 +345,9 @@ private func runFinetuning(_ prepared: PreparedRecipe, from checkpointPath: Stri
     }
     let optimizer = prepared.makeOptimizer(for: model, phase: .finetune)
     let start = options.resume
-        ? try resumeState(folder: folder, program: .finetune, recipeText: prepared.text, model: model, optimizer: optimizer) : nil
-    let trainer = Trainer(model: model, optimizer: optimizer, program: .finetune, phase: .finetune, cyclePhase: cyclePhase,
-                          cycle: cycle, recipe: prepared.recipe, recipeText: prepared.text, data: data, folder: folder,
+        ? try resumeState(folder: folder, program: .finetune, recipeText: prepared.storedText(in: folder), model: model, optimizer: optimizer) : nil
+    let trainer = try Trainer(model: model, optimizer: optimizer, program: .finetune, phase: .finetune, cyclePhase: cyclePhase,
+                          cycle: cycle, recipe: prepared.recipe, recipeText: prepared.storedText(in: folder), data: data, folder: folder,
                           progress: ProgressReporter(quiet: options.quiet),
                           objective: try phaseObjective(model: model, recipe: prepared.recipe, data: data, phase: .finetune),
                           communicator: options.communicator)
@@ -499,7 +502,7 @@ struct EvaluationSource {
     /// - Parameters: dataset, folder, classes: replace the stored ones when given.
     init(_ checkpoint: Checkpoint, path: String, dataset: String? = nil, folder: String? = nil, classes: [Int]? = nil) {
         if let record = checkpoint.training,
-           let recipe = try? RecipeSource(text: record.recipe, origin: path).decodeRecipe(ignoringOtherSections: true) {
+           let recipe = try? RecipeSource(text: record.recipe, origin: path, folder: RecipePaths.folder(of: path)).decodeRecipe(ignoringOtherSections: true) {
             // A distilled student trained on the recipe's pretrain phase.
             dataRecipe = (record.program == .finetune ? recipe.finetune : recipe.pretrain)?.data ?? dataRecipe
         } else if let input = checkpoint.input {

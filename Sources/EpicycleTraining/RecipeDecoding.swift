@@ -348,16 +348,23 @@ public struct RecipeSource: Equatable, Sendable {
     public let text: String
     /// Where it came from, for messages (a file path, or "<inline>").
     public let origin: String
+    /// The absolute folder that the text's relative paths are relative to (`RecipePaths`): the
+    /// recipe file's folder, else the working folder.
+    public let folder: String
 
     /// - Parameters:
+    ///   - folder: what the text's relative paths are relative to; nil: the working folder.
     ///   - overrides: `key.path=value` strings; the value is YAML (`5e-4`, `[0, 1]`, `{cyclical: {easy: 1, hard: 2}}`);
     ///     `[i]` picks an existing list element (`distill.losses[1].temperature=4`).
-    public init(text: String, origin: String, overrides: [String] = []) throws {
+    ///   - overridesFolder: what the overrides' relative paths are relative to; nil: the working folder.
+    public init(text: String, origin: String, folder: String? = nil, overrides: [String] = [], overridesFolder: String? = nil) throws {
         self.origin = origin
+        self.folder = folder.map { RecipePaths.absolutePath(of: $0, in: RecipePaths.workingFolder) } ?? RecipePaths.workingFolder
         guard !overrides.isEmpty else {
             self.text = text
             return
         }
+        let overridesFolder = overridesFolder.map { RecipePaths.absolutePath(of: $0, in: RecipePaths.workingFolder) } ?? RecipePaths.workingFolder
         var root = try composeRecipe(text, origin: origin)
         for override in overrides {
             guard let equals = override.firstIndex(of: "="), equals != override.startIndex else {
@@ -377,13 +384,32 @@ public struct RecipeSource: Equatable, Sendable {
             } catch {
                 throw RecipeError(path: path, problem: "--set value '\(shortenedForMessage(valueText))' is not valid YAML")
             }
-            root = try Self.setting(value, at: try Self.pathElements(path)[...], in: root, pathSoFar: "")
+            let elements = try Self.pathElements(path)
+            let keyPath = elements.compactMap { element -> String? in if case let .key(key) = element { return key } else { return nil } }
+            let relocated = keyPath.count == elements.count
+                ? RecipePaths.relocating(value, at: keyPath, from: overridesFolder, to: self.folder) : value
+            root = try Self.setting(relocated, at: elements[...], in: root, pathSoFar: "")
         }
         self.text = try Yams.serialize(node: root)
     }
 
     public init(contentsOf path: String, overrides: [String] = []) throws {
-        try self.init(text: try readRecipeText(path), origin: path, overrides: overrides)
+        try self.init(text: try readRecipeText(path), origin: path, folder: RecipePaths.folder(of: path), overrides: overrides)
+    }
+
+    /// This recipe with `overrides` (relative paths relative to the working folder) applied on top.
+    public func overriding(_ overrides: [String]) throws -> RecipeSource {
+        try RecipeSource(text: text, origin: origin, folder: folder, overrides: overrides)
+    }
+
+    /// The same recipe for a file in `newFolder`: its relative paths rewritten to point where they
+    /// pointed from `folder`. The text is unchanged when nothing needs rewriting.
+    public func relocated(to newFolder: String) throws -> RecipeSource {
+        let target = RecipePaths.absolutePath(of: newFolder, in: RecipePaths.workingFolder)
+        guard target != folder else { return self }
+        let root = try composeRecipe(text, origin: origin)
+        let moved = RecipePaths.relocating(root, from: folder, to: target)
+        return try RecipeSource(text: moved == root ? text : Yams.serialize(node: moved), origin: origin, folder: target)
     }
 
     /// One step of a `--set` path: a mapping key or a list index.
@@ -456,7 +482,8 @@ public struct RecipeSource: Equatable, Sendable {
     }
 
     private func decode<T: Decodable>(_ type: T.Type, userInfo: [CodingUserInfoKey: Any]) throws -> T {
-        let node = try composeRecipe(text, origin: origin)
+        // Decoded recipes hold absolute paths, so no program depends on the working folder.
+        let node = RecipePaths.absolutizing(try composeRecipe(text, origin: origin), in: folder)
         do {
             return try YAMLDecoder().decode(type, from: node, userInfo: userInfo)
         } catch let error as RecipeError {

@@ -8,17 +8,20 @@ import Yams
 /// validation settings), like timm's `args.yaml`. It decodes back to the same `Recipe`.
 ///
 /// The encoded recipe is laid over the user's text, so a key this encoder does not know is kept as
-/// written rather than dropped.
-public func resolvedRecipeText(_ recipe: Recipe, userText: String) throws -> String {
-    guard let resolved = try Yams.compose(yaml: withPlainNumbers(YAMLEncoder().encode(recipe))) else { return userText }
-    let merged = try Yams.compose(yaml: userText).map { overlaid($0, with: resolved) } ?? resolved
+/// written rather than dropped; a path the text gives relative stays relative, to `source.folder`.
+/// - Parameters: recipe: `source` decoded.
+public func resolvedRecipeText(_ recipe: Recipe, source: RecipeSource) throws -> String {
+    guard let resolved = try Yams.compose(yaml: withPlainNumbers(YAMLEncoder().encode(recipe))) else { return source.text }
+    let merged = try Yams.compose(yaml: source.text).map { RecipePaths.restoringRelativePaths(of: $0, in: overlaid($0, with: resolved)) } ?? resolved
     return "# The resolved recipe of this run: the recipe as given, every default filled in.\n"
         + (try Yams.serialize(node: merged))
 }
 
-/// Writes `recipe.yaml` (the resolved recipe) into `folder`, replacing an earlier one.
-func writeResolvedRecipe(_ recipe: Recipe, userText: String, folder: String) throws {
-    try resolvedRecipeText(recipe, userText: userText).write(toFile: folder + "/recipe.yaml", atomically: true, encoding: .utf8)
+/// Writes `recipe.yaml` (the resolved recipe, its relative paths relative to `folder`) into
+/// `folder`, replacing an earlier one.
+func writeResolvedRecipe(_ recipe: Recipe, source: RecipeSource, folder: String) throws {
+    try resolvedRecipeText(recipe, source: source.relocated(to: folder))
+        .write(toFile: folder + "/recipe.yaml", atomically: true, encoding: .utf8)
 }
 
 /// `base`'s mappings with `top`'s keys written over them (mapping into mapping); anything else of `top` replaces.

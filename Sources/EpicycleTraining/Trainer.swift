@@ -101,7 +101,7 @@ public final class Trainer {
     ///   - optimizer: over the model's parameters and the objective's adapters.
     ///   - program: what checkpoints record as having trained the model.
     ///   - cyclePhase: the half of `cycle` the phase occupies (see `cyclePhase`).
-    ///   - recipeText: the recipe as checkpoints store it (a resume must match it).
+    ///   - recipeText: the recipe as checkpoints store it, relative paths relative to `folder` (a resume must match it).
     ///   - objective: what a step computes (a program's choice: `phaseObjective` for pretraining and
     ///     fine-tuning).
     ///   - communicator: the processes to train data-parallel over (`DataParallel`); nil or one process: alone.
@@ -209,7 +209,7 @@ public final class Trainer {
         let lastPath = folder + "/last.h5"
         try startAverages(resuming: start == nil ? nil : lastPath)
         // The run folder keeps the recipe with every default written out, beside the checkpoints.
-        if isWriter { try writeResolvedRecipe(recipe, userText: recipeText, folder: folder) }
+        if isWriter { try writeResolvedRecipe(recipe, source: RecipeSource(text: recipeText, origin: folder + "/recipe.yaml", folder: folder), folder: folder) }
         // The objective's names are fixed for a run: those it logs at the first step.
         let knobNames = knobs.schedules.keys.map(\.rawValue)
             + objective.loggedValues(at: CyclePosition(position(epoch: 0, batch: 0), in: cycle)).keys.sorted()

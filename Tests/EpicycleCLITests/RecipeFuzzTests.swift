@@ -219,10 +219,11 @@ import Yams
         var generator = Generator(state: UInt64(environment["EPICYCLE_FUZZ_SEED"] ?? "") ?? 13)
         let began = Date()
 
-        // The committed recipes, in a scratch folder (experiments name their recipes by relative path),
-        // with the teachers the distillation recipes expect trained briefly in place.
-        let folder = CLITests.folder("fuzz")
-        defer { try? FileManager.default.removeItem(atPath: folder) }
+        // The committed recipes, in a scratch copy of the repository's layout (experiments name their
+        // recipes, and recipes their teachers, relative to their files), with the teachers the
+        // distillation recipes expect trained briefly in place.
+        let scratch = CLITests.folder("fuzz"), folder = scratch + "/Experiments"
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
         let experiments = Self.repository.appendingPathComponent("Experiments").path
         try FileManager.default.createDirectory(atPath: folder + "/base", withIntermediateDirectories: true)
         var originals: [(name: String, text: String)] = []
@@ -239,9 +240,9 @@ import Yams
         for (recipe, narrower) in [("distill-teacher-resnet20.yaml", nil), ("distill-teacher-vgg13.yaml", "vgg13x0.0625"),
                                    ("distill-teacher-resnet32x4.yaml", "resnet8")] {
             let narrowing = narrower.map { ["--set", "model.architecture=\($0)"] } ?? []
-            let teacher = try CLITests.run(["pretrain", "--recipe", recipe, "--quiet", "--set", "pretrain.epochs=1",
+            let teacher = try CLITests.run(["pretrain", "--recipe", "Experiments/" + recipe, "--quiet", "--set", "pretrain.epochs=1",
                                             "--set", "pretrain.data.first=200", "--set", "pretrain.data.validation=100"] + narrowing,
-                                           in: folder)
+                                           in: scratch)
             try #require(teacher.status == 0, "\(recipe): \(teacher.errors)")
         }
 

@@ -75,7 +75,7 @@ let epicycleExecutable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlink
         #expect(second.report.summaries.allSatisfy { $0.finishedRuns == 2 })
         // Every run folder keeps the resolved recipe, defaults written out, as the runner prepared it.
         let kept = try String(contentsOfFile: constantFolders[0] + "/recipe.yaml", encoding: .utf8)
-        #expect(kept == (try experiment.program.resolvedText(experiment.runRecipe(variant: experiment.variants[0], seed: 0))))
+        #expect(kept == (try experiment.program.resolvedText(experiment.runRecipe(variant: experiment.variants[0], seed: 0), in: constantFolders[0])))
         #expect(kept.contains("momentum: 0.9") && kept.contains("no_decay_on_norm_and_bias: true"), "\(kept)")
         // A run prepared before run folders kept the resolved recipe (its recipe.yaml as generated) is still finished.
         try experiment.runRecipe(variant: experiment.variants[0], seed: 0).text

@@ -42,7 +42,7 @@ import Testing
     static func resolved(_ text: String) throws -> (recipe: Recipe, text: String) {
         let source = try RecipeSource(text: text, origin: "r.yaml")
         let recipe = try source.decodeRecipe()
-        return (recipe, try resolvedRecipeText(recipe, userText: source.text))
+        return (recipe, try resolvedRecipeText(recipe, source: source))
     }
 
     static func sources() throws -> [String] {
@@ -93,7 +93,7 @@ import Testing
 
     @Test func aKeyTheEncoderDoesNotKnowIsKept() throws {
         let source = try RecipeSource(text: "model: {architecture: resnet8}\npretrain: {data: {first: 100}, epochs: 1}\n", origin: "r.yaml")
-        let text = try resolvedRecipeText(source.decodeRecipe(), userText: source.text + "future_key: {a: 1}\n")
+        let text = try resolvedRecipeText(source.decodeRecipe(), source: RecipeSource(text: source.text + "future_key: {a: 1}\n", origin: "r.yaml"))
         #expect(text.contains("future_key:\n  a: 1\n"), "\(text)")
     }
 }

@@ -415,9 +415,9 @@ import TestSupport
         let model = try Model(prepared.recipe.model.spec(inputChannels: data.channels, numClasses: data.classCount), seed: 0)
         let variance = try #require(model.state.buffers.first { $0.name == "bn1.running_var" }).buffer
         variance.value = .float32(Tensor(repeating: -100, shape: [16]))
-        let trainer = Trainer(model: model, optimizer: prepared.makeOptimizer(for: model, phase: .pretrain), program: .pretrain,
+        let trainer = try Trainer(model: model, optimizer: prepared.makeOptimizer(for: model, phase: .pretrain), program: .pretrain,
                               phase: .pretrain, cyclePhase: .pretrain, cycle: prepared.jointCycle, recipe: prepared.recipe,
-                              recipeText: prepared.text, data: data, folder: output, progress: ProgressReporter(quiet: true),
+                              recipeText: prepared.storedText(in: output), data: data, folder: output, progress: ProgressReporter(quiet: true),
                               objective: LabelObjective(model: model, loss: prepared.recipe.loss))
         let error = #expect(throws: TrainingError.self) { try trainer.run(resumingFrom: nil) }
         guard case let .nonFiniteValidation(epoch, step, lastGood)? = error else { Issue.record("\(String(describing: error))"); return }
