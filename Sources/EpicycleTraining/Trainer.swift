@@ -271,9 +271,11 @@ public final class Trainer {
                 try stepLog?.step(step, epoch: epoch + 1, loss: Double(loss), values: values.named
                     .merging(objective.loggedValues(at: CyclePosition(stepPosition, in: cycle))) { knob, _ in knob }
                     .merging(objective.stepValues) { knob, _ in knob })
+                if FaultInjection.reached(.step), let parameter = trainableParameters.first {
+                    parameter.value.scalars[0] = parameter.value.scalars[0].nextUp
+                }
                 try dataParallel?.checkAgreement([model.state, objective.adapters], step: step)
                 batchIndex += 1
-                FaultInjection.reached(.step)
                 let elapsed = Date().timeIntervalSince(epochStart)
                 progress.step(phase: program.rawValue, epoch: epoch, epochs: epochs, batch: batchIndex, batches: batches,
                               images: metrics.images, elapsed: elapsed, loss: metrics.loss, knobs: values.named,
