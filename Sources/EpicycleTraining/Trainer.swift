@@ -254,6 +254,7 @@ public final class Trainer {
                     continue
                 }
                 let batch = dataParallel?.shard(globalBatch) ?? globalBatch
+                model.setDropoutFirstRow(dataParallel?.rows(ofBatch: globalBatch.count).lowerBound ?? 0)
                 let stepPosition = position(epoch: epoch, batch: batchIndex)
                 let values = knobValues(at: stepPosition)
                 values.bind(to: optimizer)
@@ -349,17 +350,13 @@ public final class Trainer {
     }
 
     /// Throws for what a data-parallel run cannot yet compute as one process would: data selection
-    /// ranks samples within a batch and semi-supervised steps add a second batch, both per process;
-    /// dropout would draw the same masks on every process.
+    /// ranks samples within a batch and semi-supervised steps add a second batch, both per process.
     private func refuseWhatDataParallelCannotSplit() throws {
         if let knob = selectionKnob {
             throw RecipeError(path: "knobs.\(knob.rawValue)", problem: "data selection is not available in a data-parallel (mpirun) run yet; run it as one process")
         }
         if data.unlabeled != nil {
             throw RecipeError(path: "\(phase.rawValue).unlabeled", problem: "semi-supervised training is not available in a data-parallel (mpirun) run yet; run it as one process")
-        }
-        if model.spec.dropout > 0 {
-            throw RecipeError(path: "model.dropout", problem: "dropout is not available in a data-parallel (mpirun) run yet (every process would draw the same masks); set it to 0 or run as one process")
         }
     }
 

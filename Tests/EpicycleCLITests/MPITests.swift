@@ -150,6 +150,22 @@ struct MPITests {
         #expect(spread.output.components(separatedBy: "test top-1").count == 2, "the summary is printed once: \(spread.output)")
     }
 
+    @Test func dropoutOnTwoRanksDrawsTheMasksOfOneProcess() throws {
+        // A wide ResNet with dropout between its convolutions; each row's mask is drawn from its place in
+        // the global batch, so rank 1's rows 48…95 get the masks one process gives them.
+        let recipe = Self.oneStepRecipe.replacingOccurrences(of: "model: {architecture: resnet8}",
+                                                             with: "model: {architecture: wrn-10-2, dropout: 0.3}")
+        let (folder, _) = try Self.aloneAndSpread("mpi-dropout", recipe: recipe)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let difference = try Self.largestRelativeDifference(folder + "/spread/last.h5", folder + "/alone/last.h5")
+        #expect(difference.value <= 1e-5, "\(difference.name) differs by \(difference.value) relative")
+        // The masks matter: without dropout the same step lands far from both.
+        let plain = try CLITests.run(Self.arguments(output: "plain", ["--set", "model.dropout=0"]), in: folder)
+        try #require(plain.status == 0, "\(plain.errors)")
+        let masked = try Self.largestRelativeDifference(folder + "/alone/last.h5", folder + "/plain/last.h5")
+        #expect(masked.value > 1e-3, "dropout moved \(masked.name) by only \(masked.value)")
+    }
+
     @Test func shortRunAgreesWithOneProcessAndResumesAfterARankIsKilled() throws {
         let (folder, _) = try Self.aloneAndSpread("mpi-short", recipe: Self.shortRecipe)
         defer { try? FileManager.default.removeItem(atPath: folder) }

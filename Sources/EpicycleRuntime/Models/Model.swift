@@ -154,6 +154,12 @@ public final class Model {
     /// The dropout generators' state words, in network order (empty for models without dropout).
     public var randomStateWords: [UInt64] { dropouts.flatMap(\.generator.stateWords) }
 
+    /// Tells the dropouts where the rows of the next training forwards' input stand in the whole batch
+    /// (`Dropout.firstRow`): 0 for a whole batch, the block's first row for a block of one.
+    public func setDropoutFirstRow(_ row: Int) {
+        for dropout in dropouts { dropout.firstRow = row }
+    }
+
     /// Restores what `randomStateWords` returned.
     public func restoreRandomState(_ words: [UInt64]) throws {
         guard words.count == 4 * dropouts.count else {
@@ -170,6 +176,7 @@ public final class Model {
     /// would see: its generators are restored afterwards.
     public func recalibrateBatchNorm(on batches: some Sequence<Tensor>) throws {
         let randomState = randomStateWords
+        setDropoutFirstRow(0)
         for norm in batchNorms { norm.beginPlainAverage() }
         defer { for norm in batchNorms { norm.endPlainAverage() } }
         for images in batches { _ = try forward(images, mode: .training) }
