@@ -93,6 +93,20 @@ public final class Communicator: @unchecked Sendable {
         return result
     }
 
+    /// Every process's `values` (their counts may differ), process 0's first.
+    public func gather(_ values: [Double]) -> [Double] {
+        guard size > 1 else { return values }
+        var count = Int32(values.count)
+        var counts = [Int32](repeating: 0, count: size)
+        MPI_Allgather(&count, 1, epicycle_mpi_int32(), &counts, 1, epicycle_mpi_int32(), handle)
+        var offsets = [Int32](repeating: 0, count: size)
+        for rank in 1..<size { offsets[rank] = offsets[rank - 1] + counts[rank - 1] }
+        var all = [Double](repeating: 0, count: Int(offsets[size - 1] + counts[size - 1]))
+        var values = values
+        MPI_Allgatherv(&values, count, epicycle_mpi_double(), &all, &counts, &offsets, epicycle_mpi_double(), handle)
+        return all
+    }
+
     /// The smallest and the largest of every process's `value`.
     public func range(_ value: UInt64) -> (minimum: UInt64, maximum: UInt64) {
         guard size > 1 else { return (value, value) }

@@ -143,6 +143,7 @@ public final class Trainer {
     /// Synchronises the batch norms of the model and the adapters over the processes (none alone).
     private func attachStatisticsReducer() {
         for norm in model.batchNorms + objective.adapterBatchNorms { norm.statisticsReducer = dataParallel }
+        model.rowGatherer = dataParallel
     }
 
     /// The last step of the phase that occupies `cyclePhase` of the cycle.
@@ -349,12 +350,9 @@ public final class Trainer {
                            seconds: Date().timeIntervalSince(began), tradeoff: tradeoff)
     }
 
-    /// Throws for what a data-parallel run cannot yet compute as one process would: data selection
-    /// ranks samples within a batch and semi-supervised steps add a second batch, both per process.
+    /// Throws for what a data-parallel run cannot yet compute as one process would: semi-supervised
+    /// steps add a second batch, per process.
     private func refuseWhatDataParallelCannotSplit() throws {
-        if let knob = selectionKnob {
-            throw RecipeError(path: "knobs.\(knob.rawValue)", problem: "data selection is not available in a data-parallel (mpirun) run yet; run it as one process")
-        }
         if data.unlabeled != nil {
             throw RecipeError(path: "\(phase.rawValue).unlabeled", problem: "semi-supervised training is not available in a data-parallel (mpirun) run yet; run it as one process")
         }

@@ -166,6 +166,37 @@ struct MPITests {
         #expect(masked.value > 1e-3, "dropout moved \(masked.name) by only \(masked.value)")
     }
 
+    @Test func dataSelectionOnTwoRanksSelectsOverTheWholeBatch() throws {
+        // keep_fraction keeps the 72 easiest of all 96 images, whichever rank holds them; the threshold
+        // and the clip act per image; the loss is divided by the whole batch's count of kept images.
+        let recipe = Self.oneStepRecipe.replacingOccurrences(of: "  augmentation_strength: 1\n", with: """
+              augmentation_strength: 1
+              keep_fraction: 0.75
+              sample_loss_threshold: 2.2
+              sample_loss_clip: 1.8
+
+            """)
+        let (folder, _) = try Self.aloneAndSpread("mpi-selection", recipe: recipe)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let difference = try Self.largestRelativeDifference(folder + "/spread/last.h5", folder + "/alone/last.h5")
+        #expect(difference.value <= 1e-5, "\(difference.name) differs by \(difference.value) relative")
+        // The same images were left out, and some were (else the test would not test selection).
+        func droppedShare(_ run: String) throws -> Double {
+            let metrics = try #require(try Checkpoint.read(from: folder + "/\(run)/last.h5").training).metrics
+            let column = try #require(metrics.columns.firstIndex(of: "dropped_share"), "\(metrics.columns)")
+            return try #require(metrics.rows.last)[column]
+        }
+        let (spreadShare, aloneShare) = (try droppedShare("spread"), try droppedShare("alone"))
+        #expect(spreadShare == aloneShare)
+        #expect(aloneShare > 0.25 && aloneShare < 1, "dropped share \(aloneShare)")
+        // Selection matters: without it the same step lands far from both.
+        let plain = try CLITests.run(Self.arguments(output: "plain", ["--set", "knobs.keep_fraction=1", "--set", "knobs.sample_loss_threshold=1e6",
+                                                                     "--set", "knobs.sample_loss_clip=1e6"]), in: folder)
+        try #require(plain.status == 0, "\(plain.errors)")
+        let selected = try Self.largestRelativeDifference(folder + "/alone/last.h5", folder + "/plain/last.h5")
+        #expect(selected.value > 1e-3, "selection moved \(selected.name) by only \(selected.value)")
+    }
+
     @Test func shortRunAgreesWithOneProcessAndResumesAfterARankIsKilled() throws {
         let (folder, _) = try Self.aloneAndSpread("mpi-short", recipe: Self.shortRecipe)
         defer { try? FileManager.default.removeItem(atPath: folder) }

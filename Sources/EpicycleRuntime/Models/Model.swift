@@ -36,6 +36,9 @@ public final class Model {
     private let dropouts: [Dropout]
     /// Every batch norm, in network order.
     public let batchNorms: [BatchNorm2D]
+    /// When training on a block of a batch split over processes, what gives the losses computed from
+    /// this model's outputs the whole batch's view (data selection); nil for a whole batch.
+    public var rowGatherer: (any BatchRowGatherer)?
     /// Every name `forward(_:mode:capture:)` accepts, in network order.
     public let featureNames: [String]
 
