@@ -8,6 +8,7 @@ static inline MPI_Datatype epicycle_mpi_float(void) { return MPI_FLOAT; }
 static inline MPI_Datatype epicycle_mpi_double(void) { return MPI_DOUBLE; }
 static inline MPI_Datatype epicycle_mpi_uint64(void) { return MPI_UINT64_T; }
 static inline MPI_Datatype epicycle_mpi_int64(void) { return MPI_INT64_T; }
+static inline MPI_Datatype epicycle_mpi_int32(void) { return MPI_INT32_T; }
 static inline MPI_Datatype epicycle_mpi_byte(void) { return MPI_BYTE; }
 static inline MPI_Op epicycle_mpi_sum(void) { return MPI_SUM; }
 static inline MPI_Op epicycle_mpi_min(void) { return MPI_MIN; }

@@ -42,19 +42,18 @@ public struct ComparisonResult: Sendable {
 ///     stays in its run, and the runs end when this process does); when nil, runs
 ///     go one after another in this process and `jobs` must be 1.
 ///   - command: the command line to print in the report.
-///   - communicator: under `mpirun` with several processes, this is process 0, which hands the runs out
-///     to the others (`serveComparisonRuns`) instead of running them itself; `jobs` must then be 1.
+///   - groups: under `mpirun` with several processes, this is process 0, which hands the runs out
+///     to the groups of the others (`serveComparisonRuns`) instead of running them itself; `jobs` must then be 1.
 ///   - log: receives one line per run started or ended.
 public func runComparison(experiment: Experiment, jobs: Int = 1, executable: String? = nil, command: String = "",
-                          communicator: Communicator? = nil, log: (String) -> Void = { _ in }) throws -> ComparisonResult {
+                          groups: RunGroups? = nil, log: (String) -> Void = { _ in }) throws -> ComparisonResult {
     guard RecipeLimits.threads.contains(jobs) else {
         throw RecipeError(path: "", problem: "--jobs must be from 1 to \(RecipeLimits.threads.upperBound), got \(jobs)")
     }
     guard executable != nil || jobs == 1 else {
         throw RecipeError(path: "", problem: "running \(jobs) jobs at once needs child processes: pass the epicycle executable")
     }
-    let distributed = communicator.map { $0.size > 1 } ?? false
-    guard !distributed || jobs == 1 else {
+    guard groups == nil || jobs == 1 else {
         throw RecipeError(path: "", problem: "--jobs is for one process: under mpirun every process but the first trains one run at a time; launch more processes instead")
     }
     let fileManager = FileManager.default
@@ -92,8 +91,8 @@ public func runComparison(experiment: Experiment, jobs: Int = 1, executable: Str
     }
     if !skipped.isEmpty { log("\(skipped.count) of \(skipped.count + pending.count) runs already finished") }
 
-    if let communicator, distributed {
-        distributeRuns(pending, experiment: experiment, communicator: communicator, log: log)
+    if let groups {
+        distributeRuns(pending, experiment: experiment, groups: groups, log: log)
     } else if let executable {
         let cores = ProcessInfo.processInfo.activeProcessorCount, threads = max(1, cores / jobs)
         if jobs > cores { log("\(jobs) jobs on \(cores) cores: the runs will take turns on the cores, each slower") }

@@ -1,3 +1,4 @@
+import EpicycleMPI
 import EpicycleRuntime
 import EpicycleTraining
 import Foundation
@@ -114,17 +115,22 @@ private let jsonDecoder: JSONDecoder = {
 /// The folder holds the run's `recipe.yaml` and a `run.json` with status `running`, as
 /// `runComparison` leaves them; checkpoints and metrics go to the same folder, and a `last.h5` left
 /// by an interrupted attempt is continued. `epicycle compare-run` is this function in a child process.
-/// - Parameter threads: at most this many threads for every pool of the run (kernels, OpenBLAS), whatever
-///   its recipe's `threads:` says (nil: the recipe's, else all cores).
+/// - Parameters:
+///   - threads: at most this many threads for every pool of the run (kernels, OpenBLAS), whatever
+///     its recipe's `threads:` says (nil: the recipe's, else all cores).
+///   - communicator: the processes to train the run data-parallel over (every one of them calls this);
+///     nil: this process alone.
 /// - Returns: the finished record. Throws the program's error after recording it as `failed`.
 @discardableResult
-public func executeRun(folder: String, threads: Int? = nil) throws -> RunRecord {
+public func executeRun(folder: String, threads: Int? = nil, communicator: Communicator? = nil) throws -> RunRecord {
     guard var record = RunRecord.read(folder: folder) else {
         throw RecipeError(path: "", problem: "\(folder)/run.json is missing or unreadable; run the comparison again to prepare the run")
     }
     guard let program = ExperimentProgram(rawValue: record.program) else {
         throw RecipeError(path: "", problem: "\(folder)/run.json names an unknown program '\(record.program)'")
     }
+    // Data-parallel, process 0 of the run's processes writes, as it writes the run's other files.
+    let writes = (communicator?.rank ?? 0) == 0
     let began = Date()
     record.status = .running
     record.resumed = program.phaseFolders.contains { name in
@@ -132,7 +138,8 @@ public func executeRun(folder: String, threads: Int? = nil) throws -> RunRecord 
     }
     do {
         let recipe = try RecipeSource(contentsOf: folder + "/recipe.yaml")
-        let result = try program.run(recipe, options: RunOptions(output: folder, resume: true, quiet: true, threadLimit: threads))
+        let result = try program.run(recipe, options: RunOptions(output: folder, resume: true, quiet: true, threadLimit: threads,
+                                                                 communicator: communicator))
         record.phases = try program.phaseFolders.map { name in
             RunRecord.PhaseHistory(name: name, history: try readMetrics(folder: name.isEmpty ? folder : "\(folder)/\(name)"))
         }
@@ -148,13 +155,13 @@ public func executeRun(folder: String, threads: Int? = nil) throws -> RunRecord 
         record.wallSeconds = Date().timeIntervalSince(began)
         record.status = .finished
         record.error = nil
-        try record.write(folder: folder)
+        if writes { try record.write(folder: folder) }
         return record
     } catch {
         record.status = .failed
         record.error = errorMessage(error)
         record.wallSeconds = Date().timeIntervalSince(began)
-        try? record.write(folder: folder)
+        if writes { try? record.write(folder: folder) }
         throw error
     }
 }

@@ -33,6 +33,16 @@ public final class Communicator: @unchecked Sendable {
         atexit { Communicator.finalize() }
     }
 
+    private init(handle: MPI_Comm, localSize: Int) {
+        self.handle = handle
+        var rank: Int32 = 0, size: Int32 = 0
+        MPI_Comm_rank(handle, &rank)
+        MPI_Comm_size(handle, &size)
+        self.rank = Int(rank)
+        self.size = Int(size)
+        self.localSize = localSize
+    }
+
     /// Whether a launcher started this process: Open MPI's `mpirun` sets `OMPI_COMM_WORLD_SIZE`, a
     /// PMIx launcher such as `srun --mpi=pmix` sets `PMIX_RANK`.
     public static var isLaunched: Bool {
@@ -55,6 +65,15 @@ public final class Communicator: @unchecked Sendable {
         if finalized == 0 { MPI_Finalize() }
     }
 
+    /// The processes that pass the same `color`, ranked by `key` (ties by rank here): every process
+    /// calls it (`MPI_Comm_split`), each gets its own part. Its `localSize` is this one's, the processes
+    /// on this machine that share its cores. A part lives until MPI is finalized.
+    public func split(color: Int, key: Int) -> Communicator {
+        var part: MPI_Comm?
+        MPI_Comm_split(handle, Int32(color), Int32(key), &part)
+        return Communicator(handle: part!, localSize: localSize)
+    }
+
     /// Replaces every element of `values` by its sum over all processes.
     public func sum(_ values: UnsafeMutableBufferPointer<Float>) {
         guard size > 1, !values.isEmpty else { return }
@@ -74,6 +93,20 @@ public final class Communicator: @unchecked Sendable {
         return result
     }
 
+    /// Every process's `values` (their counts may differ), process 0's first.
+    public func gather(_ values: [Double]) -> [Double] {
+        guard size > 1 else { return values }
+        var count = Int32(values.count)
+        var counts = [Int32](repeating: 0, count: size)
+        MPI_Allgather(&count, 1, epicycle_mpi_int32(), &counts, 1, epicycle_mpi_int32(), handle)
+        var offsets = [Int32](repeating: 0, count: size)
+        for rank in 1..<size { offsets[rank] = offsets[rank - 1] + counts[rank - 1] }
+        var all = [Double](repeating: 0, count: Int(offsets[size - 1] + counts[size - 1]))
+        var values = values
+        MPI_Allgatherv(&values, count, epicycle_mpi_double(), &all, &counts, &offsets, epicycle_mpi_double(), handle)
+        return all
+    }
+
     /// The smallest and the largest of every process's `value`.
     public func range(_ value: UInt64) -> (minimum: UInt64, maximum: UInt64) {
         guard size > 1 else { return (value, value) }
@@ -91,6 +124,14 @@ public final class Communicator: @unchecked Sendable {
         var result = rank == root ? bytes : [UInt8](repeating: 0, count: Int(count))
         if count > 0 { MPI_Bcast(&result, Int32(count), epicycle_mpi_byte(), Int32(root), handle) }
         return result
+    }
+
+    /// `value` of process `root`, on every process.
+    public func broadcast(_ value: Int64, from root: Int = 0) -> Int64 {
+        guard size > 1 else { return value }
+        var value = value
+        MPI_Bcast(&value, 1, epicycle_mpi_int64(), Int32(root), handle)
+        return value
     }
 
     /// Returns once every process has called it.

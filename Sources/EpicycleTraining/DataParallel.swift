@@ -14,12 +14,13 @@ import Foundation
 /// with the loss and two flags) gives every process the gradient one process would compute on the
 /// whole batch, up to summation order. Batch norm is synchronised: the forward sums Σx, Σx² and the
 /// row count, and the backward sums Σg, Σg·(x − μ) weighted by w_r, are all-reduced per layer, so every
-/// process normalises with the whole batch's statistics (`BatchStatisticsReducer`).
+/// process normalises with the whole batch's statistics (`BatchStatisticsReducer`). Data selection
+/// ranks and normalises over every process's per-sample losses, all-gathered (`BatchRowGatherer`).
 ///
 /// Every process then takes the same optimizer step; their parameters stay bit-identical, which
 /// `checkAgreement` verifies after every step. Process 0 alone writes checkpoints, metrics, progress
 /// and test scores.
-public final class DataParallel: BatchStatisticsReducer {
+public final class DataParallel: BatchStatisticsReducer, BatchRowGatherer {
     public let communicator: Communicator
     /// This process's share w_r = n_r/B of the rows of the batch being trained on.
     private var share = 1.0
@@ -58,6 +59,11 @@ public final class DataParallel: BatchStatisticsReducer {
         shard.partnerLabels = batch.partnerLabels.map { Array($0[rows]) }
         shard.sampleIndices = Array(batch.sampleIndices[rows])
         return shard
+    }
+
+    public func gatherRows(_ values: [Double]) -> (all: [Double], rows: Range<Int>) {
+        let all = communicating { communicator.gather(values) }
+        return (all, rows(ofBatch: all.count))
     }
 
     public func sumStatistics(_ sums: UnsafeMutableBufferPointer<Double>) {

@@ -143,6 +143,7 @@ public final class Trainer {
     /// Synchronises the batch norms of the model and the adapters over the processes (none alone).
     private func attachStatisticsReducer() {
         for norm in model.batchNorms + objective.adapterBatchNorms { norm.statisticsReducer = dataParallel }
+        model.rowGatherer = dataParallel
     }
 
     /// The last step of the phase that occupies `cyclePhase` of the cycle.
@@ -254,6 +255,7 @@ public final class Trainer {
                     continue
                 }
                 let batch = dataParallel?.shard(globalBatch) ?? globalBatch
+                model.setDropoutFirstRow(dataParallel?.rows(ofBatch: globalBatch.count).lowerBound ?? 0)
                 let stepPosition = position(epoch: epoch, batch: batchIndex)
                 let values = knobValues(at: stepPosition)
                 values.bind(to: optimizer)
@@ -271,9 +273,11 @@ public final class Trainer {
                 try stepLog?.step(step, epoch: epoch + 1, loss: Double(loss), values: values.named
                     .merging(objective.loggedValues(at: CyclePosition(stepPosition, in: cycle))) { knob, _ in knob }
                     .merging(objective.stepValues) { knob, _ in knob })
+                if FaultInjection.reached(.step), let parameter = trainableParameters.first {
+                    parameter.value.scalars[0] = parameter.value.scalars[0].nextUp
+                }
                 try dataParallel?.checkAgreement([model.state, objective.adapters], step: step)
                 batchIndex += 1
-                FaultInjection.reached(.step)
                 let elapsed = Date().timeIntervalSince(epochStart)
                 progress.step(phase: program.rawValue, epoch: epoch, epochs: epochs, batch: batchIndex, batches: batches,
                               images: metrics.images, elapsed: elapsed, loss: metrics.loss, knobs: values.named,
@@ -346,18 +350,11 @@ public final class Trainer {
                            seconds: Date().timeIntervalSince(began), tradeoff: tradeoff)
     }
 
-    /// Throws for what a data-parallel run cannot yet compute as one process would: data selection
-    /// ranks samples within a batch and semi-supervised steps add a second batch, both per process;
-    /// dropout would draw the same masks on every process.
+    /// Throws for what a data-parallel run cannot yet compute as one process would: semi-supervised
+    /// steps add a second batch, per process.
     private func refuseWhatDataParallelCannotSplit() throws {
-        if let knob = selectionKnob {
-            throw RecipeError(path: "knobs.\(knob.rawValue)", problem: "data selection is not available in a data-parallel (mpirun) run yet; run it as one process")
-        }
         if data.unlabeled != nil {
             throw RecipeError(path: "\(phase.rawValue).unlabeled", problem: "semi-supervised training is not available in a data-parallel (mpirun) run yet; run it as one process")
-        }
-        if model.spec.dropout > 0 {
-            throw RecipeError(path: "model.dropout", problem: "dropout is not available in a data-parallel (mpirun) run yet (every process would draw the same masks); set it to 0 or run as one process")
         }
     }
 

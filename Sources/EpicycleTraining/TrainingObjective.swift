@@ -128,7 +128,7 @@ public final class LabelObjective: TrainingObjective {
         }
         let losses = try partners.map { try loss.perSample(logits: logits, labels: batch.labels, partnerLabels: $0, mixWeight: batch.mixWeight) }
             ?? loss.perSample(logits: logits, labels: batch.labels)
-        let (result, dropped) = selection.apply(to: losses)
+        let (result, dropped) = selection.apply(to: losses, across: model.rowGatherer)
         droppedSamples += dropped
         return result
     }

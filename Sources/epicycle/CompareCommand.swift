@@ -16,8 +16,9 @@ struct Compare: ParsableCommand {
             its 95 % confidence interval and p, paired by seed or Welch's; seeds for 80 % power), runs.csv and report.html.
             Example: epicycle compare Experiments/knobs-4k.yaml --jobs 2
             Under mpirun (mpirun -np N epicycle compare E.yaml), process 0 hands the runs out to the other \
-            N − 1 processes, each training one run at a time with its share of its machine's cores; the \
-            results folder must be shared by all of them.
+            N − 1 processes, each training one run at a time with its share of its machine's cores; with \
+            --ranks-per-run k, to (N − 1)/k groups of k consecutive processes, each training its run \
+            data-parallel (N − 1 must be a multiple of k). The results folder must be shared by all of them.
             """)
 
     @Argument(help: ArgumentHelp("The experiment (YAML).", valueName: "experiment.yaml"))
@@ -26,24 +27,32 @@ struct Compare: ParsableCommand {
     @Option(help: "Runs at a time, each a process with max(1, cores / jobs) threads (a recipe's threads: may ask for fewer).")
     var jobs = 1
 
+    @Option(help: "Under mpirun: processes per run, training it data-parallel (the launch needs 1 + a multiple of this many).")
+    var ranksPerRun = 1
+
     func validate() throws {
         try validateCount(jobs, option: "--jobs")
+        try validateCount(ranksPerRun, option: "--ranks-per-run")
+        if ranksPerRun > 1 && (Communicator.world?.size ?? 1) == 1 {
+            throw ValidationError("--ranks-per-run \(ranksPerRun) needs an mpirun launch of 1 + a multiple of \(ranksPerRun) processes (mpirun -np \(1 + ranksPerRun) epicycle compare …)")
+        }
     }
 
     func run() throws {
         let command = (["epicycle"] + CommandLine.arguments.dropFirst().map(shellQuoted)).joined(separator: " ")
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let world = Communicator.world.flatMap { $0.size > 1 ? $0 : nil }
-        if let world, world.rank > 0 {
+        let groups = try world.map { world in try reporting { try RunGroups(world: world, ranksPerRun: ranksPerRun) } }
+        if let groups, groups.world.rank > 0 {
             try reporting {
-                serveComparisonRuns(experiment: try Experiment(contentsOf: experiment), communicator: world,
-                                    threads: max(1, onlineProcessorCount / world.localSize))
+                try serveComparisonRuns(experiment: try Experiment(contentsOf: experiment), groups: groups,
+                                        threads: max(1, onlineProcessorCount / groups.world.localSize))
             }
             return
         }
         let result = try reporting {
             try runComparison(experiment: try Experiment(contentsOf: experiment), jobs: jobs, executable: executable,
-                              command: command, communicator: world) { print($0) }
+                              command: command, groups: groups) { print($0) }
         }
         print("\n" + result.report.markdown)
         print("wrote \(result.tablePath), \(result.tableCSVPath), \(result.csvPath) and \(result.reportPath)")

@@ -150,6 +150,53 @@ struct MPITests {
         #expect(spread.output.components(separatedBy: "test top-1").count == 2, "the summary is printed once: \(spread.output)")
     }
 
+    @Test func dropoutOnTwoRanksDrawsTheMasksOfOneProcess() throws {
+        // A wide ResNet with dropout between its convolutions; each row's mask is drawn from its place in
+        // the global batch, so rank 1's rows 48…95 get the masks one process gives them.
+        let recipe = Self.oneStepRecipe.replacingOccurrences(of: "model: {architecture: resnet8}",
+                                                             with: "model: {architecture: wrn-10-2, dropout: 0.3}")
+        let (folder, _) = try Self.aloneAndSpread("mpi-dropout", recipe: recipe)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let difference = try Self.largestRelativeDifference(folder + "/spread/last.h5", folder + "/alone/last.h5")
+        #expect(difference.value <= 1e-5, "\(difference.name) differs by \(difference.value) relative")
+        // The masks matter: without dropout the same step lands far from both.
+        let plain = try CLITests.run(Self.arguments(output: "plain", ["--set", "model.dropout=0"]), in: folder)
+        try #require(plain.status == 0, "\(plain.errors)")
+        let masked = try Self.largestRelativeDifference(folder + "/alone/last.h5", folder + "/plain/last.h5")
+        #expect(masked.value > 1e-3, "dropout moved \(masked.name) by only \(masked.value)")
+    }
+
+    @Test func dataSelectionOnTwoRanksSelectsOverTheWholeBatch() throws {
+        // keep_fraction keeps the 72 easiest of all 96 images, whichever rank holds them; the threshold
+        // and the clip act per image; the loss is divided by the whole batch's count of kept images.
+        let recipe = Self.oneStepRecipe.replacingOccurrences(of: "  augmentation_strength: 1\n", with: """
+              augmentation_strength: 1
+              keep_fraction: 0.75
+              sample_loss_threshold: 2.2
+              sample_loss_clip: 1.8
+
+            """)
+        let (folder, _) = try Self.aloneAndSpread("mpi-selection", recipe: recipe)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let difference = try Self.largestRelativeDifference(folder + "/spread/last.h5", folder + "/alone/last.h5")
+        #expect(difference.value <= 1e-5, "\(difference.name) differs by \(difference.value) relative")
+        // The same images were left out, and some were (else the test would not test selection).
+        func droppedShare(_ run: String) throws -> Double {
+            let metrics = try #require(try Checkpoint.read(from: folder + "/\(run)/last.h5").training).metrics
+            let column = try #require(metrics.columns.firstIndex(of: "dropped_share"), "\(metrics.columns)")
+            return try #require(metrics.rows.last)[column]
+        }
+        let (spreadShare, aloneShare) = (try droppedShare("spread"), try droppedShare("alone"))
+        #expect(spreadShare == aloneShare)
+        #expect(aloneShare > 0.25 && aloneShare < 1, "dropped share \(aloneShare)")
+        // Selection matters: without it the same step lands far from both.
+        let plain = try CLITests.run(Self.arguments(output: "plain", ["--set", "knobs.keep_fraction=1", "--set", "knobs.sample_loss_threshold=1e6",
+                                                                     "--set", "knobs.sample_loss_clip=1e6"]), in: folder)
+        try #require(plain.status == 0, "\(plain.errors)")
+        let selected = try Self.largestRelativeDifference(folder + "/alone/last.h5", folder + "/plain/last.h5")
+        #expect(selected.value > 1e-3, "selection moved \(selected.name) by only \(selected.value)")
+    }
+
     @Test func shortRunAgreesWithOneProcessAndResumesAfterARankIsKilled() throws {
         let (folder, _) = try Self.aloneAndSpread("mpi-short", recipe: Self.shortRecipe)
         defer { try? FileManager.default.removeItem(atPath: folder) }
@@ -243,6 +290,81 @@ struct MPITests {
         let again = try Self.launch([(arguments, [:]), (arguments, [:])], in: folder + "/spread")
         try #require(again.status == 0, "\(again.errors)")
         #expect(again.output.contains("4 of 4 runs already finished"), "\(again.output)")
+    }
+
+    @Test func aComparisonOfDataParallelRunsGivesTheSingleProcessResults() throws {
+        let folder = CLITests.folder("mpi-compare-groups")
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        for name in ["alone", "spread"] {
+            try FileManager.default.createDirectory(atPath: folder + "/" + name, withIntermediateDirectories: true)
+            try Self.experiment(results: "results").write(toFile: folder + "/\(name)/e.yaml", atomically: true, encoding: .utf8)
+        }
+        let alone = try CLITests.run(["compare", "e.yaml"], in: folder + "/alone")
+        try #require(alone.status == 0, "\(alone.errors)")
+        // Process 0 schedules; processes 1 and 2 train every run together, 25 of each batch's 50 images each.
+        let arguments = ["compare", "e.yaml", "--ranks-per-run", "2"]
+        let spread = try Self.launch([(arguments, [:]), (arguments, [:]), (arguments, [:])], in: folder + "/spread")
+        try #require(spread.status == 0, "\(spread.errors)")
+        #expect(spread.output.components(separatedBy: "started (MPI processes 1–2)").count == 5, "\(spread.output)")
+        // Three steps apart only by summation order: the weights agree within 1e-5 relative (measured:
+        // 8.9e-7 at worst), far less than any of the 2000 test or 50 validation images needs to change
+        // its prediction, so the scores are the single-process ones; a margin of one image per split
+        // keeps the test honest on a machine that rounds one borderline image the other way.
+        for run in ["constant/seed-0", "cyclical/seed-1"] {
+            let path = "/results/runs/\(run)/last.h5"
+            let difference = try Self.largestRelativeDifference(folder + "/spread" + path, folder + "/alone" + path)
+            #expect(difference.value <= 1e-5, "\(run): \(difference.name) differs by \(difference.value) relative")
+        }
+        let (spreadRows, aloneRows) = (try Self.scores(folder + "/spread/results/runs.csv"), try Self.scores(folder + "/alone/results/runs.csv"))
+        let columns = try #require(aloneRows.first)
+        #expect(spreadRows.first == columns && spreadRows.count == aloneRows.count && aloneRows.count == 5)
+        for (spreadRow, aloneRow) in zip(spreadRows.dropFirst(), aloneRows.dropFirst()) {
+            for (column, (a, e)) in zip(columns, zip(spreadRow, aloneRow)) {
+                if let a = Double(a), let e = Double(e), column.hasSuffix("top1") || column.hasPrefix("test_top1") {
+                    let oneImage = column.hasPrefix("test") ? 100.0 / 2000 : 100.0 / 50
+                    #expect(abs(a - e) <= oneImage, "\(column): \(a) against \(e) alone")
+                } else {
+                    #expect(a == e, "\(column): \(a) against \(e) alone")
+                }
+            }
+        }
+        // Process 1 alone writes a run's files: the run folders hold what a single-process run's do
+        // (but the log.txt of a run in a child process: under mpirun a run's output is the launch's).
+        let files = { (side: String) in
+            try FileManager.default.contentsOfDirectory(atPath: folder + "/\(side)/results/runs/constant/seed-0")
+                .filter { $0 != "log.txt" }.map { $0.hasPrefix("events.out.tfevents.") ? "events.out.tfevents" : $0 }.sorted()
+        }
+        #expect(try files("spread") == files("alone"))
+    }
+
+    @Test func ranksThatCannotFormWholeGroupsAreRefused() throws {
+        let folder = CLITests.folder("mpi-compare-uneven")
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try Self.experiment(results: "results").write(toFile: folder + "/e.yaml", atomically: true, encoding: .utf8)
+        let arguments = ["compare", "e.yaml", "--ranks-per-run", "2"]
+        let uneven = try Self.launch(Array(repeating: (arguments, [:]), count: 2), in: folder, timeout: 120)
+        #expect(uneven.status != 0)
+        #expect(uneven.errors.contains("error: --ranks-per-run 2 needs the 1 processes after process 0 (which schedules) to form whole groups of 2; launch 1 + a multiple of 2 processes (mpirun -np 3, 5, …)"),
+                "\(uneven.errors)")
+        #expect(!FileManager.default.fileExists(atPath: folder + "/results"))
+        let alone = try CLITests.run(arguments, in: folder)
+        #expect(alone.status != 0)
+        #expect(alone.errors.contains("--ranks-per-run 2 needs an mpirun launch of 1 + a multiple of 2 processes"), "\(alone.errors)")
+    }
+
+    @Test func ranksWhoseParametersPartStopTogetherNamingTheStep() throws {
+        let folder = try Self.folder("mpi-perturbed", recipe: Self.shortRecipe)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        // Rank 1 nudges one weight by one ulp after its third step, as a rank that rounds differently would.
+        let arguments = Self.arguments(output: "out")
+        let run = try Self.launch([(arguments, [:]), (arguments, ["EPICYCLE_FAULT_PERTURB_AT": "step:3"])], in: folder, timeout: 120)
+        #expect(run.status != 0)
+        #expect(run.errors.contains("fault injection: perturbing a parameter after step 3"), "\(run.errors)")
+        #expect(run.errors.contains("error: the 2 MPI processes hold different parameters after step 3 (their checksums differ); stopped."),
+                "\(run.errors)")
+        #expect(!run.errors.contains("after step 4"), "\(run.errors)")
+        // The first epoch (four steps) never finished: no checkpoint was written.
+        #expect(!FileManager.default.fileExists(atPath: folder + "/out/last.h5"))
     }
 
     @Test func ranksGivenDifferentRecipesStopWithAnError() throws {

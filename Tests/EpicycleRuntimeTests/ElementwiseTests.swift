@@ -124,6 +124,22 @@ private final class RewoundDropout: Layer {
         #expect(try layer.forward(input, mode: .training) != layer.forward(input, mode: .training))
     }
 
+    @Test func aRowsMaskDependsOnItsPlaceInTheBatchNotOnTheRowsBesideIt() throws {
+        let input = randomTensor([4, 3, 3, 2], seed: 107, low: 0.5, high: 1)
+        let whole = try Dropout(probability: 0.5, generator: RandomGenerator(seed: 9)).forward(input, mode: .training)
+        // Rows 1…3 alone, told they start at row 1 of the batch: the whole batch's rows 1…3.
+        let block = Dropout(probability: 0.5, generator: RandomGenerator(seed: 9))
+        block.firstRow = 1
+        let rowSize = input.count / 4
+        let tail = try block.forward(Tensor(shape: [3, 3, 3, 2], scalars: Array(input.scalars[rowSize...])), mode: .training)
+        #expect(tail.scalars == Array(whole.scalars[rowSize...]))
+        // Told they start at row 0, the same rows draw other masks.
+        block.firstRow = 0
+        block.generator = RandomGenerator(seed: 9)
+        #expect(try block.forward(Tensor(shape: [3, 3, 3, 2], scalars: Array(input.scalars[rowSize...])), mode: .training).scalars
+                != Array(whole.scalars[rowSize...]))
+    }
+
     @Test func keepsTheExpectedFractionScaledByTheInverseKeepProbability() throws {
         let p: Float = 0.3, count = 200_000
         let input = randomTensor([count], seed: 102, low: 1, high: 2)

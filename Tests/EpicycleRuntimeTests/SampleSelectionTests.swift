@@ -69,6 +69,43 @@ struct SelectionFixture {
         #expect(idle > 0 && idle < losses.samples, "\(name): the case should drop some samples and keep others")
     }
 
+    /// One block of a batch split over processes: the whole batch's losses stand in for the other
+    /// processes' (`DataParallel` all-gathers them).
+    final class BlockOfBatch: BatchRowGatherer {
+        let all: [Double], rows: Range<Int>
+        init(_ all: [Double], rows: Range<Int>) { (self.all, self.rows) = (all, rows) }
+        func gatherRows(_ values: [Double]) -> (all: [Double], rows: Range<Int>) {
+            #expect(values == Array(all[rows]), "a block gathers its own rows")
+            return (all, rows)
+        }
+    }
+
+    /// Blocks weighted by their share n_r/B, as the data-parallel all-reduce weighs them, add up to the
+    /// whole batch's loss and gradient: each rank keeps the samples one process keeps (keep_fraction
+    /// ranks the whole batch, ties by its rows) and divides by the whole batch's Σ w.
+    @Test(arguments: cases) func blocksOfASplitBatchAddUpToTheWholeBatch(_ name: String) throws {
+        let fixture = try SelectionFixture(name)
+        let losses = try fixture.perSample(fixture.logits)
+        let selection = fixture.selection
+        let (whole, wholeDropped) = selection.apply(to: losses)
+        let (N, K) = (losses.samples, losses.classes)
+        var value = 0.0, dropped = 0
+        var gradient = [Float]()
+        for rows in [0..<(N / 3), (N / 3)..<N] {
+            let block = SampleLosses(samples: rows.count, classes: K, temperature: losses.temperature,
+                                     values: Array(losses.values[rows]),
+                                     gradients: Array(losses.gradients[(rows.lowerBound * K)..<(rows.upperBound * K)]))
+            let (result, blockDropped) = selection.apply(to: block, across: BlockOfBatch(losses.values, rows: rows))
+            let share = Double(rows.count) / Double(N)
+            value += share * Double(result.value)
+            gradient += result.gradient.scalars.map { $0 * Float(share) }
+            dropped += blockDropped
+        }
+        #expect(dropped == wholeDropped)
+        #expect(abs(value - Double(whole.value)) <= 1e-6 * max(1, abs(Double(whole.value))), "\(name): \(value) against \(whole.value)")
+        expectNormwiseClose(Tensor(shape: [N, K], scalars: gradient), whole.gradient, tolerance: 1e-6, "\(name) gradient")
+    }
+
     @Test func tiesGoToTheLowerIndex() throws {
         let fixture = try SelectionFixture("keep-ties-ce")
         let losses = try fixture.perSample(fixture.logits)

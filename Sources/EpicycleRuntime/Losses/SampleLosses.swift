@@ -40,10 +40,12 @@ public struct SampleLosses: Sendable, Equatable {
     /// - Parameters:
     ///   - weights: w_n ≥ 0, one per sample; nil weighs every sample 1.
     ///   - clip: c, or nil for no clipping.
-    public func weightedMean(weights: [Double]?, clip: Double?) -> LossResult {
+    ///   - normaliser: the denominator in place of Σ w (a block of a batch split over processes divides
+    ///     by the whole batch's, see `SampleSelection.apply`); nil: Σ w.
+    public func weightedMean(weights: [Double]?, clip: Double?, normaliser: Double? = nil) -> LossResult {
         precondition(weights.map { $0.count == samples } ?? true, "SampleLosses: \(weights!.count) weights for \(samples) samples")
         let (N, K) = (samples, classes)
-        let totalWeight = weights?.reduce(0, +) ?? Double(N)
+        let totalWeight = normaliser ?? weights?.reduce(0, +) ?? Double(N)
         var gradient = Tensor(zeros: [N, K])  // [N, K]
         guard totalWeight > 0 else { return LossResult(value: 0, gradient: gradient) }
         var total: Double = 0
@@ -69,6 +71,15 @@ public struct SampleLosses: Sendable, Equatable {
         for i in gradients.indices { result.gradients[i] = lambda * gradients[i] + (1 - lambda) * partner.gradients[i] }
         return result
     }
+}
+
+/// The rows of a batch split over processes (`DataParallel`), for the per-sample reductions that must
+/// see the whole batch: data selection ranks and normalises over it. The runtime knows nothing of how
+/// the processes talk; training injects an implementation.
+public protocol BatchRowGatherer: AnyObject {
+    /// Every process's `values` (one per row of its block) in the whole batch's row order, and the
+    /// rows of it that are this process's.
+    func gatherRows(_ values: [Double]) -> (all: [Double], rows: Range<Int>)
 }
 
 /// Which samples of a batch a step learns from, decided from each sample's own loss (Smith 2022,
@@ -118,10 +129,24 @@ public struct SampleSelection: Sendable, Equatable {
 
     /// The selected batch loss and how many samples it drops: those that add nothing to its gradient,
     /// weighted 0 or above the clip.
-    public func apply(to losses: SampleLosses) -> (loss: LossResult, dropped: Int) {
+    ///
+    /// For a block of a batch split over processes (`split`), the weights are those of the whole batch
+    /// (ranked over every process's losses, ties by the whole batch's row), and the block's loss is
+    /// L_r = Σ_{n in block} w_n·min(loss_n, c) / (W·n_r/B), with W = Σ w over the whole batch, n_r the
+    /// block's rows and B the batch's: the data-parallel reduction weighs it by the block's share
+    /// n_r/B, so the processes' sum is the whole batch's loss one process computes.
+    public func apply(to losses: SampleLosses, across split: (any BatchRowGatherer)? = nil) -> (loss: LossResult, dropped: Int) {
         if isOff { return (losses.mean(), 0) }
-        let weights = weights(losses: losses.values)
+        var weights: [Double], normaliser: Double?
+        if let split {
+            let (all, rows) = split.gatherRows(losses.values)
+            let wholeBatch = self.weights(losses: all)
+            weights = Array(wholeBatch[rows])
+            normaliser = wholeBatch.reduce(0, +) * Double(rows.count) / Double(all.count)
+        } else {
+            weights = self.weights(losses: losses.values)
+        }
         let dropped = zip(weights, losses.values).filter { weight, loss in weight == 0 || lossClip.map { loss > $0 } ?? false }.count
-        return (losses.weightedMean(weights: weights, clip: lossClip), dropped)
+        return (losses.weightedMean(weights: weights, clip: lossClip, normaliser: normaliser), dropped)
     }
 }

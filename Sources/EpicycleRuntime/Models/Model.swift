@@ -36,6 +36,9 @@ public final class Model {
     private let dropouts: [Dropout]
     /// Every batch norm, in network order.
     public let batchNorms: [BatchNorm2D]
+    /// When training on a block of a batch split over processes, what gives the losses computed from
+    /// this model's outputs the whole batch's view (data selection); nil for a whole batch.
+    public var rowGatherer: (any BatchRowGatherer)?
     /// Every name `forward(_:mode:capture:)` accepts, in network order.
     public let featureNames: [String]
 
@@ -154,6 +157,12 @@ public final class Model {
     /// The dropout generators' state words, in network order (empty for models without dropout).
     public var randomStateWords: [UInt64] { dropouts.flatMap(\.generator.stateWords) }
 
+    /// Tells the dropouts where the rows of the next training forwards' input stand in the whole batch
+    /// (`Dropout.firstRow`): 0 for a whole batch, the block's first row for a block of one.
+    public func setDropoutFirstRow(_ row: Int) {
+        for dropout in dropouts { dropout.firstRow = row }
+    }
+
     /// Restores what `randomStateWords` returned.
     public func restoreRandomState(_ words: [UInt64]) throws {
         guard words.count == 4 * dropouts.count else {
@@ -170,6 +179,7 @@ public final class Model {
     /// would see: its generators are restored afterwards.
     public func recalibrateBatchNorm(on batches: some Sequence<Tensor>) throws {
         let randomState = randomStateWords
+        setDropoutFirstRow(0)
         for norm in batchNorms { norm.beginPlainAverage() }
         defer { for norm in batchNorms { norm.endPlainAverage() } }
         for images in batches { _ = try forward(images, mode: .training) }
