@@ -62,7 +62,7 @@ struct PeerListing: Decodable {
     var precision: BenchPrecision
 }
 
-/// How `epicycle bench` runs: the same for both frameworks.
+/// How `epicycle bench` runs: the same for Epicycle and every peer.
 public struct BenchOptions: Sendable {
     public var workloads: [BenchWorkload]
     public var threads: Int
