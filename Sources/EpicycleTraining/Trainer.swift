@@ -203,6 +203,8 @@ public final class Trainer {
     /// Trains from `start` (a resumed checkpoint's record, or nil for a fresh start) to the phase's end.
     /// - Parameter start: from `resumeState`.
     public func run(resumingFrom start: TrainingRecord?) throws -> PhaseResult {
+        // Before anything is written, so that a refused run leaves its folder as it was.
+        if dataParallel != nil { try refuseWhatDataParallelCannotSplit() }
         let began = Date()
         var history = start.map { record in record.metrics.rows.map { EpochRecord(columns: record.metrics.columns, values: $0) } } ?? []
         var keeper = isWriter ? try CheckpointKeeper(directory: folder, everyEpochs: recipe.checkpointEvery > 0 ? recipe.checkpointEvery : nil,
@@ -226,7 +228,6 @@ public final class Trainer {
             trainingLoader.batchCount(batchSize: knobValues(at: position(epoch: epoch, batch: 0)).batchSize)
         }
         if let dataParallel {
-            try refuseWhatDataParallelCannotSplit()
             try dataParallel.checkSameRun(program: program.rawValue, recipeText: recipeText)
             try dataParallel.checkBatchesCoverProcesses(
                 samples: data.training.count, batchSizes: (0..<epochs).map { knobValues(at: position(epoch: $0, batch: 0)).batchSize },

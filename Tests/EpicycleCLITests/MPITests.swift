@@ -367,6 +367,27 @@ struct MPITests {
         #expect(!FileManager.default.fileExists(atPath: folder + "/out/last.h5"))
     }
 
+    @Test func semiSupervisedTrainingIsRefusedBeforeAnythingIsWritten() throws {
+        let recipe = """
+            name: semi
+            seed: 11
+            model: {architecture: resnet8}
+            knobs: {learning_rate: 0.1, batch_size: 96, unlabeled_weight: 1}
+            pretrain:
+              data: {classes: [0, 1, 2, 3, 4], first: 96, validation: 32}
+              unlabeled: {first: 96, ratio: 1}
+              epochs: 1
+            """
+        let folder = try Self.folder("mpi-semi", recipe: recipe)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let run = try Self.twoRanks(Self.arguments(output: "out"), in: folder)
+        #expect(run.status != 0)
+        #expect(run.errors.contains("error: pretrain.unlabeled: semi-supervised training is not available in a data-parallel (mpirun) run yet; run it as one process"),
+                "\(run.errors)")
+        let written = (try? FileManager.default.contentsOfDirectory(atPath: folder + "/out")) ?? []
+        #expect(written.filter { !$0.hasPrefix(".") }.isEmpty, "\(written)")
+    }
+
     @Test func ranksGivenDifferentRecipesStopWithAnError() throws {
         let folder = try Self.folder("mpi-different", recipe: Self.oneStepRecipe)
         defer { try? FileManager.default.removeItem(atPath: folder) }
