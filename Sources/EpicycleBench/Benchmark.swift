@@ -4,9 +4,21 @@ import Foundation
 import Glibc
 #endif
 
-/// One workload's figures, as both the Epicycle worker and scripts/bench_pytorch.py print them (JSON).
+/// The arithmetic a figure was measured at: Epicycle computes in fp32; its peers also in bf16.
+public enum BenchPrecision: String, Codable, Sendable, CaseIterable {
+    case fp32, bf16
+}
+
+/// One workload's figures, as both the Epicycle worker and scripts/bench_peers.py print them (JSON).
 public struct BenchMeasurement: Codable, Sendable {
     public var workload: String
+    /// Which peer measured it (`eager-nchw`, `openvino-bf16`, …); nil for Epicycle.
+    public var peer: String?
+    public var precision: BenchPrecision
+    /// The framework and its version (`OpenVINO 2026.4.1`); nil for Epicycle.
+    public var version: String?
+    /// How the peer ran (layout, threads, precision hints); nil for Epicycle.
+    public var settings: String?
     public var batch: Int
     public var imagesPerSecond: Double
     public var samples: [Double]
@@ -16,9 +28,38 @@ public struct BenchMeasurement: Codable, Sendable {
     public var imagesPerCPUSecond: Double
 
     enum CodingKeys: String, CodingKey {
-        case workload, batch, imagesPerSecond = "images_per_second", samples, peakRSSMiB = "peak_rss_mib"
-        case imagesPerCPUSecond = "images_per_cpu_second"
+        case workload, peer, precision, version, settings, batch, imagesPerSecond = "images_per_second", samples
+        case peakRSSMiB = "peak_rss_mib", imagesPerCPUSecond = "images_per_cpu_second"
     }
+
+    public init(workload: String, peer: String? = nil, precision: BenchPrecision, version: String? = nil, settings: String? = nil,
+                batch: Int, imagesPerSecond: Double, samples: [Double], peakRSSMiB: Double, imagesPerCPUSecond: Double) {
+        (self.workload, self.peer, self.precision, self.version, self.settings) = (workload, peer, precision, version, settings)
+        (self.batch, self.imagesPerSecond, self.samples) = (batch, imagesPerSecond, samples)
+        (self.peakRSSMiB, self.imagesPerCPUSecond) = (peakRSSMiB, imagesPerCPUSecond)
+    }
+}
+
+/// What the peers' script prints for one peer: its figures, or why it could not run.
+enum PeerOutcome: Decodable {
+    case measured(BenchMeasurement)
+    case skipped(String)
+
+    private enum Keys: String, CodingKey { case skipped }
+
+    init(from decoder: Decoder) throws {
+        if let reason = try decoder.container(keyedBy: Keys.self).decodeIfPresent(String.self, forKey: .skipped) {
+            self = .skipped(reason)
+        } else {
+            self = .measured(try BenchMeasurement(from: decoder))
+        }
+    }
+}
+
+/// One entry of `bench_peers.py --list-peers`.
+struct PeerListing: Decodable {
+    var peer: String
+    var precision: BenchPrecision
 }
 
 /// How `epicycle bench` runs: the same for both frameworks.
@@ -31,15 +72,15 @@ public struct BenchOptions: Sendable {
     public var repeats: Int
     /// Steps per timed repeat.
     public var steps: Int
-    /// A Python with torch; nil measures Epicycle only.
+    /// A Python with the peers (torch, onnxruntime, openvino); nil measures Epicycle only.
     public var python: String?
-    /// PyTorch's side of the benchmark.
+    /// The peers' side of the benchmark.
     public var script: String
     /// Also time each layer type of the ResNet-20 training step on its own.
     public var profile: Bool
 
     public init(workloads: [BenchWorkload] = BenchWorkload.allCases, threads: Int = 2, warmup: Int = 3, repeats: Int = 7,
-                steps: Int = 3, python: String? = nil, script: String = "scripts/bench_pytorch.py", profile: Bool = false) {
+                steps: Int = 3, python: String? = nil, script: String = "scripts/bench_peers.py", profile: Bool = false) {
         (self.workloads, self.threads, self.warmup, self.repeats, self.steps) = (workloads, threads, warmup, repeats, steps)
         (self.python, self.script, self.profile) = (python, script, profile)
     }
@@ -66,8 +107,10 @@ public struct BenchError: Error, CustomStringConvertible {
 }
 
 /// `epicycle bench`: each workload in a fresh process of `executable` (`epicycle bench --worker …`) so
-/// that its peak memory is its own, and PyTorch's side in both memory layouts; the table of the two,
-/// and with `profile` the per-layer profile of the training step, go to `log` as they are ready.
+/// that its peak memory is its own, then every peer the script lists for it, each in a fresh process too;
+/// the comparison against the fastest peer at each precision, every peer's figures, version and settings,
+/// and with `profile` the per-layer profile of the training step go to `log` as they are ready. A peer
+/// that is missing or fails is logged with its reason and left out; it never fails the benchmark.
 public func runBenchmark(_ options: BenchOptions, executable: String, log: (String) -> Void) throws {
     try options.validate()
     if options.python != nil && !FileManager.default.fileExists(atPath: options.script) {
@@ -78,33 +121,106 @@ public func runBenchmark(_ options: BenchOptions, executable: String, log: (Stri
     log("Swift kernels: \(swiftKernelDescription)")
     log("Load average before: \(loadAverage) (\(onlineProcessorCount) CPUs)\n")
 
-    var rows: [[String]] = []
+    // The peers' ONNX export and their standard error go here; removed at the end.
+    let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("epicycle-bench-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: scratch) }
+
+    var rows: [[String]] = [], peerRows: [[String]] = []
     for workload in options.workloads {
         let ours = try decodeRun(BenchMeasurement.self, executable: executable,
                                  arguments: ["bench", "--worker", workload.rawValue] + options.commonArguments)
-        var theirs: [BenchMeasurement] = []
+        var peers: [BenchMeasurement] = []
         if let python = options.python {
-            for layout in ["channels_last", "nchw"] {
-                theirs.append(try decodeRun(BenchMeasurement.self, executable: python,
-                                            arguments: [options.script, "--workload", workload.rawValue, "--layout", layout]
-                                                + options.commonArguments))
+            for (peer, precision, outcome) in measurePeers(workload, python: python, options: options, scratch: scratch) {
+                switch outcome {
+                case .measured(let measurement):
+                    peers.append(measurement)
+                    peerRows.append(peerRow(measurement))
+                case .skipped(let reason):
+                    log("skipped \(workload.rawValue) / \(peer): \(reason)")
+                    peerRows.append([workload.rawValue, peer, precision?.rawValue ?? "", "skipped", "", "", "", reason])
+                }
             }
         }
-        rows.append(tableRow(workload, ours, theirs))
+        rows += comparisonRows(workload, ours: [ours], peers: peers)
     }
-    let header = ["workload", "batch", "Epicycle img/s", "PyTorch img/s (CL / NCHW)", "ratio",
-                  "GFLOP/s (E / P)", "peak RSS MiB (E / P)", "RSS ratio", "img/CPU-s (E / P)", "CPU ratio"]
-    log(formatTable([header] + rows))
+    log(formatTable([comparisonHeader] + rows, textColumns: [4]))
     log("""
 
-        ratio: Epicycle ÷ PyTorch's faster layout (wall clock); RSS ratio: Epicycle ÷ that layout's peak RSS.
+        ratio: Epicycle ÷ the fastest peer at the same precision (wall clock); RSS ratio: Epicycle ÷ that
+        peer's peak RSS. Epicycle computes in fp32 only: its bf16 cells are —, beside the fastest bf16 peer.
         img/CPU-s: images per second of CPU time summed over threads, which other load on the machine
         does not change (wall-clock figures drop when other processes take the cores).
+
         """)
+    if !peerRows.isEmpty {
+        log("Every peer (\(options.script)):\n" + formatTable([peerHeader] + peerRows, textColumns: [1, 6, 7]) + "\n")
+    }
     log("Load average after: \(loadAverage)")
     if options.profile {
         log("\n" + (try profileTrainingStep(threads: options.threads, repeats: options.repeats)))
     }
+}
+
+/// The peers `options.script` lists for `workload`, each measured in its own process, in the listed
+/// order; a listing that fails is one skipped entry named `peers`.
+private func measurePeers(_ workload: BenchWorkload, python: String, options: BenchOptions,
+                          scratch: String) -> [(peer: String, precision: BenchPrecision?, outcome: PeerOutcome)] {
+    let errors = scratch + "/peer-stderr.txt"
+    let listing: [PeerListing]
+    do {
+        listing = try decodeRun([PeerListing].self, executable: python, errors: errors,
+                                arguments: [options.script, "--list-peers", "--workload", workload.rawValue])
+    } catch {
+        return [("peers", nil, .skipped("\(error)"))]
+    }
+    return listing.map { entry in
+        let arguments = [options.script, "--workload", workload.rawValue, "--peer", entry.peer, "--scratch", scratch]
+        do {
+            return (entry.peer, entry.precision, try decodeRun(PeerOutcome.self, executable: python, errors: errors,
+                                                                arguments: arguments + options.commonArguments))
+        } catch {
+            return (entry.peer, entry.precision, .skipped("\(error)"))
+        }
+    }
+}
+
+/// The fastest of `peers` at `precision` (wall clock): what Epicycle's figure at that precision is
+/// compared with, so that a bf16 peer never stands against an fp32 figure.
+public func fastestPeer(_ peers: [BenchMeasurement], at precision: BenchPrecision) -> BenchMeasurement? {
+    peers.filter { $0.precision == precision }.max { $0.imagesPerSecond < $1.imagesPerSecond }
+}
+
+/// The columns of `comparisonRows`.
+public let comparisonHeader = ["workload", "precision", "batch", "Epicycle img/s", "fastest peer", "peer img/s", "ratio",
+                        "GFLOP/s (E / P)", "peak RSS MiB (E / P)", "RSS ratio", "img/CPU-s (E / P)", "CPU ratio"]
+let peerHeader = ["workload", "peer", "precision", "img/s", "peak RSS MiB", "img/CPU-s", "version", "settings"]
+
+/// One row per precision that Epicycle or a peer measured `workload` at (columns of `comparisonHeader`):
+/// Epicycle's figure there against `fastestPeer` at that precision, "—" where either side has none.
+public func comparisonRows(_ workload: BenchWorkload, ours: [BenchMeasurement], peers: [BenchMeasurement]) -> [[String]] {
+    let measured = Set((ours + peers).map(\.precision))
+    return BenchPrecision.allCases.filter(measured.contains).map { precision in
+        let epicycle = ours.first { $0.precision == precision }, peer = fastestPeer(peers, at: precision)
+        func figure(_ side: BenchMeasurement?, _ value: (BenchMeasurement) -> Double) -> String {
+            side.map { String(format: "%.0f", value($0)) } ?? "—"
+        }
+        func pair(_ value: (BenchMeasurement) -> Double) -> String { "\(figure(epicycle, value)) / \(figure(peer, value))" }
+        func ratio(_ value: (BenchMeasurement) -> Double, _ format: String) -> String {
+            guard let epicycle, let peer else { return "—" }
+            return String(format: format, value(epicycle) / value(peer))
+        }
+        let gflops = { (side: BenchMeasurement) in side.imagesPerSecond * workload.flopsPerImage / 1e9 }
+        return [workload.rawValue, precision.rawValue, "\(workload.batch)", figure(epicycle, \.imagesPerSecond),
+                peer?.peer ?? "—", figure(peer, \.imagesPerSecond), ratio(\.imagesPerSecond, "%.2f×"), pair(gflops),
+                pair(\.peakRSSMiB), ratio(\.peakRSSMiB, "%.2f"), pair(\.imagesPerCPUSecond), ratio(\.imagesPerCPUSecond, "%.2f×")]
+    }
+}
+
+private func peerRow(_ peer: BenchMeasurement) -> [String] {
+    [peer.workload, peer.peer ?? "", peer.precision.rawValue, String(format: "%.0f", peer.imagesPerSecond),
+     String(format: "%.0f", peer.peakRSSMiB), String(format: "%.0f", peer.imagesPerCPUSecond), peer.version ?? "", peer.settings ?? ""]
 }
 
 /// `epicycle bench --worker`: one workload measured in this process, as JSON for `runBenchmark`.
@@ -123,27 +239,9 @@ public func measureWorkload(_ workload: BenchWorkload, options: BenchOptions) th
     }
     let cpuSeconds = processCPUSeconds() - cpuStart
     let measurement = BenchMeasurement(
-        workload: workload.rawValue, batch: workload.batch, imagesPerSecond: median(rates), samples: rates,
+        workload: workload.rawValue, precision: .fp32, batch: workload.batch, imagesPerSecond: median(rates), samples: rates,
         peakRSSMiB: peakResidentMiB(), imagesPerCPUSecond: Double(workload.batch * options.steps * options.repeats) / cpuSeconds)
     return String(decoding: try JSONEncoder().encode(measurement), as: UTF8.self)
-}
-
-private func tableRow(_ workload: BenchWorkload, _ ours: BenchMeasurement, _ theirs: [BenchMeasurement]) -> [String] {
-    let flops = workload.flopsPerImage
-    func gflops(_ rate: Double) -> String { String(format: "%.0f", rate * flops / 1e9) }
-    guard let best = theirs.max(by: { $0.imagesPerSecond < $1.imagesPerSecond }) else {
-        return [workload.rawValue, "\(workload.batch)", String(format: "%.0f", ours.imagesPerSecond), "–", "–",
-                gflops(ours.imagesPerSecond), String(format: "%.0f", ours.peakRSSMiB), "–",
-                String(format: "%.0f", ours.imagesPerCPUSecond), "–"]
-    }
-    let layouts = theirs.map { String(format: "%.0f", $0.imagesPerSecond) }.joined(separator: " / ")
-    return [workload.rawValue, "\(workload.batch)", String(format: "%.0f", ours.imagesPerSecond), layouts,
-            String(format: "%.2f×", ours.imagesPerSecond / best.imagesPerSecond),
-            "\(gflops(ours.imagesPerSecond)) / \(gflops(best.imagesPerSecond))",
-            String(format: "%.0f / %.0f", ours.peakRSSMiB, best.peakRSSMiB),
-            String(format: "%.2f", ours.peakRSSMiB / best.peakRSSMiB),
-            String(format: "%.0f / %.0f", ours.imagesPerCPUSecond, best.imagesPerCPUSecond),
-            String(format: "%.2f×", ours.imagesPerCPUSecond / best.imagesPerCPUSecond)]
 }
 
 func median(_ values: [Double]) -> Double {
@@ -179,32 +277,48 @@ private var swiftKernelDescription: String {
     return "compiled with -target-cpu native; this CPU has \(set)"
 }
 
-// Runs a program to completion and decodes its standard output's last line as JSON.
-private func decodeRun<T: Decodable>(_ type: T.Type, executable: String, arguments: [String]) throws -> T {
+// Runs a program to completion and decodes its standard output's last line as JSON. Its standard error
+// goes to the file `errors` when given (the last line of it is then the failure's reason), else to ours.
+private func decodeRun<T: Decodable>(_ type: T.Type, executable: String, errors: String? = nil, arguments: [String]) throws -> T {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable.contains("/") ? executable : "/usr/bin/env")
     process.arguments = executable.contains("/") ? arguments : [executable] + arguments
     let output = Pipe()
     process.standardOutput = output
-    try process.run()
+    if let errors {
+        guard FileManager.default.createFile(atPath: errors, contents: nil), let handle = FileHandle(forWritingAtPath: errors) else {
+            throw BenchError("cannot write \(errors)")
+        }
+        process.standardError = handle
+    }
+    do { try process.run() } catch { throw BenchError("cannot run \(executable): \(error.localizedDescription)") }
     let data = output.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     let text = String(decoding: data, as: UTF8.self)
     guard process.terminationStatus == 0,
           let line = text.split(separator: "\n").last, let json = line.data(using: .utf8),
           let value = try? JSONDecoder().decode(type, from: json) else {
+        if let errors {
+            let said = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""
+            let reason = said.split(separator: "\n").last { !$0.allSatisfy(\.isWhitespace) } ?? text.split(separator: "\n").last ?? "no output"
+            throw BenchError("\(executable) exited with status \(process.terminationStatus): \(reason.prefix(300))")
+        }
         throw BenchError("\(executable) \(arguments.joined(separator: " ")) failed (status \(process.terminationStatus)): \(text.suffix(500))")
     }
     return value
 }
 
-func formatTable(_ rows: [[String]]) -> String {
+/// `rows` in columns, the first row a header; numbers right-aligned, the first column and the
+/// `textColumns` left-aligned; no trailing spaces.
+func formatTable(_ rows: [[String]], textColumns: Set<Int> = []) -> String {
     let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
+    let rule = String(repeating: "-", count: widths.reduce(2 * (widths.count - 1), +))
     return rows.enumerated().map { index, row in
-        let line = zip(row, widths).enumerated().map { column, pair in
+        let cells = zip(row, widths).enumerated().map { column, pair in
             let padding = String(repeating: " ", count: pair.1 - pair.0.count)
-            return column == 0 ? pair.0 + padding : padding + pair.0
-        }.joined(separator: "  ")
-        return index == 0 ? line + "\n" + String(repeating: "-", count: line.count) : line
+            return column == 0 || textColumns.contains(column) ? pair.0 + padding : padding + pair.0
+        }
+        let line = String(cells.joined(separator: "  ").reversed().drop { $0 == " " }.reversed())
+        return index == 0 ? line + "\n" + rule : line
     }.joined(separator: "\n")
 }

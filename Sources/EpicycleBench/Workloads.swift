@@ -5,7 +5,7 @@ import EpicycleSchedules
 import EpicycleTraining
 
 /// What `epicycle bench` times, each on a synthetic batch of CIFAR-shaped images (32×32×3, 10 classes),
-/// as `scripts/bench_pytorch.py` does on PyTorch's side.
+/// as `scripts/bench_peers.py` does on the peers' side.
 public enum BenchWorkload: String, CaseIterable, Codable, Sendable {
     /// ResNet-20: forward, cross-entropy, backward, SGD; batch 128.
     case training

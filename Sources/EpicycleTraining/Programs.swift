@@ -498,6 +498,8 @@ func evaluateOutputs(on loader: DataLoader, classes: Int, split: String, source:
 /// the same fixed seed as in training); without a training record, its `/data` dataset and classes.
 struct EvaluationSource {
     var dataRecipe = DataRecipe()
+    /// Whether `dataRecipe.folder` is the stored recipe's (a relative one points from the checkpoint's folder).
+    private var folderFromCheckpoint = false
 
     /// - Parameters: dataset, folder, classes: replace the stored ones when given.
     init(_ checkpoint: Checkpoint, path: String, dataset: String? = nil, folder: String? = nil, classes: [Int]? = nil) {
@@ -509,6 +511,7 @@ struct EvaluationSource {
             dataRecipe.dataset = input.dataset
             dataRecipe.classes = input.classes
         }
+        folderFromCheckpoint = dataRecipe.folder != nil && dataset == nil && folder == nil
         if let dataset { dataRecipe.dataset = dataset; dataRecipe.folder = nil }
         if let folder { dataRecipe.folder = folder }
         if let classes { dataRecipe.classes = classes }
@@ -516,6 +519,10 @@ struct EvaluationSource {
 
     /// The images, fed as the checkpoint's `/data` says, checked to fit its model's input and classes.
     func data(for checkpoint: Checkpoint, path: String, spec: ModelSpec) throws -> PreparedData {
+        if folderFromCheckpoint, let folder = dataRecipe.folder, !FileManager.default.fileExists(atPath: folder) {
+            throw RecipeError(path: "data", problem: "\(path) was trained on \(folder), which does not exist (its recipe's data.folder, "
+                              + "relative to the checkpoint's folder, which moved without it?); give the dataset with --folder")
+        }
         var data = try PreparedData(dataRecipe, path: "data")
         if let input = checkpoint.input { data = try data.adopting(input, from: path, path: "data") }
         guard data.channels == spec.inputChannels, data.classCount == spec.numClasses else {

@@ -44,7 +44,8 @@ public final class ProgressReporter {
         lastPlainLine = ProcessInfo.processInfo.systemUptime
         let eta = secondsLeft > 0 ? "  ETA \(formatDuration(secondsLeft))" : ""
         if isTerminal {
-            FileHandle.standardError.write(Data(("\r\u{1B}[K" + text + eta + "\n").utf8))
+            // A terminal narrower than the line wraps it between fields, not inside a figure.
+            FileHandle.standardError.write(Data(("\r\u{1B}[K" + wrappedAtFields(text + eta, width: terminalColumns() - 1) + "\n").utf8))
         } else {
             FileHandle.standardError.write(Data((text + eta + "\n").utf8))
         }
@@ -79,6 +80,24 @@ struct ProgressStatus {
         guard !details.isEmpty, room >= 4 else { return core }
         return core + "  " + (details.count <= room ? details : details.prefix(room - 1) + "…")
     }
+}
+
+/// `text`, whose fields are separated by two spaces, broken into lines of at most `width` characters
+/// between fields, each continuation indented by two spaces; a field wider than a line stands alone.
+func wrappedAtFields(_ text: String, width: Int) -> String {
+    guard text.count > width else { return text }
+    var lines: [String] = [], line = ""
+    for field in text.components(separatedBy: "  ") where !field.isEmpty {
+        if line.isEmpty {
+            line = field
+        } else if line.count + 2 + field.count <= width {
+            line += "  " + field
+        } else {
+            lines.append(line)
+            line = "  " + field
+        }
+    }
+    return (lines + [line]).joined(separator: "\n")
 }
 
 /// A bar of `width` cells filled to `share`, in eighths of a cell.

@@ -162,9 +162,13 @@ public func makeSoup(_ kind: SoupKind, of paths: [String], output: String,
     }
 
     let origin = group.checkpoints[order[0]].training.map { record in
-        TrainingRecord(program: record.program, epoch: record.epoch, step: record.step, cyclePosition: record.cyclePosition,
-                       seed: record.seed, rngState: record.rngState, recipe: record.recipe, metrics: record.metrics)
+        // The stored recipe's relative paths point from its checkpoint's folder; the soup may be elsewhere.
+        let recipe = (try? RecipeSource(text: record.recipe, origin: paths[order[0]], folder: RecipePaths.folder(of: paths[order[0]]))
+            .relocated(to: RecipePaths.folder(of: output)).text) ?? record.recipe
+        return TrainingRecord(program: record.program, epoch: record.epoch, step: record.step, cyclePosition: record.cyclePosition,
+                              seed: record.seed, rngState: record.rngState, recipe: recipe, metrics: record.metrics)
     }
+    try FileManager.default.createDirectory(at: outputURL.deletingLastPathComponent(), withIntermediateDirectories: true)
     try Checkpoint(architecture: first.architecture, numClasses: first.numClasses, model: soup, training: origin,
                    input: first.input).write(to: output)
     return SoupResult(kind: kind, ingredients: Array(zip(paths, individual)), chosen: chosen.map { paths[$0] },

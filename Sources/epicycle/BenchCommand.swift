@@ -8,7 +8,7 @@ extension BenchWorkload: ExpressibleByArgument {}
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure training, distillation and inference speed side by side with PyTorch.",
+        abstract: "Measure training, distillation and inference speed side by side with PyTorch, ONNX Runtime and OpenVINO.",
         discussion: """
             Three workloads on synthetic batches, each run in a fresh process so that its peak memory is its own:
               training      ResNet-20 step (forward, cross-entropy, backward, SGD), batch 128
@@ -16,8 +16,11 @@ struct Bench: ParsableCommand {
             mode + ResNet-20 student, cross-entropy + KL(T=4) + MSE after a 1×1 conv + batch-norm hint on \
             layer2, SGD over student and hint, batch 128
               inference     ResNet-20 in inference mode, batch 256
-            PyTorch runs the same workloads (scripts/bench_pytorch.py) in both memory layouts; ratios are \
-            against its faster one. Each figure is the median over --repeats timings of --steps steps, after \
+            The peers run the same workloads (scripts/bench_peers.py), each in its own process: PyTorch eager \
+            in both memory layouts and under torch.autocast bf16; for inference also torch.compile, ONNX Runtime \
+            and OpenVINO (f32 and bf16 hints) on the PyTorch twin exported to ONNX. Ratios are against the \
+            fastest peer at the same precision (Epicycle has fp32 only); a peer that is missing or fails is \
+            listed with its reason and skipped. Each figure is the median over --repeats timings of --steps steps, after \
             --warmup untimed steps. GFLOP/s counts the convolutions' and the classifier's multiply-adds (a \
             training step as three forwards).
 
@@ -39,11 +42,11 @@ struct Bench: ParsableCommand {
     @Option(help: "Steps per timed repeat.")
     var steps = 3
 
-    @Option(help: "A Python with torch for the comparison (default: $EPICYCLE_PYTHON, else python3).")
+    @Option(help: "A Python with the peers (torch, onnxruntime, openvino) for the comparison (default: $EPICYCLE_PYTHON, else python3).")
     var python: String?
 
-    @Option(help: "PyTorch's side of the benchmark.")
-    var script = "scripts/bench_pytorch.py"
+    @Option(help: "The peers' side of the benchmark.")
+    var script = "scripts/bench_peers.py"
 
     @Flag(help: "Measure Epicycle only.")
     var epicycleOnly = false

@@ -1,4 +1,5 @@
 import EpicycleCheckpoint
+import EpicycleData
 import Foundation
 import Testing
 
@@ -191,21 +192,37 @@ import Testing
         let folder = Self.folder("soup")
         defer { try? FileManager.default.removeItem(atPath: folder) }
         try Self.recipe.write(toFile: folder + "/small.yaml", atomically: true, encoding: .utf8)
+        // The data named by a relative path, which the checkpoints store relative to their own folder.
+        try FileManager.default.createSymbolicLink(atPath: folder + "/fm", withDestinationPath: try DatasetSource.named().folder)
         let run = try Self.run(["pretrain", "--recipe", "small.yaml", "--output", "a", "--set", "pretrain.epochs=1",
-                                "--set", "finetune=null", "--quiet"], in: folder)
+                                "--set", "finetune=null", "--set", "pretrain.data.folder=fm", "--quiet"], in: folder)
         #expect(run.status == 0, "\(run.errors)")
-        try FileManager.default.copyItem(atPath: folder + "/a/last.h5", toPath: folder + "/b.h5")
+        // The copy sits as deep as the original, so its stored relative data path points at the same folder.
+        try FileManager.default.createDirectory(atPath: folder + "/b", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: folder + "/a/last.h5", toPath: folder + "/b/last.h5")
 
-        let soup = try Self.run(["soup", "a/last.h5", "b.h5", "--output", "soup.h5"], in: folder)
+        let soup = try Self.run(["soup", "a/last.h5", "b/last.h5", "--output", "soup.h5"], in: folder)
         #expect(soup.status == 0, "\(soup.errors)")
-        #expect(soup.output.hasPrefix("greedy soup of 2 checkpoints, on the validation split of fashion-mnist"))
+        #expect(soup.output.hasPrefix("greedy soup of 2 checkpoints, on the validation split of fm (idx in "), "\(soup.output)")
         #expect(soup.output.contains("soup of 2: validation top-1") && soup.output.hasSuffix("→ soup.h5\n"))
         let scored = try Self.run(["eval", "soup.h5", "--split", "validation"], in: folder)
-        #expect(scored.status == 0 && scored.output.contains("validation split of fashion-mnist"), "\(scored.errors)")
+        #expect(scored.status == 0 && scored.output.contains("validation split of fm"), "\(scored.errors)")
+        // A soup in another folder still finds the data its first ingredient's recipe names.
+        let deeper = try Self.run(["soup", "a/last.h5", "b/last.h5", "--output", "soups/uniform/soup.h5", "--kind", "uniform"], in: folder)
+        #expect(deeper.status == 0, "\(deeper.errors)")
+        let scoredDeeper = try Self.run(["eval", "soups/uniform/soup.h5", "--split", "validation"], in: folder)
+        #expect(scoredDeeper.status == 0 && scoredDeeper.output.contains("validation split of fm"), "\(scoredDeeper.errors)")
+        #expect(try Checkpoint.read(from: folder + "/soups/uniform/soup.h5").training?.recipe.contains("folder: ../../fm") == true)
 
-        let ensemble = try Self.run(["eval", "--ensemble", "a/last.h5", "b.h5", "soup.h5"], in: folder)
+        let ensemble = try Self.run(["eval", "--ensemble", "a/last.h5", "b/last.h5", "soup.h5"], in: folder)
         #expect(ensemble.status == 0, "\(ensemble.errors)")
-        #expect(ensemble.output.hasPrefix("ensemble of 3 (mean softmax), test split of fashion-mnist"))
+        #expect(ensemble.output.hasPrefix("ensemble of 3 (mean softmax), test split of fm"), "\(ensemble.output)")
+
+        // A checkpoint copied away from its data says so, and --folder gives the data.
+        try FileManager.default.copyItem(atPath: folder + "/a/last.h5", toPath: folder + "/alone.h5")
+        let lost = try Self.run(["eval", "alone.h5"], in: folder)
+        #expect(lost.status == 1 && lost.errors.contains("alone.h5 was trained on") && lost.errors.contains("--folder"), "\(lost.errors)")
+        #expect(try Self.run(["eval", "alone.h5", "--folder", "fm"], in: folder).status == 0)
 
         let nothing = try Self.run(["eval"], in: folder)
         #expect(nothing.status != 0 && nothing.errors.contains("Give a checkpoint, or --ensemble with the checkpoints to average."))

@@ -43,6 +43,18 @@ import Testing
                 "\(narrow)")
     }
 
+    @Test func anEpochLineWrapsBetweenFields() {
+        let line = "pretrain epoch 1/3  train loss 1.9695 top-1 32.92  val (BN recal.) loss 1.4800 top-1 53.23  2119 img/s  learning_rate 0.02"
+        #expect(wrappedAtFields(line, width: 200) == line)
+        #expect(wrappedAtFields(line, width: 60) == """
+            pretrain epoch 1/3  train loss 1.9695 top-1 32.92
+              val (BN recal.) loss 1.4800 top-1 53.23  2119 img/s
+              learning_rate 0.02
+            """)
+        // A field wider than the line stands alone rather than being cut.
+        #expect(wrappedAtFields("a  a-very-long-field  b", width: 8) == "a\n  a-very-long-field\n  b")
+    }
+
     @Test func barFillsInEighths() {
         #expect(bar(0, width: 4) == "    ")
         #expect(bar(1, width: 4) == "████")
