@@ -367,22 +367,48 @@ struct MPITests {
         #expect(!FileManager.default.fileExists(atPath: folder + "/out/last.h5"))
     }
 
-    @Test func semiSupervisedTrainingIsRefusedBeforeAnythingIsWritten() throws {
-        let recipe = """
-            name: semi
-            seed: 11
-            model: {architecture: resnet8}
-            knobs: {learning_rate: 0.1, batch_size: 96, unlabeled_weight: 1}
-            pretrain:
-              data: {classes: [0, 1, 2, 3, 4], first: 96, validation: 32}
-              unlabeled: {first: 96, ratio: 1}
-              epochs: 1
-            """
-        let folder = try Self.folder("mpi-semi", recipe: recipe)
+    /// FixMatch on 96 labeled and 96 unlabeled images: one step, the labeled batch and both views in one forward.
+    static let semiSupervisedRecipe = """
+        name: semi
+        seed: 11
+        model: {architecture: resnet8}
+        knobs: {learning_rate: 0.1, batch_size: 96, unlabeled_weight: 1, confidence_threshold: 0.25, augmentation_strength: 1}
+        pretrain:
+          data: {classes: [0, 1, 2, 3, 4], first: 96, validation: 32}
+          unlabeled: {first: 96, ratio: 1}
+          epochs: 1
+        """
+
+    @Test func semiSupervisedOneStepOnTwoRanksEqualsOneProcess() throws {
+        // Rank 1 takes rows 48…95 of both the labeled and the unlabeled batch.
+        let (folder, _) = try Self.aloneAndSpread("mpi-semi", recipe: Self.semiSupervisedRecipe)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let difference = try Self.largestRelativeDifference(folder + "/spread/last.h5", folder + "/alone/last.h5")
+        #expect(difference.value <= 1e-5, "\(difference.name) differs by \(difference.value) relative")
+        // The logged share of confident pseudo-labels counts every rank's images, and some, not all, pass τ.
+        func maskRate(_ run: String) throws -> Double {
+            let metrics = try #require(try Checkpoint.read(from: folder + "/\(run)/last.h5").training).metrics
+            let column = try #require(metrics.columns.firstIndex(of: "unlabeled.mask_rate"), "\(metrics.columns)")
+            return try #require(metrics.rows.last)[column]
+        }
+        let (spreadRate, aloneRate) = (try maskRate("spread"), try maskRate("alone"))
+        #expect(spreadRate == aloneRate)
+        #expect(aloneRate > 0 && aloneRate < 100, "mask rate \(aloneRate) %")
+        // The unlabeled term matters: without it the same step lands far from both.
+        let plain = try CLITests.run(Self.arguments(output: "plain", ["--set", "knobs.unlabeled_weight=0"]), in: folder)
+        try #require(plain.status == 0, "\(plain.errors)")
+        let unlabeled = try Self.largestRelativeDifference(folder + "/alone/last.h5", folder + "/plain/last.h5")
+        #expect(unlabeled.value > 1e-3, "the unlabeled term moved \(unlabeled.name) by only \(unlabeled.value)")
+    }
+
+    @Test func dropoutWithUnlabeledDataIsRefusedBeforeAnythingIsWritten() throws {
+        let recipe = Self.semiSupervisedRecipe.replacingOccurrences(of: "model: {architecture: resnet8}",
+                                                                    with: "model: {architecture: wrn-10-2, dropout: 0.3}")
+        let folder = try Self.folder("mpi-semi-dropout", recipe: recipe)
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let run = try Self.twoRanks(Self.arguments(output: "out"), in: folder)
         #expect(run.status != 0)
-        #expect(run.errors.contains("error: pretrain.unlabeled: semi-supervised training is not available in a data-parallel (mpirun) run yet; run it as one process"),
+        #expect(run.errors.contains("error: model.dropout: dropout with pretrain.unlabeled data is not available in a data-parallel (mpirun) run yet; set it to 0 or run as one process"),
                 "\(run.errors)")
         let written = (try? FileManager.default.contentsOfDirectory(atPath: folder + "/out")) ?? []
         #expect(written.filter { !$0.hasPrefix(".") }.isEmpty, "\(written)")
