@@ -15,8 +15,22 @@ public struct Batch: Sendable, Equatable {
     public var mixWeight: Float
     /// Where each image came from in the dataset.
     public var sampleIndices: [Int]  // [N]
+    /// Where these rows stand in the batch they were cut from (a process's block of a batch split over
+    /// processes); nil for a whole batch.
+    public var block: BatchBlock?
 
     public var count: Int { labels.count }
+}
+
+/// Rows `rows` of a batch of `wholeCount` rows.
+public struct BatchBlock: Sendable, Equatable {
+    public var rows: Range<Int>
+    public var wholeCount: Int
+
+    public init(rows: Range<Int>, wholeCount: Int) {
+        self.rows = rows
+        self.wholeCount = wholeCount
+    }
 }
 
 /// Shuffled, augmented, normalised batches of a dataset, prepared on the caller's thread or ahead on

@@ -45,9 +45,11 @@ public final class UnlabeledLoader: Sendable {
         static let order: UInt64 = 0, weak: UInt64 = 1, strong: UInt64 = 2
     }
 
-    /// Batch `index` (from 0) of `size` images for labeled epoch `epoch`, both views at `strength`.
-    public func batch(_ index: Int, epoch: Int, size: Int, strength: Float) -> TwoViewBatch {
+    /// Batch `index` (from 0) of `size` images for labeled epoch `epoch`, both views at `strength`;
+    /// only its `rows` when given (a process's block of it: the same images and views as in the whole).
+    public func batch(_ index: Int, epoch: Int, size: Int, strength: Float, rows: Range<Int>? = nil) -> TwoViewBatch {
         precondition(index >= 0 && size > 0, "UnlabeledLoader: batch \(index) of size \(size)")
+        precondition(rows.map { $0.lowerBound >= 0 && $0.upperBound <= size } ?? true, "UnlabeledLoader: rows \(rows!) of \(size)")
         precondition((0...1).contains(strength), "UnlabeledLoader: augmentation strength \(strength) is outside [0, 1]")
         let epochStream = RandomGenerator(seed: seed).derived(UInt64(bitPattern: Int64(epoch)))
         let first = index * size
@@ -60,10 +62,11 @@ public final class UnlabeledLoader: Sendable {
             }
             visits.append((visit, order[position % pool.count]))
         }
+        if let rows { visits = Array(visits[rows]) }
         let indices = visits.map(\.sample)
         let workspace = AugmentationWorkspace(height: pool.height, width: pool.width, channels: pool.channels)
         func render(_ policy: AugmentationPolicy, view: UInt64) -> Tensor {
-            var scalars = [Float](repeating: 0, count: size * pool.imageSize)
+            var scalars = [Float](repeating: 0, count: visits.count * pool.imageSize)
             scalars.withUnsafeMutableBufferPointer { output in
                 // Each slot renders one image; the generator is keyed by the slot's visit and pool index.
                 for (slot, entry) in visits.enumerated() {
@@ -72,7 +75,7 @@ public final class UnlabeledLoader: Sendable {
                                  workspace: workspace, into: output.baseAddress! + slot * pool.imageSize) { _ in stream }
                 }
             }
-            return Tensor(shape: [size] + pool.imageShape, scalars: scalars)
+            return Tensor(shape: [visits.count] + pool.imageShape, scalars: scalars)
         }
         return TwoViewBatch(weak: render(weakPolicy, view: StreamKey.weak), strong: render(strongPolicy, view: StreamKey.strong),
                             sampleIndices: indices)

@@ -58,12 +58,17 @@ public final class DataParallel: BatchStatisticsReducer, BatchRowGatherer {
         shard.labels = Array(batch.labels[rows])
         shard.partnerLabels = batch.partnerLabels.map { Array($0[rows]) }
         shard.sampleIndices = Array(batch.sampleIndices[rows])
+        shard.block = BatchBlock(rows: rows, wholeCount: batch.count)
         return shard
     }
 
     public func gatherRows(_ values: [Double]) -> (all: [Double], rows: Range<Int>) {
         let all = communicating { communicator.gather(values) }
         return (all, rows(ofBatch: all.count))
+    }
+
+    public func sum(_ values: [Double]) -> [Double] {
+        communicating { communicator.sum(values) }
     }
 
     public func sumStatistics(_ sums: UnsafeMutableBufferPointer<Double>) {

@@ -21,6 +21,11 @@ import EpicycleSchedules
 /// (`SoftTargetConsistencyLoss` at the section's temperature, kept where the teacher's confidence
 /// reaches τ); only the labeled batch and the strong view then go through the student.
 ///
+/// Data-parallel, a process with rows a..<b of the labeled batch takes rows μa..<μb of the unlabeled
+/// one: both losses are means over rows, so the process's shares of the two batches are equal and the
+/// data-parallel reduction's weighting gives the whole batches' L; the logged counts are summed over
+/// the processes.
+///
 /// The pool's held-back labels are read only to count, for the log, how many confident
 /// pseudo-labels are right: nothing that training computes depends on them. `phaseObjective` chooses
 /// it for every phase with `unlabeled:` data.
@@ -127,8 +132,9 @@ public final class SemiSupervisedObjective: TrainingObjective {
         let weight = Float(lambda)
         guard weight > 0 else { return try labels.step(batch, knobs: knobs, at: cyclePosition) }
         let batchInEpoch = position.step - cyclePosition.cycle.position(epoch: position.epoch).step
-        let unlabeled = loader.batch(batchInEpoch, epoch: position.epoch, size: ratio * batch.count,
-                                     strength: Float(knobs.augmentationStrength))
+        let unlabeled = loader.batch(batchInEpoch, epoch: position.epoch, size: ratio * (batch.block?.wholeCount ?? batch.count),
+                                     strength: Float(knobs.augmentationStrength),
+                                     rows: batch.block.map { (ratio * $0.rows.lowerBound)..<(ratio * $0.rows.upperBound) })
         // The student sees the labeled batch, then (FixMatch only) the weak view, then the strong view.
         let weakRows = teacher == nil ? unlabeled.count : 0
         let images = Tensor(shape: [batch.count + weakRows + unlabeled.count] + Array(batch.images.shape.dropFirst()),
@@ -156,11 +162,16 @@ public final class SemiSupervisedObjective: TrainingObjective {
     }
 
     private func tally(_ result: ConsistencyResult, samples: [Int]) {
-        unlabeledImages += samples.count
+        var confident = 0, correct = 0
         for (row, sample) in samples.enumerated() where result.confident[row] {
-            confidentImages += 1
-            if let heldBackLabels, heldBackLabels[sample] == result.pseudoLabels[row] { correctPseudoLabels += 1 }
+            confident += 1
+            if let heldBackLabels, heldBackLabels[sample] == result.pseudoLabels[row] { correct += 1 }
         }
+        var counts = [Double(samples.count), Double(confident), Double(correct)]
+        if let split = model.rowGatherer { counts = split.sum(counts) }
+        unlabeledImages += Int(counts[0])
+        confidentImages += Int(counts[1])
+        correctPseudoLabels += Int(counts[2])
     }
 
     /// The labeled samples data selection dropped (`LabelObjective.droppedSamples`).

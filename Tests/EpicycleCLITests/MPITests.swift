@@ -126,6 +126,29 @@ struct MPITests {
         return (folder, spread)
     }
 
+    /// Trains one step of `recipe` alone and on two ranks and expects them within 1e-5 relative (as
+    /// `oneStepOnTwoRanksEqualsOneProcessOnTheWholeBatch` argues), and that the feature under test
+    /// matters: turned off by the `without` overrides, the same step lands more than 1e-3 away.
+    /// - Returns: the last epoch's `column` in each run's metrics (NaN without a column).
+    static func oneStepAgreesWithOneProcess(_ name: String, recipe: String, without: [String],
+                                            column: String? = nil) throws -> (alone: Double, spread: Double) {
+        let (folder, _) = try aloneAndSpread(name, recipe: recipe)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let difference = try largestRelativeDifference(folder + "/spread/last.h5", folder + "/alone/last.h5")
+        #expect(difference.value <= 1e-5, "\(name): \(difference.name) differs by \(difference.value) relative")
+        let plain = try CLITests.run(arguments(output: "plain", without.flatMap { ["--set", $0] }), in: folder)
+        try #require(plain.status == 0, "\(plain.errors)")
+        let moved = try largestRelativeDifference(folder + "/alone/last.h5", folder + "/plain/last.h5")
+        #expect(moved.value > 1e-3, "\(name): turning it off moved \(moved.name) by only \(moved.value)")
+        func lastEpoch(_ run: String) throws -> Double {
+            guard let column else { return .nan }
+            let metrics = try #require(try Checkpoint.read(from: folder + "/\(run)/last.h5").training).metrics
+            let index = try #require(metrics.columns.firstIndex(of: column), "\(metrics.columns)")
+            return try #require(metrics.rows.last)[index]
+        }
+        return (try lastEpoch("alone"), try lastEpoch("spread"))
+    }
+
     @Test func oneStepOnTwoRanksEqualsOneProcessOnTheWholeBatch() throws {
         let (folder, spread) = try Self.aloneAndSpread("mpi-one-step", recipe: Self.oneStepRecipe)
         defer { try? FileManager.default.removeItem(atPath: folder) }
@@ -155,15 +178,7 @@ struct MPITests {
         // the global batch, so rank 1's rows 48…95 get the masks one process gives them.
         let recipe = Self.oneStepRecipe.replacingOccurrences(of: "model: {architecture: resnet8}",
                                                              with: "model: {architecture: wrn-10-2, dropout: 0.3}")
-        let (folder, _) = try Self.aloneAndSpread("mpi-dropout", recipe: recipe)
-        defer { try? FileManager.default.removeItem(atPath: folder) }
-        let difference = try Self.largestRelativeDifference(folder + "/spread/last.h5", folder + "/alone/last.h5")
-        #expect(difference.value <= 1e-5, "\(difference.name) differs by \(difference.value) relative")
-        // The masks matter: without dropout the same step lands far from both.
-        let plain = try CLITests.run(Self.arguments(output: "plain", ["--set", "model.dropout=0"]), in: folder)
-        try #require(plain.status == 0, "\(plain.errors)")
-        let masked = try Self.largestRelativeDifference(folder + "/alone/last.h5", folder + "/plain/last.h5")
-        #expect(masked.value > 1e-3, "dropout moved \(masked.name) by only \(masked.value)")
+        _ = try Self.oneStepAgreesWithOneProcess("mpi-dropout", recipe: recipe, without: ["model.dropout=0"])
     }
 
     @Test func dataSelectionOnTwoRanksSelectsOverTheWholeBatch() throws {
@@ -176,25 +191,12 @@ struct MPITests {
               sample_loss_clip: 1.8
 
             """)
-        let (folder, _) = try Self.aloneAndSpread("mpi-selection", recipe: recipe)
-        defer { try? FileManager.default.removeItem(atPath: folder) }
-        let difference = try Self.largestRelativeDifference(folder + "/spread/last.h5", folder + "/alone/last.h5")
-        #expect(difference.value <= 1e-5, "\(difference.name) differs by \(difference.value) relative")
-        // The same images were left out, and some were (else the test would not test selection).
-        func droppedShare(_ run: String) throws -> Double {
-            let metrics = try #require(try Checkpoint.read(from: folder + "/\(run)/last.h5").training).metrics
-            let column = try #require(metrics.columns.firstIndex(of: "dropped_share"), "\(metrics.columns)")
-            return try #require(metrics.rows.last)[column]
-        }
-        let (spreadShare, aloneShare) = (try droppedShare("spread"), try droppedShare("alone"))
-        #expect(spreadShare == aloneShare)
-        #expect(aloneShare > 0.25 && aloneShare < 1, "dropped share \(aloneShare)")
-        // Selection matters: without it the same step lands far from both.
-        let plain = try CLITests.run(Self.arguments(output: "plain", ["--set", "knobs.keep_fraction=1", "--set", "knobs.sample_loss_threshold=1e6",
-                                                                     "--set", "knobs.sample_loss_clip=1e6"]), in: folder)
-        try #require(plain.status == 0, "\(plain.errors)")
-        let selected = try Self.largestRelativeDifference(folder + "/alone/last.h5", folder + "/plain/last.h5")
-        #expect(selected.value > 1e-3, "selection moved \(selected.name) by only \(selected.value)")
+        let share = try Self.oneStepAgreesWithOneProcess(
+            "mpi-selection", recipe: recipe, without: ["knobs.keep_fraction=1", "knobs.sample_loss_threshold=1e6", "knobs.sample_loss_clip=1e6"],
+            column: "dropped_share")
+        // The same images were left out, and more than keep_fraction alone leaves out (24 of 96).
+        #expect(share.spread == share.alone)
+        #expect(share.alone > 0.25 && share.alone < 1, "dropped share \(share.alone)")
     }
 
     @Test func shortRunAgreesWithOneProcessAndResumesAfterARankIsKilled() throws {
@@ -365,6 +367,40 @@ struct MPITests {
         #expect(!run.errors.contains("after step 4"), "\(run.errors)")
         // The first epoch (four steps) never finished: no checkpoint was written.
         #expect(!FileManager.default.fileExists(atPath: folder + "/out/last.h5"))
+    }
+
+    /// FixMatch on 96 labeled and 96 unlabeled images: one step, the labeled batch and both views in one forward.
+    static let semiSupervisedRecipe = """
+        name: semi
+        seed: 11
+        model: {architecture: resnet8}
+        knobs: {learning_rate: 0.1, batch_size: 96, unlabeled_weight: 1, confidence_threshold: 0.25, augmentation_strength: 1}
+        pretrain:
+          data: {classes: [0, 1, 2, 3, 4], first: 96, validation: 32}
+          unlabeled: {first: 96, ratio: 1}
+          epochs: 1
+        """
+
+    @Test func semiSupervisedOneStepOnTwoRanksEqualsOneProcess() throws {
+        // Rank 1 takes rows 48…95 of both the labeled and the unlabeled batch.
+        let rate = try Self.oneStepAgreesWithOneProcess("mpi-semi", recipe: Self.semiSupervisedRecipe, without: ["knobs.unlabeled_weight=0"],
+                                                        column: "unlabeled.mask_rate")
+        // The logged share of confident pseudo-labels counts every rank's images, and some, not all, pass τ.
+        #expect(rate.spread == rate.alone)
+        #expect(rate.alone > 0 && rate.alone < 100, "mask rate \(rate.alone) %")
+    }
+
+    @Test func dropoutWithUnlabeledDataIsRefusedBeforeAnythingIsWritten() throws {
+        let recipe = Self.semiSupervisedRecipe.replacingOccurrences(of: "model: {architecture: resnet8}",
+                                                                    with: "model: {architecture: wrn-10-2, dropout: 0.3}")
+        let folder = try Self.folder("mpi-semi-dropout", recipe: recipe)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let run = try Self.twoRanks(Self.arguments(output: "out"), in: folder)
+        #expect(run.status != 0)
+        #expect(run.errors.contains("error: model.dropout: dropout with pretrain.unlabeled data is not available in a data-parallel (mpirun) run yet; set it to 0 or run as one process"),
+                "\(run.errors)")
+        let written = (try? FileManager.default.contentsOfDirectory(atPath: folder + "/out")) ?? []
+        #expect(written.filter { !$0.hasPrefix(".") }.isEmpty, "\(written)")
     }
 
     @Test func ranksGivenDifferentRecipesStopWithAnError() throws {

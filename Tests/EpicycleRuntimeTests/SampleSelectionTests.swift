@@ -78,6 +78,7 @@ struct SelectionFixture {
             #expect(values == Array(all[rows]), "a block gathers its own rows")
             return (all, rows)
         }
+        func sum(_ values: [Double]) -> [Double] { values }
     }
 
     /// Blocks weighted by their share n_r/B, as the data-parallel all-reduce weighs them, add up to the

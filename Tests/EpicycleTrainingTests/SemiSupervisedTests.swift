@@ -181,6 +181,22 @@ import TestSupport
     /// student's strong view against the frozen teacher on the weak view — the teacher fed the images
     /// renormalised to its own /data statistics — with the weak view no longer in the student's batch.
     /// Checked against the same computation done by hand on a twin student: loss and every gradient.
+    @Test func aBlockOfAnUnlabeledBatchIsThoseRowsOfTheWholeBatch() throws {
+        let prepared = try PreparedRecipe(RecipeSource(text: Self.recipe, origin: "semi.yaml"), options: RunOptions(checkOnly: true))
+        let data = try #require(prepared.pretrainData)
+        let spec = prepared.recipe.model.spec(inputChannels: data.channels, numClasses: data.classCount)
+        let objective = try phaseObjective(model: try Model(spec, seed: 1), recipe: prepared.recipe, data: data, phase: .pretrain)
+        let loader = try #require(objective as? SemiSupervisedObjective).loader
+        // What a process with rows 5..<17 of a data-parallel step draws: the same images and views.
+        let whole = loader.batch(1, epoch: 2, size: 40, strength: 1)
+        let block = loader.batch(1, epoch: 2, size: 40, strength: 1, rows: 5..<17)
+        let imageSize = whole.weak.count / whole.count
+        #expect(block.sampleIndices == Array(whole.sampleIndices[5..<17]))
+        #expect(block.weak.shape == [12] + Array(whole.weak.shape.dropFirst()))
+        #expect(block.weak.scalars == Array(whole.weak.scalars[(5 * imageSize)..<(17 * imageSize)]))
+        #expect(block.strong.scalars == Array(whole.strong.scalars[(5 * imageSize)..<(17 * imageSize)]))
+    }
+
     @Test func aTeachersSoftTargetsReplaceThePseudoLabels() throws {
         let folder = TrainingProgramTests.folder("unlabeled-teacher")
         defer { try? FileManager.default.removeItem(atPath: folder) }

@@ -80,6 +80,8 @@ public protocol BatchRowGatherer: AnyObject {
     /// Every process's `values` (one per row of its block) in the whole batch's row order, and the
     /// rows of it that are this process's.
     func gatherRows(_ values: [Double]) -> (all: [Double], rows: Range<Int>)
+    /// Every process's `values` summed (counts over each process's rows).
+    func sum(_ values: [Double]) -> [Double]
 }
 
 /// Which samples of a batch a step learns from, decided from each sample's own loss (Smith 2022,
