@@ -17,7 +17,9 @@ struct MPITests {
     /// extra environment.
     static func launch(_ ranks: [(arguments: [String], environment: [String: String])], in folder: String,
                        timeout: Double = 300) throws -> CLITests.Run {
-        var arguments = ["--oversubscribe", "--bind-to", "none"] + (getuid() == 0 ? ["--allow-run-as-root"] : [])
+        // Waiting processes yield their core rather than spin: other suites run beside these tests.
+        var arguments = ["--oversubscribe", "--bind-to", "none", "--mca", "mpi_yield_when_idle", "1"]
+            + (getuid() == 0 ? ["--allow-run-as-root"] : [])
         for (index, rank) in ranks.enumerated() {
             if index > 0 { arguments.append(":") }
             arguments += ["-np", "1", "/usr/bin/env"] + rank.environment.map { "\($0.key)=\($0.value)" } + [CLITests.executable]
