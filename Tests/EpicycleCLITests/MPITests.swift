@@ -273,16 +273,22 @@ struct MPITests {
         return rows.map { row in row.enumerated().filter { $0.offset != wall }.map(\.element) }
     }
 
-    @Test func aComparisonSpreadOverRanksGivesTheSingleProcessResults() throws {
-        let folder = CLITests.folder("mpi-compare")
-        defer { try? FileManager.default.removeItem(atPath: folder) }
-        // The same experiment file in two folders (the tables name it).
+    /// A scratch folder holding the same experiment file in `alone/` and `spread/` (the tables name
+    /// it), compared in `alone/` by one process.
+    static func comparedAlone(_ name: String) throws -> String {
+        let folder = CLITests.folder(name)
         for name in ["alone", "spread"] {
             try FileManager.default.createDirectory(atPath: folder + "/" + name, withIntermediateDirectories: true)
             try Self.experiment(results: "results").write(toFile: folder + "/\(name)/e.yaml", atomically: true, encoding: .utf8)
         }
         let alone = try CLITests.run(["compare", "e.yaml"], in: folder + "/alone")
         try #require(alone.status == 0, "\(alone.errors)")
+        return folder
+    }
+
+    @Test func aComparisonSpreadOverRanksGivesTheSingleProcessResults() throws {
+        let folder = try Self.comparedAlone("mpi-compare")
+        defer { try? FileManager.default.removeItem(atPath: folder) }
         // Process 0 hands the four runs to processes 1 and 2.
         let arguments = ["compare", "e.yaml"]
         let spread = try Self.launch([(arguments, [:]), (arguments, [:]), (arguments, [:])], in: folder + "/spread")
@@ -297,14 +303,8 @@ struct MPITests {
     }
 
     @Test func aComparisonOfDataParallelRunsGivesTheSingleProcessResults() throws {
-        let folder = CLITests.folder("mpi-compare-groups")
+        let folder = try Self.comparedAlone("mpi-compare-groups")
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        for name in ["alone", "spread"] {
-            try FileManager.default.createDirectory(atPath: folder + "/" + name, withIntermediateDirectories: true)
-            try Self.experiment(results: "results").write(toFile: folder + "/\(name)/e.yaml", atomically: true, encoding: .utf8)
-        }
-        let alone = try CLITests.run(["compare", "e.yaml"], in: folder + "/alone")
-        try #require(alone.status == 0, "\(alone.errors)")
         // Process 0 schedules; processes 1 and 2 train every run together, 25 of each batch's 50 images each.
         let arguments = ["compare", "e.yaml", "--ranks-per-run", "2"]
         let spread = try Self.launch([(arguments, [:]), (arguments, [:]), (arguments, [:])], in: folder + "/spread")
