@@ -150,6 +150,9 @@ public final class Conv2DWorkspace {
     /// The most floats one chunk of the column matrix may hold; a batch is processed in chunks of
     /// whole images (at least one) under this budget.
     public let columnBudget: Int
+    /// The algorithm for the convolutions run with this workspace, nil = the process-wide
+    /// `conv2DAlgorithm` (Conv2DAlgorithm.swift).
+    public var algorithm: Conv2DAlgorithm?
     private var columns = Scratch()         // [images per chunk · P · Q, R · S · C]
     private var weights = Scratch()         // [K, R, S, Cg], or [R, S, C] for depthwise
     private var weightGradient = Scratch()  // [K, R, S, Cg], or [R, S, C] for depthwise
@@ -157,6 +160,10 @@ public final class Conv2DWorkspace {
     private var directWeights = Scratch()   // [R, S, C, K], or the flipped phase blocks [R', S', K, C]
     private var directBiases = Scratch()    // [K], the bias with an epilogue's scale and shift folded in
     private var weightPartials = Scratch()  // [parts, R, S, C, K] (see `reductionParts`), depthwise [N, R, S, C]
+    // Winograd (Conv2DWinogradKernels.swift): the transformed weight [16, C, K], the folded bias [K],
+    // the threads' tile blocks [threads, 16, B, C + K] and the weight gradient's [parts, 16, C, K].
+    private var winogradWeights = Scratch(), winogradBiases = Scratch()
+    private var winogradTiles = Scratch(), winogradWeightPartials = Scratch()
 
     /// - Parameter columnBudget: floats per chunk of the column matrix; the default, 2²⁰ (4 MB), keeps
     ///   chunks in the last-level cache while leaving gemm thousands of rows per call.
@@ -191,6 +198,10 @@ public final class Conv2DWorkspace {
     func directWeight(count: Int) -> UnsafeMutablePointer<Float> { directWeights.pointer(count: count) }
     func directBias(count: Int) -> UnsafeMutablePointer<Float> { directBiases.pointer(count: count) }
     func directWeightPartials(count: Int) -> UnsafeMutablePointer<Float> { weightPartials.pointer(count: count) }
+    func winogradWeight(count: Int) -> UnsafeMutablePointer<Float> { winogradWeights.pointer(count: count) }
+    func winogradBias(count: Int) -> UnsafeMutablePointer<Float> { winogradBiases.pointer(count: count) }
+    func winogradBlocks(count: Int) -> UnsafeMutablePointer<Float> { winogradTiles.pointer(count: count) }
+    func winogradPartials(count: Int) -> UnsafeMutablePointer<Float> { winogradWeightPartials.pointer(count: count) }
 
     // A zeroed buffer for a weight gradient in packed order.
     func packedWeightGradient(_ geometry: Conv2DGeometry) -> UnsafeMutablePointer<Float> {
@@ -355,6 +366,11 @@ public func conv2DForward(
     bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, workspace: Conv2DWorkspace,
     epilogue: Conv2DEpilogue = .none
 ) {
+    if geometry.usesWinograd(.forward, workspace) {  // Winograd dispatch (Conv2DAlgorithm.swift)
+        conv2DForwardWinograd(geometry, input: input, weight: weight, bias: bias, output: output, workspace: workspace,
+                              epilogue: epilogue)
+        return
+    }
     if geometry.usesDirectForward {
         conv2DForwardDirect(geometry, input: input, weight: weight, bias: bias, output: output, workspace: workspace,
                             epilogue: epilogue)
@@ -398,6 +414,11 @@ public func conv2DBackwardInput(
     _ geometry: Conv2DGeometry, dOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     dInput: UnsafeMutablePointer<Float>, workspace: Conv2DWorkspace, accumulate: Bool = false
 ) {
+    if geometry.usesWinograd(.backwardInput, workspace) {  // Winograd dispatch (Conv2DAlgorithm.swift)
+        conv2DBackwardInputWinograd(geometry, dOutput: dOutput, weight: weight, dInput: dInput, workspace: workspace,
+                                    accumulate: accumulate)
+        return
+    }
     if geometry.usesDirectBackwardInput {
         conv2DBackwardInputDirect(geometry, dOutput: dOutput, weight: weight, dInput: dInput, workspace: workspace,
                                   accumulate: accumulate)
@@ -446,7 +467,8 @@ public func conv2DBackward(
     dInput: UnsafeMutablePointer<Float>, accumulate: Bool = false, dWeight: UnsafeMutablePointer<Float>,
     dBias: UnsafeMutablePointer<Float>?, workspace: Conv2DWorkspace
 ) {
-    if geometry.usesDirectForward && geometry.usesDirectBackwardInput {
+    let winograd = geometry.usesWinograd(.backwardInput, workspace) || geometry.usesWinograd(.backwardWeight, workspace)  // Winograd dispatch
+    if geometry.usesDirectForward && geometry.usesDirectBackwardInput && !winograd {
         conv2DBackwardDirect(geometry, input: input, dOutput: dOutput, weight: weight, dInput: dInput,
                              accumulate: accumulate, dWeight: dWeight, dBias: dBias, workspace: workspace)
         return
@@ -465,6 +487,11 @@ public func conv2DBackwardWeight(
     _ geometry: Conv2DGeometry, input: UnsafePointer<Float>, dOutput: UnsafePointer<Float>,
     dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, workspace: Conv2DWorkspace
 ) {
+    if geometry.usesWinograd(.backwardWeight, workspace) {  // Winograd dispatch (Conv2DAlgorithm.swift)
+        conv2DBackwardWeightWinograd(geometry, input: input, dOutput: dOutput, dWeight: dWeight, dBias: dBias,
+                                     workspace: workspace)
+        return
+    }
     if geometry.usesDirectForward {
         conv2DBackwardWeightDirect(geometry, input: input, dOutput: dOutput, dWeight: dWeight, dBias: dBias,
                                    workspace: workspace)

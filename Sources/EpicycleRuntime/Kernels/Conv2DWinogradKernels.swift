@@ -1,0 +1,508 @@
+// Winograd F(2×2, 3×3) convolution kernels for ungrouped 3×3 stride-1 convolutions over NHWC
+// activations whose channel counts are multiples of 16 (Lavin & Gray 2016, "Fast Algorithms for
+// Convolutional Neural Networks", §4.1): the fast path `conv2DForward`, `conv2DBackwardInput` and
+// `conv2DBackwardWeight` take where `Conv2DAlgorithm.swift` chooses it.
+//
+// Legend as in Conv2DKernels.swift, plus: a tile is a 2×2 block of output pixels, read from the 4×4
+// input patch at (2i − ph, 2j − pw); ξ ∈ [0, 16) a position of the 4×4 transformed tile; B tiles per
+// block; V = 16 floats per vector.
+//
+// With the F(2×2, 3×3) matrices
+//   Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1],  G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1],  Aᵀ = [1 1 1 0; 0 1 −1 −1],
+// one tile's output is
+//   Y[k] = Aᵀ [ Σ_c (G g[k, c] Gᵀ) ⊙ (Bᵀ d[c] B) ] A,
+// so per position ξ the channel sums are one product M_ξ[tiles, K] = U_ξ[tiles, C] · W_ξ[C, K]:
+// 16 multiplies per tile and channel pair where the direct loop does 36 (2.25× fewer).
+// - Forward: U = Bᵀ d B of the input tiles, W = G g Gᵀ of the weight, then Y = Aᵀ M A plus bias.
+// - Backward-input: at stride 1 the input gradient is the convolution of dOutput, padded by 2 − ph
+//   (and 2 − pw), with the 180°-rotated kernel with its channel axes swapped: the forward above on dOutput.
+// - Backward-weight: Y is linear in W, so the gradient of Σ Y ⊙ dY with respect to W_ξ[c, k] is
+//   Σ_tiles U_ξ[tile, c] · (A dY Aᵀ)_ξ[tile, k], a product U_ξᵀ · D_ξ per position, and the chain rule
+//   through W = G g Gᵀ gives dg = Gᵀ dW G (Lavin & Gray's transforms, applied in reverse order).
+//
+// Tiles are numbered across a thread's images (n, i, j) and handled in blocks of B: the block's
+// transformed inputs and products, 16·B·(C + K) floats, stay in the core's cache between transform,
+// product and inverse transform. Transforms are vectorised along the contiguous channels; the
+// products are register-blocked like the direct kernels: 8 tiles × 32 channels, or 16 × 16 where a
+// count is only 16 (16 vector sums per tile, each step loading one or two weight vectors and
+// broadcasting one value per row). The last block's missing tiles are zero rows whose results are
+// never stored.
+//
+// Error: every output is a sum of the 16·C products of transformed values, each carrying the
+// transforms' rounding, so its float32 error grows like ε·C·9 times the transforms' constant
+// magnitudes (entries of G ≤ 1, row sums of |Bᵀ| and |Aᵀ| ≤ 3) — a few times the direct kernel's
+// (Conv2DWinogradTests argues the tolerance). Threads split the batch as the direct kernels do, and the
+// weight gradient sums one partial per part (`reductionParts`) in part order, so results depend on the
+// thread count only through the core count.
+
+private typealias Vector = SIMD16<Float>
+private let V = 16
+// Tiles per block: the row counts of both product tiles (8 and 16) divide it.
+private let tileBlock = 32
+
+@inline(__always)
+private func load(_ pointer: UnsafePointer<Float>) -> Vector {
+    UnsafeRawPointer(pointer).loadUnaligned(as: Vector.self)
+}
+
+@inline(__always)
+private func store(_ vector: Vector, _ pointer: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(pointer).storeBytes(of: vector, as: Vector.self)
+}
+
+extension Conv2DGeometry {
+    /// Whether the Winograd kernels can run: ungrouped 3×3 at stride 1, channel counts multiples of
+    /// 16, padding at most 2 (so that the input gradient's padding 2 − padding is one too).
+    public var supportsWinograd: Bool {
+        groups == 1 && kernelHeight == 3 && kernelWidth == 3 && strideHeight == 1 && strideWidth == 1
+            && paddingHeight <= 2 && paddingWidth <= 2 && inputChannels % V == 0 && outputChannels % V == 0
+            && batch > 0
+    }
+}
+
+// The tiling of one stride-1 3×3 convolution: an [H, W, C] image padded by (ph, pw) → a [P, Q, K] image.
+private struct WinogradPlan {
+    let C, K, H, W, P, Q, ph, pw: Int
+
+    init(_ geometry: Conv2DGeometry) {
+        (C, K, H, W) = (geometry.inputChannels, geometry.outputChannels, geometry.inputHeight, geometry.inputWidth)
+        (P, Q, ph, pw) = (geometry.outputHeight, geometry.outputWidth, geometry.paddingHeight, geometry.paddingWidth)
+    }
+
+    // The input gradient's convolution: dOutput [P, Q, K] padded by 2 − padding → dInput [H, W, C].
+    init(transposing geometry: Conv2DGeometry) {
+        (C, K, H, W) = (geometry.outputChannels, geometry.inputChannels, geometry.outputHeight, geometry.outputWidth)
+        (P, Q, ph, pw) = (geometry.inputHeight, geometry.inputWidth, 2 - geometry.paddingHeight, 2 - geometry.paddingWidth)
+    }
+
+    var tileColumns: Int { (Q + 1) / 2 }
+    var tilesPerImage: Int { (P + 1) / 2 * tileColumns }
+    // One thread's block scratch: transformed inputs [16, B, C] then products [16, B, K].
+    var blockCount: Int { 16 * tileBlock * (C + K) }
+
+    // Image, output row and output column of tile t.
+    @inline(__always)
+    func origin(ofTile t: Int) -> (n: Int, p: Int, q: Int) {
+        let n = t / tilesPerImage, within = t % tilesPerImage
+        return (n, 2 * (within / tileColumns), 2 * (within % tileColumns))
+    }
+}
+
+// (x₀ … x₃) ↦ Bᵀ x and (y₀, y₁) ↦ A y (= Aᵀᵀ y), the one-dimensional transforms; applied along both
+// axes of a tile they give Bᵀ d B and A dY Aᵀ.
+@inline(__always)
+private func transformInput(_ x: (Vector, Vector, Vector, Vector)) -> (Vector, Vector, Vector, Vector) {
+    (x.0 - x.2, x.1 + x.2, x.2 - x.1, x.1 - x.3)
+}
+
+@inline(__always)
+private func transformOutputGradient(_ y0: Vector, _ y1: Vector) -> (Vector, Vector, Vector, Vector) {
+    (y0, y0 + y1, y0 - y1, -y1)
+}
+
+// m ↦ Aᵀ m: the inverse transform along one axis.
+@inline(__always)
+private func transformProduct(_ m: (Vector, Vector, Vector, Vector)) -> (Vector, Vector) {
+    (m.0 + m.1 + m.2, m.1 - m.2 - m.3)
+}
+
+// u[ξ = 4·row + column] for one row of a 4×4 tile, `stride` floats apart.
+@inline(__always)
+private func storeRow(_ row: (Vector, Vector, Vector, Vector), _ u: UnsafeMutablePointer<Float>, _ stride: Int) {
+    store(row.0, u); store(row.1, u + stride); store(row.2, u + 2 * stride); store(row.3, u + 3 * stride)
+}
+
+// u[ξ, b, c ..< c + V] = (Bᵀ d B)[ξ] for each tile b of the block starting at tile `first` (count
+// tiles; zeros for the rest of the block), d the 4×4 patch of `image` channels c ..< c + V, zeros
+// outside the image.
+private func transformInputBlock(_ plan: WinogradPlan, _ images: UnsafePointer<Float>, first: Int, count: Int,
+                                 _ u: UnsafeMutablePointer<Float>) {
+    let (C, H, W) = (plan.C, plan.H, plan.W)
+    let positionStride = tileBlock * C
+    for b in 0..<tileBlock {
+        let tile = u + b * C
+        guard b < count else {
+            for xi in 0..<16 { (tile + xi * positionStride).update(repeating: 0, count: C) }
+            continue
+        }
+        let (n, p, q) = plan.origin(ofTile: first + b)
+        let image = images + n * H * W * C
+        let (h0, w0) = (p - plan.ph, q - plan.pw)
+        let inside = h0 >= 0 && h0 + 4 <= H && w0 >= 0 && w0 + 4 <= W
+        for c in stride(from: 0, to: C, by: V) {
+            @inline(__always) func patch(_ y: Int, _ x: Int) -> Vector {
+                let (h, w) = (h0 + y, w0 + x)
+                if inside || (h >= 0 && h < H && w >= 0 && w < W) { return load(image + (h * W + w) * C + c) }
+                return Vector()
+            }
+            @inline(__always) func row(_ y: Int) -> (Vector, Vector, Vector, Vector) {
+                transformInput((patch(y, 0), patch(y, 1), patch(y, 2), patch(y, 3)))
+            }
+            let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3))
+            let out = tile + c
+            // Column x of (d B) through Bᵀ gives positions (0…3, x).
+            let c0 = transformInput((r0.0, r1.0, r2.0, r3.0)), c1 = transformInput((r0.1, r1.1, r2.1, r3.1))
+            let c2 = transformInput((r0.2, r1.2, r2.2, r3.2)), c3 = transformInput((r0.3, r1.3, r2.3, r3.3))
+            storeRow((c0.0, c1.0, c2.0, c3.0), out, positionStride)
+            storeRow((c0.1, c1.1, c2.1, c3.1), out + 4 * positionStride, positionStride)
+            storeRow((c0.2, c1.2, c2.2, c3.2), out + 8 * positionStride, positionStride)
+            storeRow((c0.3, c1.3, c2.3, c3.3), out + 12 * positionStride, positionStride)
+        }
+    }
+}
+
+// d[ξ, b, k ..< k + V] = (A dY Aᵀ)[ξ] for each tile of the block, dY the tile's 2×2 pixels of the
+// [P, Q, K] dOutput images, zeros past the image's last row or column; zeros for missing tiles.
+private func transformOutputGradientBlock(_ plan: WinogradPlan, _ dOutput: UnsafePointer<Float>, first: Int,
+                                          count: Int, _ d: UnsafeMutablePointer<Float>) {
+    let (K, P, Q) = (plan.K, plan.P, plan.Q)
+    let positionStride = tileBlock * K
+    for b in 0..<tileBlock {
+        let tile = d + b * K
+        guard b < count else {
+            for xi in 0..<16 { (tile + xi * positionStride).update(repeating: 0, count: K) }
+            continue
+        }
+        let (n, p, q) = plan.origin(ofTile: first + b)
+        let pixel = dOutput + ((n * P + p) * Q + q) * K
+        let (down, right) = (p + 1 < P, q + 1 < Q)
+        for k in stride(from: 0, to: K, by: V) {
+            let y00 = load(pixel + k), y01 = right ? load(pixel + K + k) : Vector()
+            let y10 = down ? load(pixel + Q * K + k) : Vector()
+            let y11 = down && right ? load(pixel + (Q + 1) * K + k) : Vector()
+            let r0 = transformOutputGradient(y00, y01), r1 = transformOutputGradient(y10, y11)
+            let c0 = transformOutputGradient(r0.0, r1.0), c1 = transformOutputGradient(r0.1, r1.1)
+            let c2 = transformOutputGradient(r0.2, r1.2), c3 = transformOutputGradient(r0.3, r1.3)
+            let out = tile + k
+            storeRow((c0.0, c1.0, c2.0, c3.0), out, positionStride)
+            storeRow((c0.1, c1.1, c2.1, c3.1), out + 4 * positionStride, positionStride)
+            storeRow((c0.2, c1.2, c2.2, c3.2), out + 8 * positionStride, positionStride)
+            storeRow((c0.3, c1.3, c2.3, c3.3), out + 12 * positionStride, positionStride)
+        }
+    }
+}
+
+// What the inverse transform does before storing: add the bias, what the output holds (accumulate),
+// the residual at the same offset, then clamp at zero.
+private struct WinogradStore {
+    var bias: UnsafePointer<Float>?
+    var residual: UnsafePointer<Float>?
+    var accumulate = false
+    var relu = false
+}
+
+// output pixels of each tile of the block = (Aᵀ M A) + bias, finished as `finish` says, M [16, B, K];
+// only pixels inside the [P, Q] image are stored.
+private func transformProductBlock(_ plan: WinogradPlan, _ m: UnsafePointer<Float>, first: Int, count: Int,
+                                   _ output: UnsafeMutablePointer<Float>, _ finish: WinogradStore) {
+    let (K, P, Q) = (plan.K, plan.P, plan.Q)
+    let positionStride = tileBlock * K
+    for b in 0..<count {
+        let (n, p, q) = plan.origin(ofTile: first + b)
+        let offset = ((n * P + p) * Q + q) * K
+        let (down, right) = (p + 1 < P, q + 1 < Q)
+        for k in stride(from: 0, to: K, by: V) {
+            let tile = m + b * K + k
+            @inline(__always) func row(_ y: Int) -> (Vector, Vector) {
+                let at = tile + 4 * y * positionStride
+                return transformProduct((load(at), load(at + positionStride), load(at + 2 * positionStride),
+                                         load(at + 3 * positionStride)))
+            }
+            let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3))
+            let (y00, y10) = transformProduct((r0.0, r1.0, r2.0, r3.0))
+            let (y01, y11) = transformProduct((r0.1, r1.1, r2.1, r3.1))
+            let bias = finish.bias.map { load($0 + k) } ?? Vector()
+            @inline(__always) func put(_ value: Vector, _ at: Int) {
+                var value = value + bias
+                if finish.accumulate { value += load(output + at) }
+                if let residual = finish.residual { value += load(residual + at) }
+                if finish.relu { value.replace(with: 0, where: value .< 0) }
+                store(value, output + at)
+            }
+            put(y00, offset + k)
+            if right { put(y01, offset + K + k) }
+            if down { put(y10, offset + Q * K + k) }
+            if down && right { put(y11, offset + (Q + 1) * K + k) }
+        }
+    }
+}
+
+// m[ξ, B, K] = u[ξ, B, C] · w[ξ, C, K] for all 16 positions.
+private func multiplyBlock(_ u: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>,
+                           C: Int, K: Int) {
+    for xi in 0..<16 {
+        let (ux, wx, mx) = (u + xi * tileBlock * C, w + xi * C * K, m + xi * tileBlock * K)
+        if K % (2 * V) == 0 {
+            for b in stride(from: 0, to: tileBlock, by: 8) {
+                for k in stride(from: 0, to: K, by: 2 * V) { productTile8x2(ux + b * C, wx + k, mx + b * K + k, C: C, K: K) }
+            }
+        } else {
+            for b in stride(from: 0, to: tileBlock, by: 16) {
+                for k in stride(from: 0, to: K, by: V) { productTile16x1(ux + b * C, wx + k, mx + b * K + k, C: C, K: K) }
+            }
+        }
+    }
+}
+
+// 8 rows × 32 columns of m = u[rows, C] · w[C, K]: per step one value broadcast per row, two weight vectors.
+@inline(__always)
+private func productTile8x2(_ u: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>,
+                            C: Int, K: Int) {
+    var a00 = Vector(), a10 = Vector(), a20 = Vector(), a30 = Vector(), a40 = Vector(), a50 = Vector(), a60 = Vector(), a70 = Vector()
+    var a01 = Vector(), a11 = Vector(), a21 = Vector(), a31 = Vector(), a41 = Vector(), a51 = Vector(), a61 = Vector(), a71 = Vector()
+    let (u0, u1, u2, u3, u4, u5, u6, u7) = (u, u + C, u + 2 * C, u + 3 * C, u + 4 * C, u + 5 * C, u + 6 * C, u + 7 * C)
+    var wc = w
+    for c in 0..<C {
+        let w0 = load(wc), w1 = load(wc + V)
+        wc += K
+        var x = Vector(repeating: u0[c]); a00.addProduct(x, w0); a01.addProduct(x, w1)
+        x = Vector(repeating: u1[c]); a10.addProduct(x, w0); a11.addProduct(x, w1)
+        x = Vector(repeating: u2[c]); a20.addProduct(x, w0); a21.addProduct(x, w1)
+        x = Vector(repeating: u3[c]); a30.addProduct(x, w0); a31.addProduct(x, w1)
+        x = Vector(repeating: u4[c]); a40.addProduct(x, w0); a41.addProduct(x, w1)
+        x = Vector(repeating: u5[c]); a50.addProduct(x, w0); a51.addProduct(x, w1)
+        x = Vector(repeating: u6[c]); a60.addProduct(x, w0); a61.addProduct(x, w1)
+        x = Vector(repeating: u7[c]); a70.addProduct(x, w0); a71.addProduct(x, w1)
+    }
+    store(a00, m); store(a10, m + K); store(a20, m + 2 * K); store(a30, m + 3 * K)
+    store(a40, m + 4 * K); store(a50, m + 5 * K); store(a60, m + 6 * K); store(a70, m + 7 * K)
+    let n = m + V
+    store(a01, n); store(a11, n + K); store(a21, n + 2 * K); store(a31, n + 3 * K)
+    store(a41, n + 4 * K); store(a51, n + 5 * K); store(a61, n + 6 * K); store(a71, n + 7 * K)
+}
+
+// 16 rows × 16 columns of m = u[rows, C] · w[C, K].
+@inline(__always)
+private func productTile16x1(_ u: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>,
+                             C: Int, K: Int) {
+    var a0 = Vector(), a1 = Vector(), a2 = Vector(), a3 = Vector(), a4 = Vector(), a5 = Vector(), a6 = Vector(), a7 = Vector()
+    var a8 = Vector(), a9 = Vector(), a10 = Vector(), a11 = Vector(), a12 = Vector(), a13 = Vector(), a14 = Vector(), a15 = Vector()
+    var wc = w, uc = u
+    for _ in 0..<C {
+        let w0 = load(wc)
+        wc += K
+        a0.addProduct(Vector(repeating: uc[0]), w0); a1.addProduct(Vector(repeating: uc[C]), w0)
+        a2.addProduct(Vector(repeating: uc[2 * C]), w0); a3.addProduct(Vector(repeating: uc[3 * C]), w0)
+        a4.addProduct(Vector(repeating: uc[4 * C]), w0); a5.addProduct(Vector(repeating: uc[5 * C]), w0)
+        a6.addProduct(Vector(repeating: uc[6 * C]), w0); a7.addProduct(Vector(repeating: uc[7 * C]), w0)
+        a8.addProduct(Vector(repeating: uc[8 * C]), w0); a9.addProduct(Vector(repeating: uc[9 * C]), w0)
+        a10.addProduct(Vector(repeating: uc[10 * C]), w0); a11.addProduct(Vector(repeating: uc[11 * C]), w0)
+        a12.addProduct(Vector(repeating: uc[12 * C]), w0); a13.addProduct(Vector(repeating: uc[13 * C]), w0)
+        a14.addProduct(Vector(repeating: uc[14 * C]), w0); a15.addProduct(Vector(repeating: uc[15 * C]), w0)
+        uc += 1
+    }
+    store(a0, m); store(a1, m + K); store(a2, m + 2 * K); store(a3, m + 3 * K)
+    store(a4, m + 4 * K); store(a5, m + 5 * K); store(a6, m + 6 * K); store(a7, m + 7 * K)
+    store(a8, m + 8 * K); store(a9, m + 9 * K); store(a10, m + 10 * K); store(a11, m + 11 * K)
+    store(a12, m + 12 * K); store(a13, m + 13 * K); store(a14, m + 14 * K); store(a15, m + 15 * K)
+}
+
+// dW[ξ, C, K] += u[ξ, B, C]ᵀ · d[ξ, B, K] for all 16 positions.
+private func multiplyTransposedBlock(_ u: UnsafePointer<Float>, _ d: UnsafePointer<Float>,
+                                     _ dW: UnsafeMutablePointer<Float>, C: Int, K: Int) {
+    for xi in 0..<16 {
+        let (ux, dx, wx) = (u + xi * tileBlock * C, d + xi * tileBlock * K, dW + xi * C * K)
+        if K % (2 * V) == 0 && C % 8 == 0 {
+            for c in stride(from: 0, to: C, by: 8) {
+                for k in stride(from: 0, to: K, by: 2 * V) { gradientTile8x2(ux + c, dx + k, wx + c * K + k, C: C, K: K) }
+            }
+        } else {
+            for c in stride(from: 0, to: C, by: 16) {
+                for k in stride(from: 0, to: K, by: V) { gradientTile16x1(ux + c, dx + k, wx + c * K + k, C: C, K: K) }
+            }
+        }
+    }
+}
+
+// dW[8 channels, 32 columns] += Σ_b u[b, c]ᵀ · d[b, k] over the block's tiles.
+@inline(__always)
+private func gradientTile8x2(_ u: UnsafePointer<Float>, _ d: UnsafePointer<Float>, _ dW: UnsafeMutablePointer<Float>,
+                             C: Int, K: Int) {
+    var a00 = Vector(), a10 = Vector(), a20 = Vector(), a30 = Vector(), a40 = Vector(), a50 = Vector(), a60 = Vector(), a70 = Vector()
+    var a01 = Vector(), a11 = Vector(), a21 = Vector(), a31 = Vector(), a41 = Vector(), a51 = Vector(), a61 = Vector(), a71 = Vector()
+    var ub = u, db = d
+    for _ in 0..<tileBlock {
+        let d0 = load(db), d1 = load(db + V)
+        db += K
+        var x = Vector(repeating: ub[0]); a00.addProduct(x, d0); a01.addProduct(x, d1)
+        x = Vector(repeating: ub[1]); a10.addProduct(x, d0); a11.addProduct(x, d1)
+        x = Vector(repeating: ub[2]); a20.addProduct(x, d0); a21.addProduct(x, d1)
+        x = Vector(repeating: ub[3]); a30.addProduct(x, d0); a31.addProduct(x, d1)
+        x = Vector(repeating: ub[4]); a40.addProduct(x, d0); a41.addProduct(x, d1)
+        x = Vector(repeating: ub[5]); a50.addProduct(x, d0); a51.addProduct(x, d1)
+        x = Vector(repeating: ub[6]); a60.addProduct(x, d0); a61.addProduct(x, d1)
+        x = Vector(repeating: ub[7]); a70.addProduct(x, d0); a71.addProduct(x, d1)
+        ub += C
+    }
+    @inline(__always) func add(_ a: Vector, _ offset: Int) { store(load(dW + offset) + a, dW + offset) }
+    add(a00, 0); add(a10, K); add(a20, 2 * K); add(a30, 3 * K); add(a40, 4 * K); add(a50, 5 * K); add(a60, 6 * K); add(a70, 7 * K)
+    add(a01, V); add(a11, K + V); add(a21, 2 * K + V); add(a31, 3 * K + V)
+    add(a41, 4 * K + V); add(a51, 5 * K + V); add(a61, 6 * K + V); add(a71, 7 * K + V)
+}
+
+// dW[16 channels, 16 columns] += Σ_b u[b, c]ᵀ · d[b, k] over the block's tiles.
+@inline(__always)
+private func gradientTile16x1(_ u: UnsafePointer<Float>, _ d: UnsafePointer<Float>, _ dW: UnsafeMutablePointer<Float>,
+                              C: Int, K: Int) {
+    var a0 = Vector(), a1 = Vector(), a2 = Vector(), a3 = Vector(), a4 = Vector(), a5 = Vector(), a6 = Vector(), a7 = Vector()
+    var a8 = Vector(), a9 = Vector(), a10 = Vector(), a11 = Vector(), a12 = Vector(), a13 = Vector(), a14 = Vector(), a15 = Vector()
+    var ub = u, db = d
+    for _ in 0..<tileBlock {
+        let d0 = load(db)
+        db += K
+        a0.addProduct(Vector(repeating: ub[0]), d0); a1.addProduct(Vector(repeating: ub[1]), d0)
+        a2.addProduct(Vector(repeating: ub[2]), d0); a3.addProduct(Vector(repeating: ub[3]), d0)
+        a4.addProduct(Vector(repeating: ub[4]), d0); a5.addProduct(Vector(repeating: ub[5]), d0)
+        a6.addProduct(Vector(repeating: ub[6]), d0); a7.addProduct(Vector(repeating: ub[7]), d0)
+        a8.addProduct(Vector(repeating: ub[8]), d0); a9.addProduct(Vector(repeating: ub[9]), d0)
+        a10.addProduct(Vector(repeating: ub[10]), d0); a11.addProduct(Vector(repeating: ub[11]), d0)
+        a12.addProduct(Vector(repeating: ub[12]), d0); a13.addProduct(Vector(repeating: ub[13]), d0)
+        a14.addProduct(Vector(repeating: ub[14]), d0); a15.addProduct(Vector(repeating: ub[15]), d0)
+        ub += C
+    }
+    @inline(__always) func add(_ a: Vector, _ offset: Int) { store(load(dW + offset) + a, dW + offset) }
+    add(a0, 0); add(a1, K); add(a2, 2 * K); add(a3, 3 * K); add(a4, 4 * K); add(a5, 5 * K); add(a6, 6 * K); add(a7, 7 * K)
+    add(a8, 8 * K); add(a9, 9 * K); add(a10, 10 * K); add(a11, 11 * K)
+    add(a12, 12 * K); add(a13, 13 * K); add(a14, 14 * K); add(a15, 15 * K)
+}
+
+// w[ξ, c, k] = (G g Gᵀ)[ξ] of the 3×3 kernel g(r, s) = tap(k, c, r, s), for a [C, K] product.
+private func transformWeight(C: Int, K: Int, into w: UnsafeMutablePointer<Float>,
+                             _ tap: (_ k: Int, _ c: Int, _ r: Int, _ s: Int) -> Float) {
+    // (a, b, c) ↦ G (a, b, c).
+    func transform(_ a: Float, _ b: Float, _ c: Float) -> (Float, Float, Float, Float) {
+        (a, 0.5 * (a + b + c), 0.5 * (a - b + c), c)
+    }
+    for c in 0..<C {
+        for k in 0..<K {
+            // Rows of g through G along s, then the columns along r.
+            let rows = (0..<3).map { r in transform(tap(k, c, r, 0), tap(k, c, r, 1), tap(k, c, r, 2)) }
+            let columns = [
+                transform(rows[0].0, rows[1].0, rows[2].0), transform(rows[0].1, rows[1].1, rows[2].1),
+                transform(rows[0].2, rows[1].2, rows[2].2), transform(rows[0].3, rows[1].3, rows[2].3),
+            ]
+            for (x, column) in columns.enumerated() {
+                let at = w + c * K + k
+                at[x * C * K] = column.0
+                at[(4 + x) * C * K] = column.1
+                at[(8 + x) * C * K] = column.2
+                at[(12 + x) * C * K] = column.3
+            }
+        }
+    }
+}
+
+// output = the plan's convolution of `input` with the transformed weight, finished as `finish` says,
+// images split over the threads as contiguous ranges.
+private func convolveWinograd(_ plan: WinogradPlan, batch: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                              output: UnsafeMutablePointer<Float>, finish: WinogradStore, workspace: Conv2DWorkspace,
+                              threads: Int) {
+    let threads = max(1, min(threads, batch))
+    let scratch = workspace.winogradBlocks(count: threads * plan.blockCount)
+    parallelFor(threads) { t in
+        let u = scratch + t * plan.blockCount, m = u + 16 * tileBlock * plan.C
+        let images = partition(batch, parts: threads, index: t)
+        let end = images.upperBound * plan.tilesPerImage
+        var first = images.lowerBound * plan.tilesPerImage
+        while first < end {
+            let count = min(tileBlock, end - first)
+            transformInputBlock(plan, input, first: first, count: count, u)
+            multiplyBlock(u, weight, m, C: plan.C, K: plan.K)
+            transformProductBlock(plan, m, first: first, count: count, output, finish)
+            first += count
+        }
+    }
+}
+
+/// `conv2DForward` by Winograd F(2×2, 3×3) (see the file comment), with the same epilogue semantics:
+/// output = max(0?, (conv + bias) · scale + shift + residual). - Precondition: `geometry.supportsWinograd`.
+public func conv2DForwardWinograd(
+    _ geometry: Conv2DGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+    bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, workspace: Conv2DWorkspace,
+    epilogue: Conv2DEpilogue = .none, threads: Int = kernelThreads
+) {
+    precondition(geometry.supportsWinograd, "conv2DForwardWinograd: needs a 3×3 stride-1 ungrouped convolution with 16·n channels")
+    let plan = WinogradPlan(geometry)
+    let (C, K) = (plan.C, plan.K)
+    // scale·(w·x + bias) + shift = (scale·w)·x + (scale·bias + shift), as the direct kernel folds it.
+    let transformed = workspace.winogradWeight(count: 16 * C * K)
+    transformWeight(C: C, K: K, into: transformed) { k, c, r, s in
+        (epilogue.scale?[k] ?? 1) * weight[((k * C + c) * 3 + r) * 3 + s]
+    }
+    var foldedBias = bias
+    if epilogue.scale != nil || epilogue.shift != nil {
+        let folded = workspace.winogradBias(count: K)
+        for k in 0..<K { folded[k] = (bias?[k] ?? 0) * (epilogue.scale?[k] ?? 1) + (epilogue.shift?[k] ?? 0) }
+        foldedBias = UnsafePointer(folded)
+    }
+    convolveWinograd(plan, batch: geometry.batch, input: input, weight: transformed, output: output,
+                     finish: WinogradStore(bias: foldedBias, residual: epilogue.residual, relu: epilogue.relu),
+                     workspace: workspace, threads: threads)
+}
+
+/// `conv2DBackwardInput` by Winograd: the forward of dOutput with the rotated, channel-swapped kernel.
+/// With `accumulate`, dInput += the gradient. - Precondition: `geometry.supportsWinograd`.
+public func conv2DBackwardInputWinograd(
+    _ geometry: Conv2DGeometry, dOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+    dInput: UnsafeMutablePointer<Float>, workspace: Conv2DWorkspace, accumulate: Bool = false,
+    threads: Int = kernelThreads
+) {
+    precondition(geometry.supportsWinograd, "conv2DBackwardInputWinograd: needs a 3×3 stride-1 ungrouped convolution with 16·n channels")
+    let plan = WinogradPlan(transposing: geometry)
+    let (C, K) = (geometry.inputChannels, geometry.outputChannels)
+    // The transposed product reads K channels into C: its tap (c, k, r, s) is weight[k, c, 2 − r, 2 − s].
+    let transformed = workspace.winogradWeight(count: 16 * C * K)
+    transformWeight(C: K, K: C, into: transformed) { c, k, r, s in weight[((k * C + c) * 3 + 2 - r) * 3 + 2 - s] }
+    convolveWinograd(plan, batch: geometry.batch, input: dOutput, weight: transformed, output: dInput,
+                     finish: WinogradStore(accumulate: accumulate), workspace: workspace, threads: threads)
+}
+
+/// `conv2DBackwardWeight` by Winograd (dWeight and dBias accumulate, as there): per part of the batch
+/// a partial Σ U_ξᵀ · (A dY Aᵀ)_ξ, the partials summed in part order and taken back through Gᵀ · G.
+/// - Precondition: `geometry.supportsWinograd`.
+public func conv2DBackwardWeightWinograd(
+    _ geometry: Conv2DGeometry, input: UnsafePointer<Float>, dOutput: UnsafePointer<Float>,
+    dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, workspace: Conv2DWorkspace,
+    threads: Int = kernelThreads
+) {
+    precondition(geometry.supportsWinograd, "conv2DBackwardWeightWinograd: needs a 3×3 stride-1 ungrouped convolution with 16·n channels")
+    let plan = WinogradPlan(geometry)
+    let (C, K, batch) = (plan.C, plan.K, geometry.batch)
+    if let dBias { addColumnSums(dOutput, rows: batch * plan.P * plan.Q, columns: K, into: dBias) }
+    let threads = max(1, min(threads, batch)), parts = reductionParts(batch, threads: threads)
+    let weightCount = 16 * C * K
+    let partials = workspace.winogradPartials(count: parts * weightCount)  // [parts, 16, C, K]
+    partials.update(repeating: 0, count: parts * weightCount)
+    let scratch = workspace.winogradBlocks(count: threads * plan.blockCount)
+    parallelParts(parts, threads: threads) { t, part in
+        let u = scratch + t * plan.blockCount, d = u + 16 * tileBlock * C
+        let images = partition(batch, parts: parts, index: part)
+        let end = images.upperBound * plan.tilesPerImage
+        var first = images.lowerBound * plan.tilesPerImage
+        while first < end {
+            let count = min(tileBlock, end - first)
+            transformInputBlock(plan, input, first: first, count: count, u)
+            transformOutputGradientBlock(plan, dOutput, first: first, count: count, d)
+            multiplyTransposedBlock(u, d, partials + part * weightCount, C: C, K: K)
+            first += count
+        }
+    }
+    for part in 1..<max(1, parts) { accumulate(partials + part * weightCount, into: partials, count: weightCount) }
+    // dWeight[k, c] += Gᵀ X G, X the 4×4 [ξ] of (c, k); (x₀ … x₃) ↦ Gᵀ x along each axis.
+    func transform(_ x0: Float, _ x1: Float, _ x2: Float, _ x3: Float) -> (Float, Float, Float) {
+        (x0 + 0.5 * (x1 + x2), 0.5 * (x1 - x2), 0.5 * (x1 + x2) + x3)
+    }
+    for c in 0..<C {
+        for k in 0..<K {
+            let x = { (xi: Int) in partials[(xi * C + c) * K + k] }
+            let rows = (0..<4).map { y in transform(x(4 * y), x(4 * y + 1), x(4 * y + 2), x(4 * y + 3)) }
+            let g = dWeight + (k * C + c) * 9
+            for (s, column) in [rows.map(\.0), rows.map(\.1), rows.map(\.2)].enumerated() {
+                let (g0, g1, g2) = transform(column[0], column[1], column[2], column[3])
+                g[s] += g0
+                g[3 + s] += g1
+                g[6 + s] += g2
+            }
+        }
+    }
+}

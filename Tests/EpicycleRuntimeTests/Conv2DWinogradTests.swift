@@ -1,0 +1,203 @@
+import EpicycleRuntime
+import Testing
+import TestSupport
+
+/// The Winograd F(2×2, 3×3) kernels against the reference loops (Double sums) and the direct kernels,
+/// on ResNet-CIFAR's channel counts (16/32/64, and 48 for 16-channel blocks next to 32-channel ones),
+/// image sizes 32×32, 28×28 (Fashion-MNIST), odd 7×7 and smaller odd ones where tiles overhang the
+/// last row or column, paddings 0/1/2 (the input gradient then pads by 2/1/0), batches 1 to 3 split
+/// unevenly over threads, with and without bias, residual, ReLU, accumulation.
+///
+/// Tolerance, from Winograd's error growth (Lavin & Gray 2016; bounds as in Barabasz et al. 2020,
+/// "Error Analysis and Improving the Accuracy of Winograd Convolution for Deep Neural Networks"): an
+/// output is Aᵀ[Σ_c (G g Gᵀ) ⊙ (Bᵀ d B)]A, a sum over C channels of 16 products of transformed values.
+/// Each transform multiplies magnitudes by at most its largest absolute row sum per axis — |Bᵀ| 2,
+/// |G| 1.5, |Aᵀ| 3, so (2·1.5·3)² = 81 over both axes — and each rounding step adds at most ε = 2⁻²⁴ of
+/// the value it rounds; the C·9 products the direct sum has become C·16 terms. So |error| ≤
+/// 81 · 16·C · ε · max|x| · max|w| summed linearly (the worst case; random signs give its square root),
+/// ≈ 5e-3 for C = 64 with inputs in [−1, 1]. A wrong tap, tile or channel moves an output by one
+/// product, ~0.1–1, so the bound still separates right from wrong. The weight gradient sums over the
+/// N·P·Q outputs instead of C·9 taps (16 terms per 2×2 tile, ~4 per output), the same argument with
+/// depth 4·N·P·Q.
+@Suite struct Conv2DWinogradTests {
+    static let cases: [Conv2DCase] = [
+        Conv2DCase.make("16→16 @32², batch 2", 2, 32, 32, 16, 16, kernel: (3, 3), stride: (1, 1), padding: (1, 1), groups: 1, bias: false),
+        Conv2DCase.make("32→64 @32², bias, batch 1", 1, 32, 32, 32, 64, kernel: (3, 3), stride: (1, 1), padding: (1, 1), groups: 1, bias: true),
+        Conv2DCase.make("16→32 @28², bias, batch 2", 2, 28, 28, 16, 32, kernel: (3, 3), stride: (1, 1), padding: (1, 1), groups: 1, bias: true),
+        Conv2DCase.make("64→64 @7², batch 3", 3, 7, 7, 64, 64, kernel: (3, 3), stride: (1, 1), padding: (1, 1), groups: 1, bias: false),
+        Conv2DCase.make("64→32 @8², bias, batch 2", 2, 8, 8, 64, 32, kernel: (3, 3), stride: (1, 1), padding: (1, 1), groups: 1, bias: true),
+        Conv2DCase.make("16→16 @7², bias, batch 1", 1, 7, 7, 16, 16, kernel: (3, 3), stride: (1, 1), padding: (1, 1), groups: 1, bias: true),
+        Conv2DCase.make("16→48 pad 0 @9×6, bias", 2, 9, 6, 16, 48, kernel: (3, 3), stride: (1, 1), padding: (0, 0), groups: 1, bias: true),
+        Conv2DCase.make("32→16 pad 2 @5×4", 3, 5, 4, 32, 16, kernel: (3, 3), stride: (1, 1), padding: (2, 2), groups: 1, bias: false),
+        Conv2DCase.make("16→16 pad (1, 0) @2×3", 3, 2, 3, 16, 16, kernel: (3, 3), stride: (1, 1), padding: (1, 0), groups: 1, bias: true),
+    ]
+
+    // The bound above for a sum over `depth` terms of values ≤ 1 in magnitude.
+    static func tolerance(depth: Int) -> Float { 81 * Float(depth) * Float.ulpOfOne / 2 }
+
+    @Test(arguments: cases, [1, 2, 3])
+    func winogradAgreesWithReference(_ testCase: Conv2DCase, threads: Int) {
+        let geometry = testCase.geometry
+        #expect(geometry.supportsWinograd)
+        let workspace = Conv2DWorkspace()
+        let (C, K) = (geometry.inputChannels, geometry.outputChannels)
+        let input = randomTensor(geometry.inputShape, seed: 31).scalars
+        let weight = randomTensor(geometry.weightShape, seed: 32).scalars
+        let bias = randomTensor([K], seed: 33).scalars
+        let dOutput = randomTensor(geometry.outputShape, seed: 34).scalars
+        let outputCount = geometry.outputShape.reduce(1, *), inputCount = geometry.inputShape.reduce(1, *)
+        // The bias adds one exactly rounded term.
+        let forwardTolerance = Self.tolerance(depth: 16 * C) + 1e-6
+        let inputTolerance = Self.tolerance(depth: 16 * K)
+
+        var winograd = [Float](repeating: .nan, count: outputCount), reference = winograd, direct = winograd
+        withOptional(testCase.hasBias ? bias : nil) { bias in
+            conv2DForwardWinograd(geometry, input: input, weight: weight, bias: bias, output: &winograd,
+                                  workspace: workspace, threads: threads)
+            conv2DForwardReference(geometry, input: input, weight: weight, bias: bias, output: &reference)
+            conv2DForwardDirect(geometry, input: input, weight: weight, bias: bias, output: &direct,
+                                workspace: workspace, threads: threads)
+        }
+        expectClose(winograd, reference, rtol: 0, atol: forwardTolerance, "forward \(testCase.label)")
+        expectClose(winograd, direct, rtol: 0, atol: forwardTolerance, "forward against direct \(testCase.label)")
+
+        var dInputReference = [Float](repeating: .nan, count: inputCount), dInput = dInputReference
+        conv2DBackwardInputReference(geometry, dOutput: dOutput, weight: weight, dInput: &dInputReference)
+        conv2DBackwardInputWinograd(geometry, dOutput: dOutput, weight: weight, dInput: &dInput, workspace: workspace,
+                                    threads: threads)
+        expectClose(dInput, dInputReference, rtol: 0, atol: inputTolerance, "backward input \(testCase.label)")
+        // Accumulating adds onto every input pixel, the border ones included.
+        let startInput = randomTensor(geometry.inputShape, seed: 35).scalars
+        var dInputAccumulated = startInput
+        conv2DBackwardInputWinograd(geometry, dOutput: dOutput, weight: weight, dInput: &dInputAccumulated,
+                                    workspace: workspace, accumulate: true, threads: threads)
+        expectClose(dInputAccumulated, zip(startInput, dInputReference).map(+), rtol: 0, atol: inputTolerance + 1e-6,
+                    "backward input, accumulated \(testCase.label)")
+
+        // Gradients start non-zero: Winograd must add to them.
+        let startWeight = randomTensor(geometry.weightShape, seed: 36).scalars
+        let startBias = randomTensor([K], seed: 37).scalars
+        var dWeight = startWeight, dWeightReference = startWeight, dBias = startBias, dBiasReference = startBias
+        conv2DBackwardWeightWinograd(geometry, input: input, dOutput: dOutput, dWeight: &dWeight, dBias: &dBias,
+                                     workspace: workspace, threads: threads)
+        conv2DBackwardWeightReference(geometry, input: input, dOutput: dOutput, dWeight: &dWeightReference,
+                                      dBias: &dBiasReference)
+        let weightDepth = 16 * geometry.batch * (geometry.outputHeight + 1) / 2 * (geometry.outputWidth + 1) / 2
+        expectClose(dWeight, dWeightReference, rtol: 0, atol: Self.tolerance(depth: weightDepth) + 1e-6,
+                    "backward weight \(testCase.label)")
+        // The bias gradient is the direct kernels' column sum: within float32 rounding of the Double one.
+        expectClose(dBias, dBiasReference, rtol: 1e-5, atol: 1e-5, "backward bias \(testCase.label)")
+    }
+
+    @Test(arguments: cases, [1, 2])
+    func epilogueAgreesWithReference(_ testCase: Conv2DCase, threads: Int) {
+        let workspace = Conv2DWorkspace()
+        expectEpilogueMatchesReference(testCase) { epilogue, input, weight, bias, output in
+            conv2DForwardWinograd(testCase.geometry, input: input, weight: weight, bias: bias, output: output,
+                                  workspace: workspace, epilogue: epilogue, threads: threads)
+        }
+    }
+
+    /// The weight gradient's parts follow the core count, not the thread count: one thread and all the
+    /// cores give the same bits, and so does a second call.
+    @Test func weightGradientIsDeterministic() {
+        let geometry = Self.cases[3].geometry
+        let input = randomTensor(geometry.inputShape, seed: 41).scalars
+        let dOutput = randomTensor(geometry.outputShape, seed: 42).scalars
+        func gradient(threads: Int) -> [Float] {
+            var dWeight = [Float](repeating: 0, count: geometry.weightShape.reduce(1, *))
+            conv2DBackwardWeightWinograd(geometry, input: input, dOutput: dOutput, dWeight: &dWeight, dBias: nil,
+                                         workspace: Conv2DWorkspace(), threads: threads)
+            return dWeight
+        }
+        let alone = gradient(threads: 1)
+        #expect(alone == gradient(threads: min(onlineProcessorCount, geometry.batch)))
+        #expect(alone == gradient(threads: 1))
+    }
+
+    /// Only ungrouped 3×3 stride-1 convolutions with 16·n channels and padding ≤ 2 take Winograd; the
+    /// dispatcher follows a workspace's algorithm and otherwise runs the direct (or im2col) kernels.
+    @Test func dispatch() {
+        func geometry(channels: (Int, Int) = (16, 16), kernel: Int = 3, stride: Int = 1, padding: Int = 1,
+                      groups: Int = 1) -> Conv2DGeometry {
+            Conv2DGeometry(batch: 2, inputHeight: 9, inputWidth: 9, inputChannels: channels.0, outputChannels: channels.1,
+                           kernelHeight: kernel, kernelWidth: kernel, strideHeight: stride, strideWidth: stride,
+                           paddingHeight: padding, paddingWidth: padding, groups: groups)
+        }
+        #expect(geometry().supportsWinograd && geometry(channels: (64, 32), padding: 0).supportsWinograd)
+        #expect(!geometry(stride: 2).supportsWinograd)
+        #expect(!geometry(kernel: 5, padding: 2).supportsWinograd && !geometry(kernel: 1, padding: 0).supportsWinograd)
+        #expect(!geometry(channels: (32, 32), groups: 2).supportsWinograd)
+        #expect(!geometry(channels: (3, 16)).supportsWinograd && !geometry(channels: (16, 10)).supportsWinograd)
+        #expect(!geometry(padding: 3).supportsWinograd)
+
+        let g = geometry(channels: (16, 32))
+        let input = randomTensor(g.inputShape, seed: 51).scalars, weight = randomTensor(g.weightShape, seed: 52).scalars
+        let dOutput = randomTensor(g.outputShape, seed: 53).scalars
+        let workspace = Conv2DWorkspace()
+        // (forward, dInput, dWeight) from the dispatching entry points, both backward ones included.
+        func dispatched(_ algorithm: Conv2DAlgorithm) -> [[Float]] {
+            workspace.algorithm = algorithm
+            var output = [Float](repeating: .nan, count: g.outputShape.reduce(1, *))
+            conv2DForward(g, input: input, weight: weight, bias: nil, output: &output, workspace: workspace)
+            var dInput = [Float](repeating: .nan, count: g.inputShape.reduce(1, *)), dInputAlone = dInput
+            var dWeight = [Float](repeating: 0, count: g.weightShape.reduce(1, *)), dWeightAlone = dWeight
+            conv2DBackward(g, input: input, dOutput: dOutput, weight: weight, dInput: &dInput, dWeight: &dWeight,
+                           dBias: nil, workspace: workspace)
+            conv2DBackwardInput(g, dOutput: dOutput, weight: weight, dInput: &dInputAlone, workspace: workspace)
+            conv2DBackwardWeight(g, input: input, dOutput: dOutput, dWeight: &dWeightAlone, dBias: nil, workspace: workspace)
+            #expect(dInput == dInputAlone && dWeight == dWeightAlone, "\(algorithm): one call and two calls differ")
+            return [output, dInput, dWeight]
+        }
+        func kernels(winograd: Bool) -> [[Float]] {
+            var output = [Float](repeating: .nan, count: g.outputShape.reduce(1, *))
+            var dInput = [Float](repeating: .nan, count: g.inputShape.reduce(1, *))
+            var dWeight = [Float](repeating: 0, count: g.weightShape.reduce(1, *))
+            let scratch = Conv2DWorkspace()
+            if winograd {
+                conv2DForwardWinograd(g, input: input, weight: weight, bias: nil, output: &output, workspace: scratch)
+                conv2DBackwardInputWinograd(g, dOutput: dOutput, weight: weight, dInput: &dInput, workspace: scratch)
+                conv2DBackwardWeightWinograd(g, input: input, dOutput: dOutput, dWeight: &dWeight, dBias: nil, workspace: scratch)
+            } else {
+                conv2DForwardDirect(g, input: input, weight: weight, bias: nil, output: &output, workspace: scratch)
+                conv2DBackwardInputDirect(g, dOutput: dOutput, weight: weight, dInput: &dInput, workspace: scratch)
+                conv2DBackwardWeightDirect(g, input: input, dOutput: dOutput, dWeight: &dWeight, dBias: nil, workspace: scratch)
+            }
+            return [output, dInput, dWeight]
+        }
+        let winograd = kernels(winograd: true), direct = kernels(winograd: false)
+        #expect(winograd != direct, "the two algorithms round differently, so equal bits would mean one path")
+        #expect(dispatched(.winograd) == winograd)
+        #expect(dispatched(.direct) == direct)
+        // Below the size worth timing, auto stays direct.
+        #expect(dispatched(.auto) == direct)
+    }
+
+    /// Auto times both kernels once for a geometry worth it, keeps a choice consistent with its timings,
+    /// and the dispatched results are those of the chosen kernels.
+    @Test func autoChoosesByMeasurement() {
+        // 8·32·32·16·16·9 ≈ 19M multiply-adds, above the 2²⁴ below which auto does not time.
+        let g = Conv2DGeometry(batch: 8, inputHeight: 32, inputWidth: 32, inputChannels: 16, outputChannels: 16,
+                               kernelHeight: 3, kernelWidth: 3, paddingHeight: 1, paddingWidth: 1)
+        let input = randomTensor(g.inputShape, seed: 61).scalars, weight = randomTensor(g.weightShape, seed: 62).scalars
+        let workspace = Conv2DWorkspace()
+        workspace.algorithm = .auto
+        var output = [Float](repeating: .nan, count: g.outputShape.reduce(1, *)), expected = output
+        conv2DForward(g, input: input, weight: weight, bias: nil, output: &output, workspace: workspace)
+        let decisions = conv2DAlgorithmDecisions().filter { $0.geometry == g && $0.threads == kernelThreads }
+        #expect(decisions.count == 1)
+        guard let decision = decisions.first else { return }
+        #expect(decision.forwardWinograd == (decision.forward.winograd * 1.1 <= decision.forward.direct))
+        #expect(decision.forward.direct > 0 && decision.forward.winograd > 0 && decision.backwardDirect > 0)
+        let fastestSplit = min(decision.backwardInput.winograd + decision.backwardWeight.direct,
+                               decision.backwardInput.direct + decision.backwardWeight.winograd,
+                               decision.backwardInput.winograd + decision.backwardWeight.winograd)
+        #expect((decision.backwardInputWinograd || decision.backwardWeightWinograd) == (fastestSplit * 1.1 <= decision.backwardDirect))
+        if decision.forwardWinograd {
+            conv2DForwardWinograd(g, input: input, weight: weight, bias: nil, output: &expected, workspace: Conv2DWorkspace())
+        } else {
+            conv2DForwardDirect(g, input: input, weight: weight, bias: nil, output: &expected, workspace: Conv2DWorkspace())
+        }
+        #expect(output == expected)
+    }
+}
