@@ -160,6 +160,7 @@ public func runBenchmark(_ options: BenchOptions, executable: String, log: (Stri
     log("Load average after: \(loadAverage)")
     if options.profile {
         log("\n" + (try profileTrainingStep(threads: options.threads, repeats: options.repeats)))
+        log("\n" + profileConvolutionAlgorithms(threads: options.threads, repeats: options.repeats))
     }
 }
 

@@ -137,7 +137,7 @@ private func finishEightPixels(_ a: (Vector, Vector, Vector, Vector, Vector, Vec
 // padded[Hp, Wp, C] ← image[H, W, C] placed with its first pixel at padded (top, left), zeros elsewhere.
 // `top` and `left` may be negative and the image may overhang the bottom and right: only the overlap
 // is copied.
-private func padImage(_ image: UnsafePointer<Float>, height H: Int, width W: Int, channels C: Int,
+func padImage(_ image: UnsafePointer<Float>, height H: Int, width W: Int, channels C: Int,
                       top: Int, left: Int, into padded: UnsafeMutablePointer<Float>, Hp: Int, Wp: Int) {
     let rowCount = Wp * C
     let first = max(0, left), end = max(first, min(Wp, left + W))  // padded columns holding image columns
