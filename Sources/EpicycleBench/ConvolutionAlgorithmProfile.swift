@@ -47,7 +47,7 @@ func profileConvolutionAlgorithms(threads: Int, repeats: Int) -> String {
         let choice = Conv2DWorkspace()
         choice.algorithm = .auto
         conv2DForward(g, input: x, weight: w, bias: nil, output: y, workspace: choice)
-        let decision = conv2DAlgorithmDecisions().first { $0.geometry == g && $0.threads == threads }
+        let decision = conv2DAlgorithmDecisions().first { $0.geometry == g }
         let taken = [decision?.forwardWinograd, decision?.backwardInputWinograd, decision?.backwardWeightWinograd,
                      decision.map { $0.backwardInputWinograd || $0.backwardWeightWinograd }]
         for ((pass, direct, winograd), winogradTaken) in zip(passes, taken) {

@@ -115,9 +115,8 @@ import TestSupport
         #expect(alone == gradient(threads: 1))
     }
 
-    /// Only ungrouped 3×3 stride-1 convolutions with 16·n channels and padding ≤ 2 take Winograd; the
-    /// dispatcher follows a workspace's algorithm and otherwise runs the direct (or im2col) kernels.
-    @Test func dispatch() {
+    /// Only ungrouped 3×3 stride-1 convolutions with 16·n channels and padding ≤ 2 take Winograd.
+    @Test func eligibility() {
         func geometry(channels: (Int, Int) = (16, 16), kernel: Int = 3, stride: Int = 1, padding: Int = 1,
                       groups: Int = 1) -> Conv2DGeometry {
             Conv2DGeometry(batch: 2, inputHeight: 9, inputWidth: 9, inputChannels: channels.0, outputChannels: channels.1,
@@ -130,61 +129,81 @@ import TestSupport
         #expect(!geometry(channels: (32, 32), groups: 2).supportsWinograd)
         #expect(!geometry(channels: (3, 16)).supportsWinograd && !geometry(channels: (16, 10)).supportsWinograd)
         #expect(!geometry(padding: 3).supportsWinograd)
-
-        let g = geometry(channels: (16, 32))
-        let input = randomTensor(g.inputShape, seed: 51).scalars, weight = randomTensor(g.weightShape, seed: 52).scalars
-        let dOutput = randomTensor(g.outputShape, seed: 53).scalars
-        let workspace = Conv2DWorkspace()
-        // (forward, dInput, dWeight) from the dispatching entry points, both backward ones included.
-        func dispatched(_ algorithm: Conv2DAlgorithm) -> [[Float]] {
-            workspace.algorithm = algorithm
-            var output = [Float](repeating: .nan, count: g.outputShape.reduce(1, *))
-            conv2DForward(g, input: input, weight: weight, bias: nil, output: &output, workspace: workspace)
-            var dInput = [Float](repeating: .nan, count: g.inputShape.reduce(1, *)), dInputAlone = dInput
-            var dWeight = [Float](repeating: 0, count: g.weightShape.reduce(1, *)), dWeightAlone = dWeight
-            conv2DBackward(g, input: input, dOutput: dOutput, weight: weight, dInput: &dInput, dWeight: &dWeight,
-                           dBias: nil, workspace: workspace)
-            conv2DBackwardInput(g, dOutput: dOutput, weight: weight, dInput: &dInputAlone, workspace: workspace)
-            conv2DBackwardWeight(g, input: input, dOutput: dOutput, dWeight: &dWeightAlone, dBias: nil, workspace: workspace)
-            #expect(dInput == dInputAlone && dWeight == dWeightAlone, "\(algorithm): one call and two calls differ")
-            return [output, dInput, dWeight]
-        }
-        func kernels(winograd: Bool) -> [[Float]] {
-            var output = [Float](repeating: .nan, count: g.outputShape.reduce(1, *))
-            var dInput = [Float](repeating: .nan, count: g.inputShape.reduce(1, *))
-            var dWeight = [Float](repeating: 0, count: g.weightShape.reduce(1, *))
-            let scratch = Conv2DWorkspace()
-            if winograd {
-                conv2DForwardWinograd(g, input: input, weight: weight, bias: nil, output: &output, workspace: scratch)
-                conv2DBackwardInputWinograd(g, dOutput: dOutput, weight: weight, dInput: &dInput, workspace: scratch)
-                conv2DBackwardWeightWinograd(g, input: input, dOutput: dOutput, dWeight: &dWeight, dBias: nil, workspace: scratch)
-            } else {
-                conv2DForwardDirect(g, input: input, weight: weight, bias: nil, output: &output, workspace: scratch)
-                conv2DBackwardInputDirect(g, dOutput: dOutput, weight: weight, dInput: &dInput, workspace: scratch)
-                conv2DBackwardWeightDirect(g, input: input, dOutput: dOutput, dWeight: &dWeight, dBias: nil, workspace: scratch)
-            }
-            return [output, dInput, dWeight]
-        }
-        let winograd = kernels(winograd: true), direct = kernels(winograd: false)
-        #expect(winograd != direct, "the two algorithms round differently, so equal bits would mean one path")
-        #expect(dispatched(.winograd) == winograd)
-        #expect(dispatched(.direct) == direct)
-        // Below the size worth timing, auto stays direct.
-        #expect(dispatched(.auto) == direct)
     }
 
-    /// Auto times both kernels once for a geometry worth it, keeps a choice consistent with its timings,
-    /// and the dispatched results are those of the chosen kernels.
-    @Test func autoChoosesByMeasurement() {
-        // 8·32·32·16·16·9 ≈ 19M multiply-adds, above the 2²⁴ below which auto does not time.
-        let g = Conv2DGeometry(batch: 8, inputHeight: 32, inputWidth: 32, inputChannels: 16, outputChannels: 16,
-                               kernelHeight: 3, kernelWidth: 3, paddingHeight: 1, paddingWidth: 1)
-        let input = randomTensor(g.inputShape, seed: 61).scalars, weight = randomTensor(g.weightShape, seed: 62).scalars
+    // (output, dInput, dWeight) of one geometry's three passes, through the dispatching entry points
+    // under `algorithm` (also checking that conv2DBackward's one call equals its two separate ones), or
+    // straight through one kind of kernels.
+    static func dispatched(_ g: Conv2DGeometry, _ algorithm: Conv2DAlgorithm) -> [[Float]] {
+        let (input, weight, dOutput) = Self.operands(g)
         let workspace = Conv2DWorkspace()
-        workspace.algorithm = .auto
-        var output = [Float](repeating: .nan, count: g.outputShape.reduce(1, *)), expected = output
+        workspace.algorithm = algorithm
+        var output = [Float](repeating: .nan, count: g.outputShape.reduce(1, *))
         conv2DForward(g, input: input, weight: weight, bias: nil, output: &output, workspace: workspace)
-        let decisions = conv2DAlgorithmDecisions().filter { $0.geometry == g && $0.threads == kernelThreads }
+        var dInput = [Float](repeating: .nan, count: g.inputShape.reduce(1, *)), dInputAlone = dInput
+        var dWeight = [Float](repeating: 0, count: g.weightShape.reduce(1, *)), dWeightAlone = dWeight
+        conv2DBackward(g, input: input, dOutput: dOutput, weight: weight, dInput: &dInput, dWeight: &dWeight,
+                       dBias: nil, workspace: workspace)
+        conv2DBackwardInput(g, dOutput: dOutput, weight: weight, dInput: &dInputAlone, workspace: workspace)
+        conv2DBackwardWeight(g, input: input, dOutput: dOutput, dWeight: &dWeightAlone, dBias: nil, workspace: workspace)
+        #expect(dInput == dInputAlone && dWeight == dWeightAlone, "\(algorithm): one call and two calls differ")
+        return [output, dInput, dWeight]
+    }
+
+    static func kernels(_ g: Conv2DGeometry, winograd: Bool) -> [[Float]] {
+        let (input, weight, dOutput) = Self.operands(g)
+        var output = [Float](repeating: .nan, count: g.outputShape.reduce(1, *))
+        var dInput = [Float](repeating: .nan, count: g.inputShape.reduce(1, *))
+        var dWeight = [Float](repeating: 0, count: g.weightShape.reduce(1, *))
+        let scratch = Conv2DWorkspace()
+        if winograd {
+            conv2DForwardWinograd(g, input: input, weight: weight, bias: nil, output: &output, workspace: scratch)
+            conv2DBackwardInputWinograd(g, dOutput: dOutput, weight: weight, dInput: &dInput, workspace: scratch)
+            conv2DBackwardWeightWinograd(g, input: input, dOutput: dOutput, dWeight: &dWeight, dBias: nil, workspace: scratch)
+        } else {
+            conv2DForwardDirect(g, input: input, weight: weight, bias: nil, output: &output, workspace: scratch)
+            conv2DBackwardInputDirect(g, dOutput: dOutput, weight: weight, dInput: &dInput, workspace: scratch)
+            conv2DBackwardWeightDirect(g, input: input, dOutput: dOutput, dWeight: &dWeight, dBias: nil, workspace: scratch)
+        }
+        return [output, dInput, dWeight]
+    }
+
+    static func operands(_ g: Conv2DGeometry) -> (input: [Float], weight: [Float], dOutput: [Float]) {
+        (randomTensor(g.inputShape, seed: 51).scalars, randomTensor(g.weightShape, seed: 52).scalars,
+         randomTensor(g.outputShape, seed: 53).scalars)
+    }
+
+    // Batch 8 puts each of these above the 2²⁴ multiply-adds below which `auto` and `measure` stay direct.
+    static func resNetLayer(channels: Int, size: Int, batch: Int = 8) -> Conv2DGeometry {
+        Conv2DGeometry(batch: batch, inputHeight: size, inputWidth: size, inputChannels: channels, outputChannels: channels,
+                       kernelHeight: 3, kernelWidth: 3, paddingHeight: 1, paddingWidth: 1)
+    }
+
+    /// The dispatcher follows a workspace's algorithm: `winograd` and `direct` force their kernels,
+    /// `auto` applies its rule — Winograd's forward from 32 channels on, its input gradient from 64,
+    /// never its weight gradient, and nothing below the size worth it.
+    @Test func dispatch() {
+        let small = Conv2DGeometry(batch: 2, inputHeight: 9, inputWidth: 9, inputChannels: 64, outputChannels: 64,
+                                   kernelHeight: 3, kernelWidth: 3, paddingHeight: 1, paddingWidth: 1)
+        let (winograd, direct) = (Self.kernels(small, winograd: true), Self.kernels(small, winograd: false))
+        #expect(winograd != direct, "the two algorithms round differently, so equal bits would mean one path")
+        #expect(Self.dispatched(small, .winograd) == winograd)
+        #expect(Self.dispatched(small, .direct) == direct)
+        #expect(Self.dispatched(small, .auto) == direct)
+        for (channels, size, forward, input) in [(16, 32, false, false), (32, 16, true, false), (64, 8, true, true)] {
+            let g = Self.resNetLayer(channels: channels, size: size)
+            let (winograd, direct) = (Self.kernels(g, winograd: true), Self.kernels(g, winograd: false))
+            #expect(Self.dispatched(g, .auto) == [forward ? winograd[0] : direct[0], input ? winograd[1] : direct[1], direct[2]],
+                    "\(channels) channels")
+        }
+    }
+
+    /// `measure` times both kernels once for a geometry worth it, keeps a choice consistent with its
+    /// timings, and the dispatched results are those of the chosen kernels.
+    @Test func measureChoosesByTiming() {
+        let g = Self.resNetLayer(channels: 16, size: 32)
+        let results = Self.dispatched(g, .measure)
+        let decisions = conv2DAlgorithmDecisions().filter { $0.geometry == g }
         #expect(decisions.count == 1)
         guard let decision = decisions.first else { return }
         #expect(decision.forwardWinograd == (decision.forward.winograd * 1.1 <= decision.forward.direct))
@@ -193,11 +212,40 @@ import TestSupport
                                decision.backwardInput.direct + decision.backwardWeight.winograd,
                                decision.backwardInput.winograd + decision.backwardWeight.winograd)
         #expect((decision.backwardInputWinograd || decision.backwardWeightWinograd) == (fastestSplit * 1.1 <= decision.backwardDirect))
-        if decision.forwardWinograd {
-            conv2DForwardWinograd(g, input: input, weight: weight, bias: nil, output: &expected, workspace: Conv2DWorkspace())
-        } else {
-            conv2DForwardDirect(g, input: input, weight: weight, bias: nil, output: &expected, workspace: Conv2DWorkspace())
+        let (winograd, direct) = (Self.kernels(g, winograd: true), Self.kernels(g, winograd: false))
+        #expect(results == [decision.forwardWinograd ? winograd[0] : direct[0],
+                            decision.backwardInputWinograd ? winograd[1] : direct[1],
+                            decision.backwardWeightWinograd ? winograd[2] : direct[2]])
+    }
+
+    /// A `Conv2D` layer (bias, forward, backward adding onto a shortcut's gradient, parameter gradients)
+    /// gives the same results with its workspace forced to Winograd as forced to direct, within the
+    /// bound above, for two steps with the gradients accumulating.
+    @Test func layerAgreesAcrossAlgorithms() throws {
+        func run(_ algorithm: Conv2DAlgorithm) throws -> [[Float]] {
+            var generator = RandomGenerator(seed: 71)
+            let layer = Conv2D(inputChannels: 32, outputChannels: 32, kernelSize: 3, stride: 1, padding: 1, bias: true,
+                               generator: &generator)
+            layer.workspace.algorithm = algorithm
+            var results: [[Float]] = []
+            for step in 0..<2 {
+                let input = randomTensor([3, 11, 9, 32], seed: 72 + UInt64(step))
+                let output = try layer.forward(input, mode: .training)
+                let shortcut = randomTensor(input.shape, seed: 74 + UInt64(step))
+                let dInput = layer.backward(randomTensor(output.shape, seed: 76 + UInt64(step)), adding: shortcut)
+                results += [output.scalars, dInput.scalars]
+            }
+            return results + [layer.weight.gradient.scalars, layer.bias!.gradient.scalars]
         }
-        #expect(output == expected)
+        let (winograd, direct) = (try run(.winograd), try run(.direct))
+        // Weights are Kaiming-scaled (|w| ≲ 0.3), so the bound with max|w| = 1 is generous; the weight
+        // gradient sums over 2 steps · 3 images · 6·5 tiles · 16 terms.
+        let names = ["output 1", "dInput 1", "output 2", "dInput 2"]
+        for (name, (a, b)) in zip(names, zip(winograd, direct)) {
+            expectClose(a, b, rtol: 0, atol: Self.tolerance(depth: 16 * 32) + 1e-5, "\(name)")
+        }
+        expectClose(winograd[4], direct[4], rtol: 0, atol: Self.tolerance(depth: 2 * 16 * 3 * 30) + 1e-5, "dWeight")
+        expectClose(winograd[5], direct[5], rtol: 1e-5, atol: 1e-5, "dBias")
+        #expect(winograd[4] != direct[4], "the two algorithms round differently, so equal bits would mean one path")
     }
 }

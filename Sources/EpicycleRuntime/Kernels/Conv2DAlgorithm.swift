@@ -9,16 +9,21 @@ import Darwin
 // Which kernels run a convolution that both the direct kernels (Conv2DDirectKernels.swift) and the
 // Winograd kernels (Conv2DWinogradKernels.swift) can take: ungrouped 3×3 stride-1 with 16·n channels.
 //
-// `auto` (the default) measures, the first time a process meets a geometry at a thread count, the
-// direct and the Winograd kernels on scratch buffers of that geometry — forward, and for the backward
-// the fused direct sweep against Winograd for either or both gradients — and keeps the faster for the
-// rest of the process. Winograd must win by `winogradMargin`, so that a close call does not flip
-// between runs. The choice is made once per process and geometry, so one process's steps all use the
-// same kernels; two processes can in principle choose differently and then differ in the last bits
-// (the algorithms round differently), which is why `EPICYCLE_CONV_ALGORITHM=direct` (or
-// `setConv2DAlgorithm(.direct)`, or a workspace's `algorithm`) forces the direct kernels for bit-exact comparisons across
-// processes, and layers below `autoMinimumMultiplyAdds` — where either takes well under a tenth of a
-// millisecond and a timing is noise — always stay direct.
+// `auto` (the default) is a fixed rule per geometry, read off measurements of both kernels on
+// ResNet-20's layers (`epicycle bench --profile`, batch 128, 2 threads, AVX-512; README
+// "Performance"): Winograd's transforms cost ∝ C + K per tile while its products save ∝ C·K, so it
+// wins from 32 channels on. A rule rather than a timing keeps the project's promise that the same
+// recipe and seed give the same numbers: a run resumed in a new process, or a second run, must make
+// the same choice, and a timing made under other load need not (measured: two processes disagreed and
+// a resumed run's checkpoint differed in the last bits: InterruptionTests, when `auto` timed).
+//
+// `measure` times instead, the first time a process meets a geometry: the direct and the Winograd
+// kernels on scratch buffers of that geometry at the thread count then in force — forward, and for
+// the backward the fused direct sweep against Winograd for either or both gradients — and keeps the
+// faster for the rest of the process (at any thread count, so that results do not depend on it).
+// Winograd must win by `winogradMargin`. It suits another machine's first look, not reproducible runs.
+// Under both, layers below `minimumMultiplyAdds`, where either kernel takes well under a tenth of a
+// millisecond, stay direct.
 
 /// The convolution algorithm for layers both kinds of kernels can take.
 public enum Conv2DAlgorithm: String, CaseIterable, Sendable {
@@ -26,8 +31,12 @@ public enum Conv2DAlgorithm: String, CaseIterable, Sendable {
     case direct
     /// Always Winograd F(2×2, 3×3) where it applies.
     case winograd
-    /// Per geometry, whichever measured faster in this process (see above).
+    /// Per geometry, the rule measured on ResNet-20's layers: Winograd's forward and input gradient
+    /// where both channel counts are at least 32, direct otherwise (see above).
     case auto
+    /// Per geometry, whichever kernels time faster the first time this process meets it (see above):
+    /// not reproducible across processes.
+    case measure
 }
 
 // Read once from EPICYCLE_CONV_ALGORITHM; an unknown value is reported on stderr and `auto` used.
@@ -35,12 +44,12 @@ nonisolated(unsafe) private var algorithmSetting: Conv2DAlgorithm = {
     guard let raw = getenv("EPICYCLE_CONV_ALGORITHM") else { return .auto }
     let value = String(cString: raw)
     if let algorithm = Conv2DAlgorithm(rawValue: value) { return algorithm }
-    let message = "epicycle: EPICYCLE_CONV_ALGORITHM=\(value) is not one of direct, winograd, auto; using auto\n"
+    let message = "epicycle: EPICYCLE_CONV_ALGORITHM=\(value) is not one of direct, winograd, auto, measure; using auto\n"
     _ = message.withCString { write(STDERR_FILENO, $0, strlen($0)) }
     return .auto
 }()
 
-/// The algorithm in force: EPICYCLE_CONV_ALGORITHM (direct, winograd or auto) unless set since.
+/// The algorithm in force: EPICYCLE_CONV_ALGORITHM (direct, winograd, auto or measure) unless set since.
 public var conv2DAlgorithm: Conv2DAlgorithm { algorithmSetting }
 
 /// Sets the algorithm from now on. - Precondition: not called while a kernel runs.
@@ -48,8 +57,8 @@ public func setConv2DAlgorithm(_ algorithm: Conv2DAlgorithm) {
     algorithmSetting = algorithm
 }
 
-/// What `auto` chose for one geometry at one thread count, and the timings (milliseconds, the
-/// fastest of `autoRepetitions` after a warm-up: interference only ever adds time) it chose by.
+/// What `measure` chose for one geometry, the thread count it measured at, and the timings (milliseconds,
+/// the fastest of 5 after a warm-up: interference only ever adds time) it chose by.
 public struct Conv2DAlgorithmDecision: Sendable {
     public var geometry: Conv2DGeometry
     public var threads: Int
@@ -65,12 +74,12 @@ public struct Conv2DAlgorithmDecision: Sendable {
 
 // Winograd is taken where it is at least this much faster.
 private let winogradMargin = 1.1
-private let autoRepetitions = 3
-private let autoMinimumMultiplyAdds = 1 << 24
+private let measureRepetitions = 5
+private let minimumMultiplyAdds = 1 << 24
 
 private let decisions = Mutex<[[Int]: Conv2DAlgorithmDecision]>([:])
 
-/// The choices `auto` has made in this process, by geometry.
+/// The choices `measure` has made in this process, the largest geometries first.
 public func conv2DAlgorithmDecisions() -> [Conv2DAlgorithmDecision] {
     decisions.withLock { Array($0.values) }.sorted { $0.geometry.multiplyAdds > $1.geometry.multiplyAdds }
 }
@@ -88,8 +97,15 @@ extension Conv2DGeometry {
         case .direct: return false
         case .winograd: return true
         case .auto:
-            guard multiplyAdds >= autoMinimumMultiplyAdds else { return false }
-            let decision = autoDecision(self, threads: kernelThreads)
+            guard multiplyAdds >= minimumMultiplyAdds else { return false }
+            switch pass {
+            case .forward: return min(inputChannels, outputChannels) >= 32
+            case .backwardInput: return min(inputChannels, outputChannels) >= 64
+            case .backwardWeight: return false
+            }
+        case .measure:
+            guard multiplyAdds >= minimumMultiplyAdds else { return false }
+            let decision = measuredDecision(self, threads: kernelThreads)
             switch pass {
             case .forward: return decision.forwardWinograd
             case .backwardInput: return decision.backwardInputWinograd
@@ -99,9 +115,12 @@ extension Conv2DGeometry {
     }
 }
 
-private func autoDecision(_ geometry: Conv2DGeometry, threads: Int) -> Conv2DAlgorithmDecision {
+// The decision for a geometry, measured at the thread count in force when the process first meets it
+// and kept at every thread count after, so that results do not depend on the thread count (the
+// kernels' own results do not, up to the core count).
+private func measuredDecision(_ geometry: Conv2DGeometry, threads: Int) -> Conv2DAlgorithmDecision {
     let key = [geometry.batch, geometry.inputHeight, geometry.inputWidth, geometry.inputChannels, geometry.outputChannels,
-               geometry.paddingHeight, geometry.paddingWidth, threads]
+               geometry.paddingHeight, geometry.paddingWidth]
     return decisions.withLock { known in
         if let decision = known[key] { return decision }
         let decision = measureAlgorithms(geometry, threads: threads)
@@ -125,35 +144,41 @@ private func measureAlgorithms(_ geometry: Conv2DGeometry, threads: Int) -> Conv
     defer { [input, output, dOutput, dInput, weight, dWeight, bias, dBias].forEach { $0.deallocate() } }
     let workspace = Conv2DWorkspace()
 
-    func time(_ body: () -> Void) -> Double {
-        body()
-        var fastest = Double.infinity
-        for _ in 0..<autoRepetitions {
-            let start = DispatchTime.now().uptimeNanoseconds
-            body()
-            fastest = min(fastest, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+    // The fastest of `measureRepetitions` runs of each body after one warm-up, the bodies taking turns so
+    // that a burst of other load falls on all of them rather than on one.
+    func fastest(_ bodies: [() -> Void]) -> [Double] {
+        bodies.forEach { $0() }
+        var times = [Double](repeating: .infinity, count: bodies.count)
+        for _ in 0..<measureRepetitions {
+            for (i, body) in bodies.enumerated() {
+                let start = DispatchTime.now().uptimeNanoseconds
+                body()
+                times[i] = min(times[i], Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+            }
         }
-        return fastest
+        return times
     }
-    let forward = (
-        direct: time { conv2DForwardDirect(geometry, input: input, weight: weight, bias: bias, output: output,
-                                           workspace: workspace, threads: threads) },
-        winograd: time { conv2DForwardWinograd(geometry, input: input, weight: weight, bias: bias, output: output,
-                                               workspace: workspace, threads: threads) })
-    let backwardDirect = time {
-        conv2DBackwardDirect(geometry, input: input, dOutput: dOutput, weight: weight, dInput: dInput, dWeight: dWeight,
-                             dBias: dBias, workspace: workspace, threads: threads)
-    }
-    let backwardInput = (
-        direct: time { conv2DBackwardInputDirect(geometry, dOutput: dOutput, weight: weight, dInput: dInput,
-                                                 workspace: workspace, threads: threads) },
-        winograd: time { conv2DBackwardInputWinograd(geometry, dOutput: dOutput, weight: weight, dInput: dInput,
-                                                     workspace: workspace, threads: threads) })
-    let backwardWeight = (
-        direct: time { conv2DBackwardWeightDirect(geometry, input: input, dOutput: dOutput, dWeight: dWeight, dBias: dBias,
-                                                  workspace: workspace, threads: threads) },
-        winograd: time { conv2DBackwardWeightWinograd(geometry, input: input, dOutput: dOutput, dWeight: dWeight,
-                                                      dBias: dBias, workspace: workspace, threads: threads) })
+    let forwardTimes = fastest([
+        { conv2DForwardDirect(geometry, input: input, weight: weight, bias: bias, output: output, workspace: workspace,
+                              threads: threads) },
+        { conv2DForwardWinograd(geometry, input: input, weight: weight, bias: bias, output: output, workspace: workspace,
+                                threads: threads) },
+    ])
+    let backwardTimes = fastest([
+        { conv2DBackwardDirect(geometry, input: input, dOutput: dOutput, weight: weight, dInput: dInput, dWeight: dWeight,
+                               dBias: dBias, workspace: workspace, threads: threads) },
+        { conv2DBackwardInputDirect(geometry, dOutput: dOutput, weight: weight, dInput: dInput, workspace: workspace,
+                                    threads: threads) },
+        { conv2DBackwardInputWinograd(geometry, dOutput: dOutput, weight: weight, dInput: dInput, workspace: workspace,
+                                      threads: threads) },
+        { conv2DBackwardWeightDirect(geometry, input: input, dOutput: dOutput, dWeight: dWeight, dBias: dBias,
+                                     workspace: workspace, threads: threads) },
+        { conv2DBackwardWeightWinograd(geometry, input: input, dOutput: dOutput, dWeight: dWeight, dBias: dBias,
+                                       workspace: workspace, threads: threads) },
+    ])
+    let forward = (direct: forwardTimes[0], winograd: forwardTimes[1]), backwardDirect = backwardTimes[0]
+    let backwardInput = (direct: backwardTimes[1], winograd: backwardTimes[2])
+    let backwardWeight = (direct: backwardTimes[3], winograd: backwardTimes[4])
     // The backward runs Winograd for one or both gradients only if that beats the fused direct sweep.
     let combinations = [
         (input: true, weight: false, time: backwardInput.winograd + backwardWeight.direct),
