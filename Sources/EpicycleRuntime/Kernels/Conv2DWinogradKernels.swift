@@ -24,16 +24,16 @@
 // inputs and products, 16·B·(C + K) floats, stay in the core's cache between transform, product and
 // inverse transform. Each thread copies its images, a block's worth at a time, into a zero-padded
 // scratch (`padImage` of the direct kernels) so that every tile reads its patch without bounds checks
-// (most tiles of 8×8 images touch the border). Transforms are vectorised along the contiguous channels; the
-// products are register-blocked like the direct kernels: 8 tiles × 32 channels, or 16 × 16 where a
-// count is only 16 (16 vector sums per tile, each step loading one or two weight vectors and
-// broadcasting one value per row). The last block's missing tiles are zero rows whose results are
-// never stored.
+// (most tiles of 8×8 images touch the border). Transforms are vectorised along the contiguous
+// channels; the products are register-blocked like the direct kernels: 8 tiles × 32 channels, or
+// 16 × 16 where a count is only 16 (16 vector sums per tile, each step loading one or two weight
+// vectors and broadcasting one value per row). The last block's missing tiles are zero rows whose
+// results are never stored.
 //
-// Error: every output is a sum of the 16·C products of transformed values, each carrying the
-// transforms' rounding, so its float32 error grows like ε·C·9 times the transforms' constant
-// magnitudes (entries of G ≤ 1, row sums of |Bᵀ| and |Aᵀ| ≤ 3) — a few times the direct kernel's
-// (Conv2DWinogradTests argues the tolerance). Threads split the batch as the direct kernels do, and the
+// Error: every output is a sum of 16·C products of transformed values, where the direct sum has 9·C
+// products, and each transform scales magnitudes by up to its largest absolute row sum per axis (|Bᵀ|
+// 2, |G| 1.5, |Aᵀ| 3: 81 over both axes), so its float32 error is bounded by 81·16·C·ε·max|x|·max|w|
+// rather than 9·C·ε·max|x|·max|w| (Conv2DWinogradTests argues its tolerance from this). Threads split the batch as the direct kernels do, and the
 // weight gradient sums one partial per part (`reductionParts`) in part order, so results depend on the
 // thread count only through the core count.
 
@@ -413,21 +413,23 @@ private func transformWeight(C: Int, K: Int, into w: UnsafeMutablePointer<Float>
     func transform(_ a: Float, _ b: Float, _ c: Float) -> (Float, Float, Float, Float) {
         (a, 0.5 * (a + b + c), 0.5 * (a - b + c), c)
     }
+    let stride = C * K
     for c in 0..<C {
         for k in 0..<K {
-            // Rows of g through G along s, then the columns along r.
-            let rows = (0..<3).map { r in transform(tap(k, c, r, 0), tap(k, c, r, 1), tap(k, c, r, 2)) }
-            let columns = [
-                transform(rows[0].0, rows[1].0, rows[2].0), transform(rows[0].1, rows[1].1, rows[2].1),
-                transform(rows[0].2, rows[1].2, rows[2].2), transform(rows[0].3, rows[1].3, rows[2].3),
-            ]
-            for (x, column) in columns.enumerated() {
-                let at = w + c * K + k
-                at[x * C * K] = column.0
-                at[(4 + x) * C * K] = column.1
-                at[(8 + x) * C * K] = column.2
-                at[(12 + x) * C * K] = column.3
+            // Rows of g through G along s, then column x through G along r gives positions (0…3, x).
+            func row(_ r: Int) -> (Float, Float, Float, Float) { transform(tap(k, c, r, 0), tap(k, c, r, 1), tap(k, c, r, 2)) }
+            let (r0, r1, r2) = (row(0), row(1), row(2))
+            let at = w + c * K + k
+            func put(_ x: Int, _ column: (Float, Float, Float, Float)) {
+                at[x * stride] = column.0
+                at[(4 + x) * stride] = column.1
+                at[(8 + x) * stride] = column.2
+                at[(12 + x) * stride] = column.3
             }
+            put(0, transform(r0.0, r1.0, r2.0))
+            put(1, transform(r0.1, r1.1, r2.1))
+            put(2, transform(r0.2, r1.2, r2.2))
+            put(3, transform(r0.3, r1.3, r2.3))
         }
     }
 }
@@ -522,15 +524,21 @@ public func conv2DBackwardWeightWinograd(
     }
     for c in 0..<C {
         for k in 0..<K {
-            let x = { (xi: Int) in partials[(xi * C + c) * K + k] }
-            let rows = (0..<4).map { y in transform(x(4 * y), x(4 * y + 1), x(4 * y + 2), x(4 * y + 3)) }
-            let g = dWeight + (k * C + c) * 9
-            for (s, column) in [rows.map(\.0), rows.map(\.1), rows.map(\.2)].enumerated() {
-                let (g0, g1, g2) = transform(column[0], column[1], column[2], column[3])
-                g[s] += g0
-                g[3 + s] += g1
-                g[6 + s] += g2
+            // Row y of X through Gᵀ along x, then column s through Gᵀ along y gives taps (0…2, s).
+            func row(_ y: Int) -> (Float, Float, Float) {
+                let at = partials + (4 * y * C + c) * K + k
+                return transform(at[0], at[C * K], at[2 * C * K], at[3 * C * K])
             }
+            let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3))
+            let g = dWeight + (k * C + c) * 9
+            func add(_ s: Int, _ column: (Float, Float, Float)) {
+                g[s] += column.0
+                g[3 + s] += column.1
+                g[6 + s] += column.2
+            }
+            add(0, transform(r0.0, r1.0, r2.0, r3.0))
+            add(1, transform(r0.1, r1.1, r2.1, r3.1))
+            add(2, transform(r0.2, r1.2, r2.2, r3.2))
         }
     }
 }
