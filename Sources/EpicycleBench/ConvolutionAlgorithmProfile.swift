@@ -2,10 +2,10 @@ import Dispatch
 import EpicycleRuntime
 
 // Times the direct and the Winograd kernels on each 3×3 stride-1 geometry of the ResNet-20 training
-// step (batch 128, 32×32 inputs), so the per-layer choice `auto` makes can be read off and checked.
+// step (batch 128, 32×32 inputs): the figures `auto`'s rule is read off, and the choice `measure` makes.
 func profileConvolutionAlgorithms(threads: Int, repeats: Int) -> String {
     setThreads(threads)
-    var rows = [["layer (ResNet-20, batch 128)", "pass", "direct ms", "Winograd ms", "Winograd speed-up", "auto takes"]]
+    var rows = [["layer (ResNet-20, batch 128)", "pass", "direct ms", "Winograd ms", "Winograd speed-up", "measure takes"]]
     for (size, channels) in [(32, 16), (16, 32), (8, 64)] {
         let g = Conv2DGeometry(batch: 128, inputHeight: size, inputWidth: size, inputChannels: channels,
                                outputChannels: channels, kernelHeight: 3, kernelWidth: 3, paddingHeight: 1, paddingWidth: 1)
@@ -27,7 +27,7 @@ func profileConvolutionAlgorithms(threads: Int, repeats: Int) -> String {
                 return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
             })
         }
-        // Each pass through its own kernels; the choice `auto` makes, through the dispatcher.
+        // Each pass through its own kernels; the choice `measure` makes, through the dispatcher.
         let passes: [(String, () -> Void, () -> Void)] = [
             ("forward",
              { conv2DForwardDirect(g, input: x, weight: w, bias: nil, output: y, workspace: workspace, threads: threads) },
@@ -45,7 +45,7 @@ func profileConvolutionAlgorithms(threads: Int, repeats: Int) -> String {
                conv2DBackwardInputWinograd(g, dOutput: dY, weight: w, dInput: dX, workspace: workspace, threads: threads) }),
         ]
         let choice = Conv2DWorkspace()
-        choice.algorithm = .auto
+        choice.algorithm = .measure
         conv2DForward(g, input: x, weight: w, bias: nil, output: y, workspace: choice)
         let decision = conv2DAlgorithmDecisions().first { $0.geometry == g }
         let taken = [decision?.forwardWinograd, decision?.backwardInputWinograd, decision?.backwardWeightWinograd,
@@ -57,6 +57,6 @@ func profileConvolutionAlgorithms(threads: Int, repeats: Int) -> String {
                          winogradTaken.map { $0 ? "Winograd" : "direct" } ?? "—"])
         }
     }
-    return "Convolution algorithms, \(threads) threads, medians of \(repeats) (auto: Winograd where ≥ 1.1× faster"
+    return "Convolution algorithms, \(threads) threads, medians of \(repeats) (measure: Winograd where ≥ 1.1× faster"
         + " in its own timing):\n" + formatTable(rows)
 }
