@@ -35,8 +35,11 @@ let package = Package(
         // Open MPI, for data-parallel training and comparisons over many processes and machines.
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
 
+        // bf16 convolution kernels on AVX512-BF16, in C because Swift cannot emit VDPBF16PS (see its header).
+        .target(name: "CBFloat16"),
+
         // Tensors, kernels, layers, models, losses, optimizers: knows nothing of training recipes.
-        .target(name: "EpicycleRuntime", dependencies: ["COpenBLAS", "CMalloc"], swiftSettings: optimizedKernels),
+        .target(name: "EpicycleRuntime", dependencies: ["COpenBLAS", "CMalloc", "CBFloat16"], swiftSettings: optimizedKernels),
         // HDF5 checkpoints of models, optimizer state and training state.
         .target(name: "EpicycleCheckpoint", dependencies: ["EpicycleRuntime", "CHDF5"]),
         // Dataset readers (IDX, CIFAR, image folders), views, augmentation with a strength knob, the batch loader.

@@ -53,7 +53,16 @@ public final class Model {
         // The layers run one at a time, so one set of convolution scratch buffers serves them all
         // (tens of MB fewer for ResNet-56 than one per layer).
         let workspace = Conv2DWorkspace()
-        for case let convolution as Conv2D in layers { convolution.workspace = workspace }
+        convolutions = layers.compactMap { $0 as? Conv2D }
+        for convolution in convolutions { convolution.workspace = workspace }
+    }
+
+    private let convolutions: [Conv2D]
+
+    /// The number format of the convolutions' products (see `Precision`); set it to what
+    /// `Precision.resolved` gives for this machine.
+    public var precision: Precision = .fp32 {
+        didSet { for convolution in convolutions { convolution.precision = precision } }
     }
 
     /// Builds the model a spec describes, with weights drawn from `seed`.
