@@ -88,7 +88,7 @@ let package = Package(
         .testTarget(name: "EpicycleTrainingTests", dependencies: ["EpicycleTraining", "TestSupport"]),
         .testTarget(name: "EpicycleDistillationTests", dependencies: ["EpicycleDistillation", "EpicycleCheckpoint", "TestSupport"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "EpicycleBenchTests", dependencies: ["EpicycleBench", "EpicycleDistillation", "EpicycleTraining"]),
+        .testTarget(name: "EpicycleBenchTests", dependencies: ["EpicycleBench", "EpicycleDistillation", "EpicycleRuntime", "EpicycleTraining"]),
         .testTarget(name: "EpicycleExperimentsTests", dependencies: ["EpicycleExperiments", "EpicycleTraining", "epicycle"],
                     resources: [.copy("Fixtures")]),
         // The command-line tool end to end: runs the built `epicycle` binary.

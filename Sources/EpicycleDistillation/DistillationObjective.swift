@@ -54,6 +54,8 @@ public final class DistillationObjective: TrainingObjective {
             for term in terms { if case let .hint(loss) = term.method { loss.regressor.convolution.precision = precision } }
         }
     }
+    public func usePrecision(_ precision: Precision) { self.precision = precision }
+
     public var adapterBatchNorms: [BatchNorm2D] {
         terms.compactMap { if case let .hint(loss) = $0.method { loss.regressor.normalization } else { nil } }
     }

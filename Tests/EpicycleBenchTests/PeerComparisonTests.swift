@@ -1,4 +1,5 @@
 import EpicycleBench
+import EpicycleRuntime
 import Testing
 
 /// `epicycle bench` compares Epicycle with the fastest peer at the same precision, never across precisions.
