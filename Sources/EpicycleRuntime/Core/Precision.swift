@@ -12,9 +12,9 @@ import Foundation
 /// without it runs fp32, and says so (`Precision.resolved`).
 ///
 /// Products in bf16: the ungrouped convolutions with a multiple of 16 input and output channels (all
-/// but the first layer of the CIFAR ResNets, VGGs and WRNs), forward and both gradients. The first
-/// convolution of a 1- or 3-channel image, depthwise and pointwise groups, and the classifier stay fp32:
-/// together they are a few percent of a ResNet's multiply-adds.
+/// but the first layer of the CIFAR ResNets, VGGs and WRNs), forward and both gradients, and the linear
+/// layers (operands rounded, then OpenBLAS's fp32 product). The first convolution of a 1- or 3-channel
+/// image and grouped (depthwise) convolutions stay fp32: a few percent of a ResNet's multiply-adds.
 public enum Precision: String, Sendable, CaseIterable, Codable {
     case fp32
     case bf16
