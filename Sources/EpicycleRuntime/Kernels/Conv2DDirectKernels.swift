@@ -37,6 +37,9 @@
 // Threads split the batch into contiguous ranges of images; the weight gradient sums each thread's
 // images into its own partial and adds the partials at the end. `conv2DBackwardDirect` runs both
 // gradients image by image in one sweep, while each image's dOutput is still in cache.
+//
+// With bf16 precision the same drivers plan, pack and split the work, and hand each image to the
+// AVX512-BF16 kernels instead of these tiles (Conv2DBFloat16Kernels.swift).
 
 private typealias Vector = SIMD16<Float>
 private let V = 16
