@@ -35,8 +35,11 @@ let package = Package(
         // Open MPI, for data-parallel training and comparisons over many processes and machines.
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
 
+        // bf16 convolution kernels on AVX512-BF16, in C because Swift cannot emit VDPBF16PS (see its header).
+        .target(name: "CBFloat16"),
+
         // Tensors, kernels, layers, models, losses, optimizers: knows nothing of training recipes.
-        .target(name: "EpicycleRuntime", dependencies: ["COpenBLAS", "CMalloc"], swiftSettings: optimizedKernels),
+        .target(name: "EpicycleRuntime", dependencies: ["COpenBLAS", "CMalloc", "CBFloat16"], swiftSettings: optimizedKernels),
         // HDF5 checkpoints of models, optimizer state and training state.
         .target(name: "EpicycleCheckpoint", dependencies: ["EpicycleRuntime", "CHDF5"]),
         // Dataset readers (IDX, CIFAR, image folders), views, augmentation with a strength knob, the batch loader.
@@ -85,7 +88,7 @@ let package = Package(
         .testTarget(name: "EpicycleTrainingTests", dependencies: ["EpicycleTraining", "TestSupport"]),
         .testTarget(name: "EpicycleDistillationTests", dependencies: ["EpicycleDistillation", "EpicycleCheckpoint", "TestSupport"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "EpicycleBenchTests", dependencies: ["EpicycleBench", "EpicycleDistillation", "EpicycleTraining"]),
+        .testTarget(name: "EpicycleBenchTests", dependencies: ["EpicycleBench", "EpicycleDistillation", "EpicycleRuntime", "EpicycleTraining"]),
         .testTarget(name: "EpicycleExperimentsTests", dependencies: ["EpicycleExperiments", "EpicycleTraining", "epicycle"],
                     resources: [.copy("Fixtures")]),
         // The command-line tool end to end: runs the built `epicycle` binary.

@@ -4,17 +4,12 @@ import Foundation
 import Glibc
 #endif
 
-/// The arithmetic a figure was measured at: Epicycle computes in fp32; its peers also in bf16.
-public enum BenchPrecision: String, Codable, Sendable, CaseIterable {
-    case fp32, bf16
-}
-
 /// One workload's figures, as both the Epicycle worker and scripts/bench_peers.py print them (JSON).
 public struct BenchMeasurement: Codable, Sendable {
     public var workload: String
     /// Which peer measured it (`eager-nchw`, `openvino-bf16`, …); nil for Epicycle.
     public var peer: String?
-    public var precision: BenchPrecision
+    public var precision: Precision
     /// The framework and its version (`OpenVINO 2026.4.1`); nil for Epicycle.
     public var version: String?
     /// How the peer ran (layout, threads, precision hints); nil for Epicycle.
@@ -32,7 +27,7 @@ public struct BenchMeasurement: Codable, Sendable {
         case peakRSSMiB = "peak_rss_mib", imagesPerCPUSecond = "images_per_cpu_second"
     }
 
-    public init(workload: String, peer: String? = nil, precision: BenchPrecision, version: String? = nil, settings: String? = nil,
+    public init(workload: String, peer: String? = nil, precision: Precision, version: String? = nil, settings: String? = nil,
                 batch: Int, imagesPerSecond: Double, samples: [Double], peakRSSMiB: Double, imagesPerCPUSecond: Double) {
         (self.workload, self.peer, self.precision, self.version, self.settings) = (workload, peer, precision, version, settings)
         (self.batch, self.imagesPerSecond, self.samples) = (batch, imagesPerSecond, samples)
@@ -59,7 +54,7 @@ enum PeerOutcome: Decodable {
 /// One entry of `bench_peers.py --list-peers`.
 struct PeerListing: Decodable {
     var peer: String
-    var precision: BenchPrecision
+    var precision: Precision
 }
 
 /// How `epicycle bench` runs: the same for Epicycle and every peer.
@@ -78,11 +73,14 @@ public struct BenchOptions: Sendable {
     public var script: String
     /// Also time each layer type of the ResNet-20 training step on its own.
     public var profile: Bool
+    /// The precisions Epicycle runs each workload at (see `Precision`); the peers run all of theirs.
+    public var precisions: [Precision]
 
     public init(workloads: [BenchWorkload] = BenchWorkload.allCases, threads: Int = 2, warmup: Int = 3, repeats: Int = 7,
-                steps: Int = 3, python: String? = nil, script: String = "scripts/bench_peers.py", profile: Bool = false) {
+                steps: Int = 3, python: String? = nil, script: String = "scripts/bench_peers.py", profile: Bool = false,
+                precisions: [Precision] = Precision.allCases) {
         (self.workloads, self.threads, self.warmup, self.repeats, self.steps) = (workloads, threads, warmup, repeats, steps)
-        (self.python, self.script, self.profile) = (python, script, profile)
+        (self.python, self.script, self.profile, self.precisions) = (python, script, profile, precisions)
     }
 
     /// Checks the counts; `runBenchmark` and `measureWorkload` check them too.
@@ -118,7 +116,7 @@ public func runBenchmark(_ options: BenchOptions, executable: String, log: (Stri
     }
     log("Epicycle bench: \(options.threads) threads, medians of \(options.repeats) × \(options.steps) steps after \(options.warmup) warm-up steps")
     log("BLAS: \(blasDescription)")
-    log("Swift kernels: \(swiftKernelDescription)")
+    log("Swift kernels: \(swiftKernelDescription); bf16 kernels (AVX512-BF16): \(Precision.bf16Available ? "yes" : "no, this CPU lacks it")")
     log("Load average before: \(loadAverage) (\(onlineProcessorCount) CPUs)\n")
 
     // The peers' ONNX export and their standard error go here; removed at the end.
@@ -128,8 +126,16 @@ public func runBenchmark(_ options: BenchOptions, executable: String, log: (Stri
 
     var rows: [[String]] = [], peerRows: [[String]] = []
     for workload in options.workloads {
-        let ours = try decodeRun(BenchMeasurement.self, executable: executable,
-                                 arguments: ["bench", "--worker", workload.rawValue] + options.commonArguments)
+        let ours = try options.precisions.compactMap { precision -> BenchMeasurement? in
+            let (runs, note) = Precision.resolved(precision)
+            if let note {
+                log("\(workload.rawValue) \(precision.rawValue): \(note); its row is left out")
+                return nil
+            }
+            return try decodeRun(BenchMeasurement.self, executable: executable,
+                                 arguments: ["bench", "--worker", workload.rawValue, "--precision", runs.rawValue]
+                                     + options.commonArguments)
+        }
         var peers: [BenchMeasurement] = []
         if let python = options.python {
             for (peer, precision, outcome) in measurePeers(workload, python: python, options: options, scratch: scratch) {
@@ -143,13 +149,13 @@ public func runBenchmark(_ options: BenchOptions, executable: String, log: (Stri
                 }
             }
         }
-        rows += comparisonRows(workload, ours: [ours], peers: peers)
+        rows += comparisonRows(workload, ours: ours, peers: peers)
     }
     log(formatTable([comparisonHeader] + rows, textColumns: [4]))
     log("""
 
         ratio: Epicycle ÷ the fastest peer at the same precision (wall clock); RSS ratio: Epicycle ÷ that
-        peer's peak RSS. Epicycle computes in fp32 only: its bf16 cells are —, beside the fastest bf16 peer.
+        peer's peak RSS. bf16: convolution products in bf16 with fp32 sums, the rest in fp32, on both sides.
         img/CPU-s: images per second of CPU time summed over threads, which other load on the machine
         does not change (wall-clock figures drop when other processes take the cores).
 
@@ -159,7 +165,9 @@ public func runBenchmark(_ options: BenchOptions, executable: String, log: (Stri
     }
     log("Load average after: \(loadAverage)")
     if options.profile {
-        log("\n" + (try profileTrainingStep(threads: options.threads, repeats: options.repeats)))
+        for precision in options.precisions where Precision.resolved(precision).note == nil {
+            log("\n" + (try profileTrainingStep(threads: options.threads, repeats: options.repeats, precision: precision)))
+        }
         log("\n" + profileConvolutionAlgorithms(threads: options.threads, repeats: options.repeats))
     }
 }
@@ -167,7 +175,7 @@ public func runBenchmark(_ options: BenchOptions, executable: String, log: (Stri
 /// The peers `options.script` lists for `workload`, each measured in its own process, in the listed
 /// order; a listing that fails is one skipped entry named `peers`.
 private func measurePeers(_ workload: BenchWorkload, python: String, options: BenchOptions,
-                          scratch: String) -> [(peer: String, precision: BenchPrecision?, outcome: PeerOutcome)] {
+                          scratch: String) -> [(peer: String, precision: Precision?, outcome: PeerOutcome)] {
     let errors = scratch + "/peer-stderr.txt"
     let listing: [PeerListing]
     do {
@@ -189,7 +197,7 @@ private func measurePeers(_ workload: BenchWorkload, python: String, options: Be
 
 /// The fastest of `peers` at `precision` (wall clock): what Epicycle's figure at that precision is
 /// compared with, so that a bf16 peer never stands against an fp32 figure.
-public func fastestPeer(_ peers: [BenchMeasurement], at precision: BenchPrecision) -> BenchMeasurement? {
+public func fastestPeer(_ peers: [BenchMeasurement], at precision: Precision) -> BenchMeasurement? {
     peers.filter { $0.precision == precision }.max { $0.imagesPerSecond < $1.imagesPerSecond }
 }
 
@@ -202,7 +210,7 @@ let peerHeader = ["workload", "peer", "precision", "img/s", "peak RSS MiB", "img
 /// Epicycle's figure there against `fastestPeer` at that precision, "—" where either side has none.
 public func comparisonRows(_ workload: BenchWorkload, ours: [BenchMeasurement], peers: [BenchMeasurement]) -> [[String]] {
     let measured = Set((ours + peers).map(\.precision))
-    return BenchPrecision.allCases.filter(measured.contains).map { precision in
+    return Precision.allCases.filter(measured.contains).map { precision in
         let epicycle = ours.first { $0.precision == precision }, peer = fastestPeer(peers, at: precision)
         func figure(_ side: BenchMeasurement?, _ value: (BenchMeasurement) -> Double) -> String {
             side.map { String(format: "%.0f", value($0)) } ?? "—"
@@ -225,10 +233,10 @@ private func peerRow(_ peer: BenchMeasurement) -> [String] {
 }
 
 /// `epicycle bench --worker`: one workload measured in this process, as JSON for `runBenchmark`.
-public func measureWorkload(_ workload: BenchWorkload, options: BenchOptions) throws -> String {
+public func measureWorkload(_ workload: BenchWorkload, precision: Precision, options: BenchOptions) throws -> String {
     try options.validate()
     setThreads(options.threads)
-    let step = try makeStep(workload)
+    let step = try makeStep(workload, precision: precision)
     for _ in 0..<options.warmup { try step() }
     var rates: [Double] = []
     let cpuStart = processCPUSeconds()
@@ -240,7 +248,7 @@ public func measureWorkload(_ workload: BenchWorkload, options: BenchOptions) th
     }
     let cpuSeconds = processCPUSeconds() - cpuStart
     let measurement = BenchMeasurement(
-        workload: workload.rawValue, precision: .fp32, batch: workload.batch, imagesPerSecond: median(rates), samples: rates,
+        workload: workload.rawValue, precision: precision, batch: workload.batch, imagesPerSecond: median(rates), samples: rates,
         peakRSSMiB: peakResidentMiB(), imagesPerCPUSecond: Double(workload.batch * options.steps * options.repeats) / cpuSeconds)
     return String(decoding: try JSONEncoder().encode(measurement), as: UTF8.self)
 }

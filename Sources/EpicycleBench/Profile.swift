@@ -4,10 +4,10 @@ import EpicycleRuntime
 // Times each layer type of the ResNet-20 training step on its own, at the step's shapes (batch 128),
 // and multiplies by how often the network uses it; the rest of the step (pooling, classifier, loss,
 // optimizer, glue) is the difference to the measured step.
-func profileTrainingStep(threads: Int, repeats: Int) throws -> String {
+func profileTrainingStep(threads: Int, repeats: Int, precision: Precision) throws -> String {
     setThreads(threads)
     // Built first, so that the layers below run under the same allocator settings as the model's.
-    let step = try makeStep(.training)
+    let step = try makeStep(.training, precision: precision)
     var generator = RandomGenerator(seed: 2)
     struct Entry { var name: String; var count: Int; var forward: Double; var backward: Double }
     var entries: [Entry] = []
@@ -43,6 +43,7 @@ func profileTrainingStep(threads: Int, repeats: Int) throws -> String {
     for (name, count, size, inputChannels, outputChannels, stride) in convolutions {
         let layer = Conv2D(inputChannels: inputChannels, outputChannels: outputChannels, kernelSize: 3, stride: stride,
                            padding: 1, generator: &generator)
+        layer.precision = precision
         let input = activation(size, inputChannels)
         let isStem = inputChannels == 3
         try add(name, count: count, forward: { try layer.forward(input, mode: .training) },
@@ -71,5 +72,5 @@ func profileTrainingStep(threads: Int, repeats: Int) throws -> String {
     rows.append(["rest (option-A shortcuts, pooling, classifier, loss, SGD, glue)", "", "", "",
                  String(format: "%.1f", total - accounted), String(format: "%.0f %%", 100 * (total - accounted) / total)])
     rows.append(["training step (measured)", "", "", "", String(format: "%.1f", total), "100 %"])
-    return "Per-layer profile, \(threads) threads, medians of \(repeats):\n" + formatTable(rows)
+    return "Per-layer profile, \(precision.rawValue), \(threads) threads, medians of \(repeats):\n" + formatTable(rows)
 }

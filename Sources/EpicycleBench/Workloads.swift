@@ -112,20 +112,23 @@ func trainingStep(_ model: Model, _ optimizer: SGD, _ batch: Batch, reduce: (Flo
     optimizer.step()
 }
 
-/// One step of `workload` on its synthetic batch, models built once.
-func makeStep(_ workload: BenchWorkload) throws -> () throws -> Void {
+/// One step of `workload` on its synthetic batch at `precision`, models built once.
+func makeStep(_ workload: BenchWorkload, precision: Precision) throws -> () throws -> Void {
     switch workload {
     case .training:
         let batch = syntheticBatch(workload.batch)
         let model = try cifarModel("resnet20")
+        model.precision = precision
         let optimizer = benchSGD(model.state.parameters)
         return { try trainingStep(model, optimizer, batch) }
     case .distillation:
         let distillation = try DistillationWorkload()
+        distillation.objective.precision = precision
         return { try distillation.step() }
     case .inference:
         let batch = syntheticBatch(workload.batch)
         let model = try cifarModel("resnet20")
+        model.precision = precision
         return { _ = try model.forward(batch.images, mode: .inference) }
     }
 }

@@ -45,6 +45,17 @@ public final class DistillationObjective: TrainingObjective {
     public let labels: LabelObjective
     /// The hint regressors, named `hint.<k>.conv.weight`, `hint.<k>.bn.*` (k counts the hint terms).
     public let adapters: ModuleState
+    /// The number format of every convolution's products: the student's, the teacher's and the hint
+    /// regressors' (see `Precision`).
+    public var precision: Precision = .fp32 {
+        didSet {
+            student.precision = precision
+            teacher.precision = precision
+            for term in terms { if case let .hint(loss) = term.method { loss.regressor.convolution.precision = precision } }
+        }
+    }
+    public func usePrecision(_ precision: Precision) { self.precision = precision }
+
     public var adapterBatchNorms: [BatchNorm2D] {
         terms.compactMap { if case let .hint(loss) = $0.method { loss.regressor.normalization } else { nil } }
     }

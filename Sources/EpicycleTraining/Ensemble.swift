@@ -39,9 +39,10 @@ func evaluateEnsembleOutputs(_ members: [Model], on loader: DataLoader, split: S
 /// the mean probability of the true class (a probability that underflows to 0 counts as the smallest
 /// normal float, so the loss stays finite); top-1 and top-5 rank the mean probabilities.
 public func evaluateEnsemble(checkpoints paths: [String], split: EvaluationSplit = .test, dataset: String? = nil,
-                             folder: String? = nil, classes: [Int]? = nil) throws -> EvaluationResult {
+                             folder: String? = nil, classes: [Int]? = nil, precision: Precision = .fp32) throws -> EvaluationResult {
     let group = try CheckpointGroup(paths, what: "ensemble", dataset: dataset, folder: folder, classes: classes)
-    let members = try group.checkpoints.map(loadedModel)
+    let precision = resolvedPrecision(precision)
+    let members = try group.checkpoints.map { try loadedModel($0, precision: precision) }
     let data = try group.data(spec: members[0].spec)
     let images = data.images(of: split)
     guard images.count > 0 else {

@@ -170,6 +170,7 @@ public func lrRangeTest(recipe source: RecipeSource, options: LRRangeOptions) th
     let model = try Model(recipe.model.spec(inputChannels: data.channels, numClasses: data.classCount), seed: recipe.seed)
     let optimizer = prepared.makeOptimizer(for: model, phase: .pretrain)
     let objective = try phaseObjective(model: model, recipe: recipe, data: data, phase: .pretrain)
+    objective.usePrecision(resolvedPrecision(recipe.precision))
     let parameters = model.state.parameters.map(\.parameter).filter(\.trainable)
     let knobs = recipe.knobs(for: .pretrain)
     let trainingLoader = data.trainingLoader(seed: recipe.seed)

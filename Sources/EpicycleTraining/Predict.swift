@@ -13,13 +13,16 @@ public struct PredictionOptions: Sendable {
     public var batchSize: Int
     /// An image file that cannot be decoded stops the command (`error`) or is left out and reported (`skip`).
     public var badImages: BadImagePolicy
+    /// The number format of the convolutions' products (see `Precision`).
+    public var precision: Precision
 
     public init(topK: Int? = nil, logits: Bool = false, batchSize: Int = Trainer.evaluationBatchSize,
-                badImages: BadImagePolicy = .error) {
+                badImages: BadImagePolicy = .error, precision: Precision = .fp32) {
         self.topK = topK
         self.logits = logits
         self.batchSize = batchSize
         self.badImages = badImages
+        self.precision = precision
     }
 }
 
@@ -44,7 +47,7 @@ public func predict(checkpoint checkpointPath: String, inputs: [String], options
     guard let input = checkpoint.input else {
         throw RecipeError(path: "", problem: "\(checkpointPath) has no /data input pipeline (image size, normalisation, class names), which predict feeds images through")
     }
-    let model = try loadedModel(checkpoint)
+    let model = try loadedModel(checkpoint, precision: options.precision)
     let classes = model.spec.numClasses
     guard input.channels == 1 || input.channels == 3, input.classNames.count == classes,
           ImageFileLimits.outputSide.contains(input.height), ImageFileLimits.outputSide.contains(input.width) else {

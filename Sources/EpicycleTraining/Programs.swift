@@ -546,11 +546,20 @@ extension PreparedData {
     func isTest(_ split: EvaluationSplit) -> Bool { split == .test || (split == .validation && validatesOnTest) }
 }
 
-/// The model a checkpoint holds, its spec checked against the file.
-func loadedModel(_ checkpoint: Checkpoint) throws -> Model {
+/// The model a checkpoint holds, its spec checked against the file, computing at `precision` (as
+/// `Precision.resolved` gives it for this machine).
+func loadedModel(_ checkpoint: Checkpoint, precision: Precision = .fp32) throws -> Model {
     let model = try Model(try checkpoint.modelSpec(), seed: 0)
     try checkpoint.loadModel(into: model.state)
+    model.precision = resolvedPrecision(precision)
     return model
+}
+
+/// What `requested` runs at on this machine, logging why when that is fp32 instead of bf16.
+public func resolvedPrecision(_ requested: Precision) -> Precision {
+    let (precision, note) = Precision.resolved(requested)
+    if let note { logger.warning("\(note)") }
+    return precision
 }
 
 /// `epicycle eval`: the model of `checkpointPath` on one split of its own dataset (by default the test
@@ -559,10 +568,12 @@ func loadedModel(_ checkpoint: Checkpoint) throws -> Model {
 /// The splits are those of the phase that produced the checkpoint, rebuilt from the recipe it stores
 /// (the validation split is held out with the same fixed seed); `dataset`, `folder` and `classes`
 /// override the stored ones (the checkpoint's own classes give the same figures as no override).
+///
+/// `precision` bf16 runs the convolutions' products in bf16 (see `Precision`).
 public func evaluate(checkpoint checkpointPath: String, split: EvaluationSplit = .test, dataset: String? = nil,
-                     folder: String? = nil, classes: [Int]? = nil) throws -> EvaluationResult {
+                     folder: String? = nil, classes: [Int]? = nil, precision: Precision = .fp32) throws -> EvaluationResult {
     let checkpoint = try Checkpoint.read(from: checkpointPath)
-    let model = try loadedModel(checkpoint)
+    let model = try loadedModel(checkpoint, precision: precision)
     let data = try EvaluationSource(checkpoint, path: checkpointPath, dataset: dataset, folder: folder, classes: classes)
         .data(for: checkpoint, path: checkpointPath, spec: model.spec)
     let images = data.images(of: split)

@@ -32,13 +32,16 @@ public struct Recipe: Decodable, Sendable {
     public var averaging: AveragingRecipe?
     /// Checkpoints at every cycle end (`snapshots: cycle_ends`) in every phase without its own `snapshots:`.
     public var snapshots: SnapshotPolicy?
+    /// The number format of the convolutions' products, teacher's included (see `Precision`); bf16 on a
+    /// CPU without AVX512-BF16 runs fp32 and says so.
+    public var precision: Precision
     /// The objectives' sections the recipe holds, by key.
     var sections: [String: any RecipeSection]
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, seed, model, optimizer, loss, knobs, pretrain, finetune, output
         case checkpointEvery = "checkpoint_every", threads, preciseBN = "precise_bn", cycleEndsOf = "cycle_ends_of"
-        case averaging, snapshots
+        case averaging, snapshots, precision
     }
 
     public init(from decoder: any Decoder) throws {
@@ -77,6 +80,12 @@ public struct Recipe: Decodable, Sendable {
         preciseBN = try container.decodeIfPresent(PreciseBNRecipe.self, forKey: .preciseBN) ?? PreciseBNRecipe()
         checkpointEvery = try container.wholeNumber(forKey: .checkpointEvery, in: RecipeLimits.checkpointEvery) ?? 0
         threads = try container.wholeNumber(forKey: .threads, in: RecipeLimits.threads)
+        precision = try container.text(forKey: .precision).map { text in
+            guard let precision = Precision(rawValue: text) else {
+                throw RecipeError(path: "precision", problem: "must be fp32 or bf16, got '\(shortenedForMessage(text))'")
+            }
+            return precision
+        } ?? .fp32
         cycleEndsOf = try container.knobName(forKey: .cycleEndsOf)
         if let knob = cycleEndsOf, ![knobs, pretrain?.knobs, finetune?.knobs].contains(where: { $0?.schedules[knob] != nil }) {
             throw RecipeError(path: "cycle_ends_of", problem: "names \(knob.rawValue), which no knobs: section schedules; "

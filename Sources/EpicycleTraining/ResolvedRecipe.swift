@@ -37,7 +37,9 @@ extension Recipe: Encodable {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode([(.name, name), (.seed, seed), (.model, model), (.optimizer, optimizer), (.loss, loss),
                               (.knobs, resolvedSharedKnobs), (.pretrain, pretrain), (.finetune, finetune), (.output, output),
-                              (.checkpointEvery, checkpointEvery), (.threads, threads), (.preciseBN, preciseBN)])
+                              (.checkpointEvery, checkpointEvery), (.threads, threads), (.preciseBN, preciseBN),
+                              // Only bf16 is written, so that fp32 recipes read as they did before it existed.
+                              (.precision, precision == .bf16 ? precision : nil)])
         var sectionContainer = encoder.container(keyedBy: AnyKey.self)
         for key in sections.keys.sorted() {
             try sectionContainer.encode(AnySection(section: sections[key]!), forKey: AnyKey(stringValue: key))

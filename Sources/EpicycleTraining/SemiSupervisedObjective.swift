@@ -99,6 +99,11 @@ public final class SemiSupervisedObjective: TrainingObjective {
     private var tallyEpoch = -1
     private var unlabeledImages = 0, confidentImages = 0, correctPseudoLabels = 0
 
+    public func usePrecision(_ precision: Precision) {
+        model.precision = precision
+        teacher?.model.precision = precision
+    }
+
     /// The names of the values it logs per epoch, beside the knobs.
     public static let maskRateName = "unlabeled.mask_rate", accuracyName = "unlabeled.pseudo_label_accuracy"
 

@@ -123,6 +123,7 @@ public final class Trainer {
         dataParallel = communicator.flatMap { $0.size > 1 ? DataParallel($0) : nil }
         self.progress = dataParallel?.isWriter == false ? ProgressReporter(quiet: true) : progress
         self.objective = objective
+        objective.usePrecision(resolvedPrecision(recipe.precision))
         adapters = objective.adapters.parameters.isEmpty ? nil : objective.adapters
         trainingLoader = data.trainingLoader(seed: recipe.seed &+ (phase == .pretrain ? 0 : 1))
         validationLoader = data.validationLoader()
@@ -376,6 +377,7 @@ public final class Trainer {
         if FileManager.default.fileExists(atPath: folder + "/best.h5") {
             let checkpoint = try Checkpoint.read(from: folder + "/best.h5")
             let bestModel = try Model(model.spec, seed: 0)
+            bestModel.precision = model.precision
             try checkpoint.loadModel(into: bestModel.state)
             best = try score(bestModel, on: loader, split: "test")
             bestEpoch = checkpoint.training?.epoch ?? history.count
@@ -402,6 +404,7 @@ public final class Trainer {
         averages = try recipe.averaging(for: phase).map {
             try WeightAverages($0, spec: model.spec, epochs: epochs, cycleEnds: cycleEnds, batchNormImages: batchNormImages)
         }
+        for average in [averages?.swa, averages?.ema].compactMap({ $0 }) { average.model.precision = model.precision }
         if let averages, let resumedPath { try averages.restore(from: try Checkpoint.read(from: resumedPath), file: resumedPath) }
     }
 
@@ -436,7 +439,7 @@ public final class Trainer {
     private func scoreSnapshotEnsemble(_ scores: inout TestScores, on loader: DataLoader) throws {
         guard recipe.snapshots(for: phase) != nil else { return }
         let members = try cycleEnds.indices.map { index in
-            try loadedModel(try Checkpoint.read(from: folder + "/" + SnapshotPolicy.fileName(index + 1)))
+            try loadedModel(try Checkpoint.read(from: folder + "/" + SnapshotPolicy.fileName(index + 1)), precision: model.precision)
         }
         scores.snapshotEnsemble = try evaluateEnsembleOutputs(members, on: loader, split: "test", source: folder).score
         scores.snapshots = members.count

@@ -63,6 +63,10 @@ public protocol TrainingObjective: AnyObject {
     /// has left out of the label loss's gradient since the objective was made: a running count, whose
     /// increase over a step the loop adds to the epoch's `dropped_share`. 0 for an objective without.
     var droppedSamples: Int { get }
+
+    /// Sets the number format of every convolution the objective runs (see `Precision`): the model's,
+    /// and a teacher's or an adapter's.
+    func usePrecision(_ precision: Precision)
 }
 
 extension TrainingObjective {
@@ -82,6 +86,8 @@ public final class LabelObjective: TrainingObjective {
     public let model: Model
     public let loss: LossRecipe
     public private(set) var droppedSamples = 0
+
+    public func usePrecision(_ precision: Precision) { model.precision = precision }
 
     public init(model: Model, loss: LossRecipe) {
         self.model = model

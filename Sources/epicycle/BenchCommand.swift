@@ -5,6 +5,7 @@ import EpicycleRuntime
 import Foundation
 
 extension BenchWorkload: ExpressibleByArgument {}
+extension Precision: ExpressibleByArgument {}
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -19,7 +20,7 @@ struct Bench: ParsableCommand {
             The peers run the same workloads (scripts/bench_peers.py), each in its own process: PyTorch eager \
             in both memory layouts and under torch.autocast bf16; for inference also torch.compile, ONNX Runtime \
             and OpenVINO (f32 and bf16 hints) on the PyTorch twin exported to ONNX. Ratios are against the \
-            fastest peer at the same precision (Epicycle has fp32 only); a peer that is missing or fails is \
+            fastest peer at the same precision; a peer that is missing or fails is \
             listed with its reason and skipped. Each figure is the median over --repeats timings of --steps steps, after \
             --warmup untimed steps. GFLOP/s counts the convolutions' and the classifier's multiply-adds (a \
             training step as three forwards).
@@ -54,13 +55,16 @@ struct Bench: ParsableCommand {
     @Flag(help: "Also time each layer type of the ResNet-20 training step on its own.")
     var profile = false
 
+    @Option(help: "A precision to run Epicycle at (repeat for several; default: fp32 and bf16). bf16 needs AVX512-BF16.")
+    var precision: [Precision] = Precision.allCases
+
     @Option(help: .hidden)
     var worker: BenchWorkload?
 
     private var options: BenchOptions {
         let python = epicycleOnly ? nil : python ?? ProcessInfo.processInfo.environment["EPICYCLE_PYTHON"] ?? "python3"
         return BenchOptions(workloads: workload, threads: threads, warmup: warmup, repeats: repeats, steps: steps,
-                            python: python, script: script, profile: profile)
+                            python: python, script: script, profile: profile, precisions: precision)
     }
 
     func validate() throws {
@@ -69,7 +73,8 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         if let worker {
-            print(try reporting { try measureWorkload(worker, options: options) })
+            // The worker runs the one precision it is given, resolved by the parent.
+            print(try reporting { try measureWorkload(worker, precision: precision.first ?? .fp32, options: options) })
             return
         }
         let executable = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")

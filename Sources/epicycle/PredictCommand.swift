@@ -1,5 +1,6 @@
 import ArgumentParser
 import EpicycleData
+import EpicycleRuntime
 import EpicycleTraining
 import Foundation
 
@@ -38,6 +39,9 @@ struct Predict: ParsableCommand {
     @Option(help: "What a file that cannot be decoded does: error (stop, naming it) or skip (leave it out and report it).")
     var badImages: BadImagePolicy = .error
 
+    @Option(help: "fp32, or bf16 for the convolutions' products (needs AVX512-BF16; else fp32, with a warning).")
+    var precision: Precision = .fp32
+
     func validate() throws {
         guard !inputs.isEmpty else { throw ValidationError("Give the images to predict: files, folders or CSV lists.") }
         guard RecipeLimits.batchSize.contains(batchSize) else {
@@ -47,7 +51,8 @@ struct Predict: ParsableCommand {
     }
 
     func run() throws {
-        let options = PredictionOptions(topK: topK, logits: logits, batchSize: batchSize, badImages: badImages)
+        let options = PredictionOptions(topK: topK, logits: logits, batchSize: batchSize, badImages: badImages,
+                                        precision: precision)
         let summary = try reporting {
             guard let output else {
                 return try predict(checkpoint: checkpoint, inputs: inputs, options: options) { text in

@@ -170,6 +170,9 @@ struct Evaluate: ParsableCommand {
     @Flag(help: "Also print the accuracy of each class.")
     var perClass = false
 
+    @Option(help: "fp32, or bf16 for the convolutions' products (needs AVX512-BF16; else fp32, with a warning).")
+    var precision: Precision = .fp32
+
     @Flag(help: "Also print the confusion matrix (rows: true class, columns: predicted).")
     var confusion = false
 
@@ -184,9 +187,11 @@ struct Evaluate: ParsableCommand {
         let classes = classes.isEmpty ? nil : classes
         let result = try reporting {
             if let checkpoint {
-                return try evaluate(checkpoint: checkpoint, split: split, dataset: dataset, folder: folder, classes: classes)
+                return try evaluate(checkpoint: checkpoint, split: split, dataset: dataset, folder: folder, classes: classes,
+                                    precision: precision)
             }
-            return try evaluateEnsemble(checkpoints: ensemble, split: split, dataset: dataset, folder: folder, classes: classes)
+            return try evaluateEnsemble(checkpoints: ensemble, split: split, dataset: dataset, folder: folder, classes: classes,
+                                        precision: precision)
         }
         print(result.summary)
         if perClass { print("\n" + result.perClassTable) }

@@ -1,9 +1,10 @@
 import EpicycleBench
+import EpicycleRuntime
 import Testing
 
 /// `epicycle bench` compares Epicycle with the fastest peer at the same precision, never across precisions.
 @Suite struct PeerComparisonTests {
-    static func measurement(_ peer: String?, _ precision: BenchPrecision, _ rate: Double, rss: Double = 400) -> BenchMeasurement {
+    static func measurement(_ peer: String?, _ precision: Precision, _ rate: Double, rss: Double = 400) -> BenchMeasurement {
         BenchMeasurement(workload: "inference", peer: peer, precision: precision, batch: 256, imagesPerSecond: rate,
                          samples: [rate], peakRSSMiB: rss, imagesPerCPUSecond: rate / 2)
     }

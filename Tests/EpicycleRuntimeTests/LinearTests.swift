@@ -72,6 +72,28 @@ import TestSupport
         try expectGradientsMatchFiniteDifferences(of: linear, input: randomTensor([5, 13], seed: 22))
     }
 
+    /// bf16 is the fp32 layer on bf16-rounded operands (input, weight, dOutput), bit for bit: the same
+    /// products in the same order; and it differs from fp32 on unrounded ones.
+    @Test func bf16RoundsEveryOperandOfTheProducts() throws {
+        var generator = RandomGenerator(seed: 8)
+        let mixed = Linear(inputFeatures: 24, outputFeatures: 5, generator: &generator)
+        let plain = Linear(inputFeatures: 24, outputFeatures: 5, generator: &generator)
+        mixed.precision = .bf16
+        plain.weight.value = Tensor(shape: mixed.weight.value.shape, scalars: BFloat16Reference.rounded(mixed.weight.value.scalars))
+        plain.bias!.value = mixed.bias!.value
+        let input = randomTensor([6, 24], seed: 9), dOutput = randomTensor([6, 5], seed: 10)
+        func rounded(_ tensor: Tensor) -> Tensor { Tensor(shape: tensor.shape, scalars: BFloat16Reference.rounded(tensor.scalars)) }
+
+        #expect(try mixed.forward(input, mode: .training) == plain.forward(rounded(input), mode: .training))
+        let dInput = mixed.backward(dOutput)
+        let expected = plain.backward(rounded(dOutput))
+        // dInput = round(dOutput) · round(weight), from the rounded copy of the weight.
+        #expect(dInput == expected)
+        #expect(mixed.weight.gradient == plain.weight.gradient && mixed.bias!.gradient == plain.bias!.gradient)
+        mixed.precision = .fp32
+        #expect(try mixed.forward(input, mode: .inference) != plain.forward(rounded(input), mode: .inference))
+    }
+
     @Test func parameterGradientsAccumulate() throws {
         var generator = RandomGenerator(seed: 3)
         let linear = Linear(inputFeatures: 6, outputFeatures: 4, generator: &generator)

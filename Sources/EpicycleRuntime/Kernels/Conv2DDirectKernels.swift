@@ -37,6 +37,9 @@
 // Threads split the batch into contiguous ranges of images; the weight gradient sums each thread's
 // images into its own partial and adds the partials at the end. `conv2DBackwardDirect` runs both
 // gradients image by image in one sweep, while each image's dOutput is still in cache.
+//
+// With bf16 precision the same drivers plan, pack and split the work, and hand each image to the
+// AVX512-BF16 kernels instead of these tiles (Conv2DBFloat16Kernels.swift).
 
 private typealias Vector = SIMD16<Float>
 private let V = 16
@@ -61,7 +64,7 @@ extension Conv2DGeometry {
 
 // One image's direct convolution: padded input [Hp, Wp, C] → output [P, Q, K] with weights [R, S·C, K].
 // Output pixel (p, q) lies at p·outputRowStep + q·outputPixelStep (Q·K and K for a dense output).
-private struct DirectPlan {
+struct DirectPlan {
     var C, K, R, S, strideHeight, strideWidth, P, Q, Hp, Wp: Int
     var outputPixelStep, outputRowStep: Int
 
@@ -545,7 +548,7 @@ extension Conv2DGeometry {
     fileprivate var floatsPerInputImage: Int { inputHeight * inputWidth * inputChannels }
 
     // The forward (and weight-gradient) plan: the input padded by (ph, pw).
-    fileprivate var forwardPlan: DirectPlan {
+    var forwardPlan: DirectPlan {
         DirectPlan(C: inputChannels, K: outputChannels, R: kernelHeight, S: kernelWidth,
                    strideHeight: strideHeight, strideWidth: strideWidth, P: outputHeight, Q: outputWidth,
                    Hp: inputHeight + 2 * paddingHeight, Wp: inputWidth + 2 * paddingWidth,
@@ -558,7 +561,7 @@ extension Conv2DGeometry {
 public func conv2DForwardDirect(
     _ geometry: Conv2DGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, workspace: Conv2DWorkspace,
-    epilogue: Conv2DEpilogue = .none, threads: Int = kernelThreads
+    epilogue: Conv2DEpilogue = .none, precision: Precision = .fp32, threads: Int = kernelThreads
 ) {
     precondition(geometry.usesDirectForward, "conv2DForwardDirect: needs groups = 1 and output channels divisible by 16")
     let plan = geometry.forwardPlan
@@ -577,8 +580,27 @@ public func conv2DForwardDirect(
     }
     let mode = StoreMode(relu: epilogue.relu)
     let threads = max(1, min(threads, geometry.batch))
-    let scratch = workspace.directPadded(count: threads * plan.paddedCount)
     let (H, W, inputImage, outputImage) = (geometry.inputHeight, geometry.inputWidth, geometry.floatsPerInputImage, plan.P * plan.Q * K)
+    #if arch(x86_64)
+    if precision.runsBFloat16(geometry.hasBFloat16Forward) {
+        let pairs = workspace.directWeightPairs(count: R * S * C * K / 2)
+        packBFloat16Pairs(packed, rows: R, run: plan.run, columns: K, into: pairs)
+        let scratch = HalfScratch.perThread((plan.paddedCount, 0), threads: threads, workspace: workspace)
+        parallelFor(threads) { t in
+            let padded = scratch(t).halves
+            for n in partition(geometry.batch, parts: threads, index: t) {
+                padImageBFloat16(input + n * inputImage, height: H, width: W, channels: C, top: geometry.paddingHeight,
+                                 left: geometry.paddingWidth, into: padded, Hp: plan.Hp, Wp: plan.Wp)
+                convolveImageBFloat16(plan, padded: padded, weightPairs: pairs, bias: foldedBias,
+                                      output: output + n * outputImage,
+                                      residual: epilogue.residual.map { $0 + n * outputImage }, accumulate: false,
+                                      relu: epilogue.relu)
+            }
+        }
+        return
+    }
+    #endif
+    let scratch = workspace.directPadded(count: threads * plan.paddedCount)
     parallelFor(threads) { t in
         let padded = scratch + t * plan.paddedCount
         for n in partition(geometry.batch, parts: threads, index: t) {
@@ -601,8 +623,12 @@ private struct InputGradientPass {
     let rowPadding: SharedPadding, columnPadding: SharedPadding
     let mode: StoreMode
     let accumulate: Bool
+    // With bf16 products, each phase's sub-kernel as bf16 pairs (see Conv2DBFloat16Kernels.swift).
+    let bf16: Bool
+    let weightPairs: [UnsafePointer<UInt32>]
 
-    init(_ geometry: Conv2DGeometry, weight: UnsafePointer<Float>, workspace: Conv2DWorkspace, accumulate: Bool) {
+    init(_ geometry: Conv2DGeometry, weight: UnsafePointer<Float>, workspace: Conv2DWorkspace, accumulate: Bool,
+         precision: Precision) {
         precondition(geometry.usesDirectBackwardInput,
                      "conv2DBackwardInputDirect: needs groups = 1 and input channels divisible by 16")
         let (W, C, K) = (geometry.inputWidth, geometry.inputChannels, geometry.outputChannels)
@@ -643,24 +669,51 @@ private struct InputGradientPass {
         self.zeroed = zeroed
         self.accumulate = accumulate
         mode = StoreMode(accumulate: accumulate)
+        bf16 = precision.runsBFloat16(geometry.hasBFloat16BackwardInput)
+        var weightPairs: [UnsafePointer<UInt32>] = []
+        #if arch(x86_64)
+        if bf16 {
+            var pairs = workspace.directWeightPairs(count: R * S * K * C / 2)
+            for phase in phases {
+                packBFloat16Pairs(phase.weight, rows: phase.plan.R, run: phase.plan.run, columns: phase.plan.K, into: pairs)
+                weightPairs.append(UnsafePointer(pairs))
+                pairs += phase.plan.R * phase.plan.run * phase.plan.K / 2
+            }
+        }
+        #endif
+        self.weightPairs = weightPairs
     }
 
-    // Floats of one thread's padded dOutput scratch.
+    // Values of one thread's padded dOutput scratch.
     var paddedCount: Int { rowPadding.extent * columnPadding.extent * geometry.outputChannels }
+    // One thread's scratch: fp32 floats, or bf16 halves.
+    var floatCount: Int { bf16 ? 0 : paddedCount }
+    var halfCounts: (halves: Int, pairs: Int) { (bf16 ? paddedCount : 0, 0) }
 
     // dInput image n (overwritten, or added to with `accumulate`) from dOutput image n.
     func run(image n: Int, dOutput: UnsafePointer<Float>, dInput: UnsafeMutablePointer<Float>,
-             padded: UnsafeMutablePointer<Float>) {
+             padded: UnsafeMutablePointer<Float>, halves: HalfScratch) {
         let (W, C, K) = (geometry.inputWidth, geometry.inputChannels, geometry.outputChannels)
         let (P, Q) = (geometry.outputHeight, geometry.outputWidth)
         let image = dInput + n * geometry.floatsPerInputImage
-        if !phases.isEmpty {
-            padImage(dOutput + n * P * Q * K, height: P, width: Q, channels: K, top: rowPadding.before,
-                     left: columnPadding.before, into: padded, Hp: rowPadding.extent, Wp: columnPadding.extent)
-        }
-        for phase in phases {
-            convolveImage(phase.plan, padded: padded + phase.padded, weight: phase.weight, bias: nil,
-                          output: image + phase.output, mode: mode)
+        if bf16 {
+            #if arch(x86_64)
+            padImageBFloat16(dOutput + n * P * Q * K, height: P, width: Q, channels: K, top: rowPadding.before,
+                             left: columnPadding.before, into: halves.halves, Hp: rowPadding.extent, Wp: columnPadding.extent)
+            for (phase, pairs) in zip(phases, weightPairs) {
+                convolveImageBFloat16(phase.plan, padded: halves.halves + phase.padded, weightPairs: pairs, bias: nil,
+                                      output: image + phase.output, residual: nil, accumulate: accumulate, relu: false)
+            }
+            #endif
+        } else {
+            if !phases.isEmpty {
+                padImage(dOutput + n * P * Q * K, height: P, width: Q, channels: K, top: rowPadding.before,
+                         left: columnPadding.before, into: padded, Hp: rowPadding.extent, Wp: columnPadding.extent)
+            }
+            for phase in phases {
+                convolveImage(phase.plan, padded: padded + phase.padded, weight: phase.weight, bias: nil,
+                              output: image + phase.output, mode: mode)
+            }
         }
         if accumulate { return }
         for (rows, columns) in zeroed {
@@ -680,9 +733,11 @@ private struct WeightGradientPass {
     let plan: DirectPlan
     let partials: UnsafeMutablePointer<Float>  // [parts, R, S, C, K], or [parts, R, K, S, C] when run-major
     let parts: Int
+    // Whether the products are bf16 (see Conv2DBFloat16Kernels.swift), whose partials are run-major.
+    let bf16: Bool
 
     init(_ geometry: Conv2DGeometry, dOutput: UnsafePointer<Float>, dBias: UnsafeMutablePointer<Float>?,
-         workspace: Conv2DWorkspace, parts: Int) {
+         workspace: Conv2DWorkspace, parts: Int, precision: Precision) {
         precondition(geometry.usesDirectForward, "conv2DBackwardWeightDirect: needs groups = 1 and output channels divisible by 16")
         plan = geometry.forwardPlan
         if let dBias { addColumnSums(dOutput, rows: geometry.batch * plan.P * plan.Q, columns: plan.K, into: dBias) }
@@ -691,13 +746,30 @@ private struct WeightGradientPass {
         partials.update(repeating: 0, count: count)
         self.geometry = geometry
         self.parts = parts
+        bf16 = precision.runsBFloat16(geometry.hasBFloat16Forward)
     }
 
     var weightCount: Int { plan.R * plan.S * plan.C * plan.K }
+    var runMajor: Bool { bf16 || plan.weightGradientIsRunMajor }
+    // One thread's scratch: the fp32 padded image, or the bf16 one and its pairs.
+    var floatCount: Int { bf16 ? 0 : plan.paddedCount }
+    var halfCounts: (halves: Int, pairs: Int) {
+        bf16 ? (plan.paddedCount, plan.paddedCount + plan.pairedOutputCount) : (0, 0)
+    }
 
     // Adds image n's contribution to the partial of its part.
     func run(image n: Int, part: Int, input: UnsafePointer<Float>, dOutput: UnsafePointer<Float>,
-             padded: UnsafeMutablePointer<Float>) {
+             padded: UnsafeMutablePointer<Float>, halves: HalfScratch) {
+        if bf16 {
+            #if arch(x86_64)
+            padImageBFloat16(input + n * geometry.floatsPerInputImage, height: geometry.inputHeight,
+                             width: geometry.inputWidth, channels: plan.C, top: geometry.paddingHeight,
+                             left: geometry.paddingWidth, into: halves.halves, Hp: plan.Hp, Wp: plan.Wp)
+            accumulateImageWeightGradientBFloat16(plan, padded: halves.halves, dOutput: dOutput + n * plan.P * plan.Q * plan.K,
+                                                  pairs: halves.pairs, partial: partials + part * weightCount)
+            #endif
+            return
+        }
         padImage(input + n * geometry.floatsPerInputImage, height: geometry.inputHeight, width: geometry.inputWidth,
                  channels: plan.C, top: geometry.paddingHeight, left: geometry.paddingWidth, into: padded,
                  Hp: plan.Hp, Wp: plan.Wp)
@@ -709,7 +781,7 @@ private struct WeightGradientPass {
         let (C, K, RS) = (plan.C, plan.K, plan.R * plan.S)
         for part in 1..<max(1, parts) { accumulate(partials + part * weightCount, into: partials, count: weightCount) }
         // dWeight[K, C, R, S] += partial[R, S, C, K], or partial[R, K, S, C] when run-major
-        if plan.weightGradientIsRunMajor {
+        if runMajor {
             let (R, S) = (plan.R, plan.S)
             for k in 0..<K { for c in 0..<C { for r in 0..<R { for s in 0..<S {
                 dWeight[((k * C + c) * R + r) * S + s] += partials[((r * K + k) * S + s) * C + c]
@@ -725,14 +797,15 @@ private struct WeightGradientPass {
 public func conv2DBackwardInputDirect(
     _ geometry: Conv2DGeometry, dOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     dInput: UnsafeMutablePointer<Float>, workspace: Conv2DWorkspace, accumulate: Bool = false,
-    threads: Int = kernelThreads
+    precision: Precision = .fp32, threads: Int = kernelThreads
 ) {
-    let pass = InputGradientPass(geometry, weight: weight, workspace: workspace, accumulate: accumulate)
+    let pass = InputGradientPass(geometry, weight: weight, workspace: workspace, accumulate: accumulate, precision: precision)
     let threads = max(1, min(threads, geometry.batch))
-    let scratch = workspace.directPadded(count: threads * pass.paddedCount)
+    let scratch = workspace.directPadded(count: threads * pass.floatCount)
+    let halves = HalfScratch.perThread(pass.halfCounts, threads: threads, workspace: workspace)
     parallelFor(threads) { t in
         for n in partition(geometry.batch, parts: threads, index: t) {
-            pass.run(image: n, dOutput: dOutput, dInput: dInput, padded: scratch + t * pass.paddedCount)
+            pass.run(image: n, dOutput: dOutput, dInput: dInput, padded: scratch + t * pass.floatCount, halves: halves(t))
         }
     }
 }
@@ -741,14 +814,17 @@ public func conv2DBackwardInputDirect(
 public func conv2DBackwardWeightDirect(
     _ geometry: Conv2DGeometry, input: UnsafePointer<Float>, dOutput: UnsafePointer<Float>,
     dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, workspace: Conv2DWorkspace,
-    threads: Int = kernelThreads
+    precision: Precision = .fp32, threads: Int = kernelThreads
 ) {
     let threads = max(1, min(threads, geometry.batch)), parts = reductionParts(geometry.batch, threads: threads)
-    let pass = WeightGradientPass(geometry, dOutput: dOutput, dBias: dBias, workspace: workspace, parts: parts)
-    let scratch = workspace.directPadded(count: threads * pass.plan.paddedCount)
+    let pass = WeightGradientPass(geometry, dOutput: dOutput, dBias: dBias, workspace: workspace, parts: parts,
+                                  precision: precision)
+    let scratch = workspace.directPadded(count: threads * pass.floatCount)
+    let halves = HalfScratch.perThread(pass.halfCounts, threads: threads, workspace: workspace)
     parallelParts(parts, threads: threads) { t, part in
         for n in partition(geometry.batch, parts: parts, index: part) {
-            pass.run(image: n, part: part, input: input, dOutput: dOutput, padded: scratch + t * pass.plan.paddedCount)
+            pass.run(image: n, part: part, input: input, dOutput: dOutput, padded: scratch + t * pass.floatCount,
+                     halves: halves(t))
         }
     }
     pass.finish(into: dWeight)
@@ -760,18 +836,25 @@ public func conv2DBackwardWeightDirect(
 public func conv2DBackwardDirect(
     _ geometry: Conv2DGeometry, input: UnsafePointer<Float>, dOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     dInput: UnsafeMutablePointer<Float>, accumulate: Bool = false, dWeight: UnsafeMutablePointer<Float>,
-    dBias: UnsafeMutablePointer<Float>?, workspace: Conv2DWorkspace, threads: Int = kernelThreads
+    dBias: UnsafeMutablePointer<Float>?, workspace: Conv2DWorkspace, precision: Precision = .fp32,
+    threads: Int = kernelThreads
 ) {
     let threads = max(1, min(threads, geometry.batch)), parts = reductionParts(geometry.batch, threads: threads)
-    let inputPass = InputGradientPass(geometry, weight: weight, workspace: workspace, accumulate: accumulate)
-    let weightPass = WeightGradientPass(geometry, dOutput: dOutput, dBias: dBias, workspace: workspace, parts: parts)
-    let perThread = inputPass.paddedCount + weightPass.plan.paddedCount
+    let inputPass = InputGradientPass(geometry, weight: weight, workspace: workspace, accumulate: accumulate,
+                                      precision: precision)
+    let weightPass = WeightGradientPass(geometry, dOutput: dOutput, dBias: dBias, workspace: workspace, parts: parts,
+                                        precision: precision)
+    let perThread = inputPass.floatCount + weightPass.floatCount
     let scratch = workspace.directPadded(count: threads * perThread)
+    let (inputHalves, weightHalves) = (inputPass.halfCounts, weightPass.halfCounts)
+    let halves = HalfScratch.perThread((inputHalves.halves + weightHalves.halves, inputHalves.pairs + weightHalves.pairs),
+                                       threads: threads, workspace: workspace)
     parallelParts(parts, threads: threads) { t, part in
-        let paddedOutput = scratch + t * perThread, paddedInput = paddedOutput + inputPass.paddedCount
+        let paddedOutput = scratch + t * perThread, paddedInput = paddedOutput + inputPass.floatCount
+        let outputHalves = halves(t), inputHalves = outputHalves.advanced(by: inputPass.halfCounts)
         for n in partition(geometry.batch, parts: parts, index: part) {
-            inputPass.run(image: n, dOutput: dOutput, dInput: dInput, padded: paddedOutput)
-            weightPass.run(image: n, part: part, input: input, dOutput: dOutput, padded: paddedInput)
+            inputPass.run(image: n, dOutput: dOutput, dInput: dInput, padded: paddedOutput, halves: outputHalves)
+            weightPass.run(image: n, part: part, input: input, dOutput: dOutput, padded: paddedInput, halves: inputHalves)
         }
     }
     weightPass.finish(into: dWeight)

@@ -153,17 +153,20 @@ public final class Conv2DWorkspace {
     /// The algorithm for the convolutions run with this workspace, nil = the process-wide
     /// `conv2DAlgorithm` (Conv2DAlgorithm.swift).
     public var algorithm: Conv2DAlgorithm?
-    private var columns = Scratch()         // [images per chunk · P · Q, R · S · C]
-    private var weights = Scratch()         // [K, R, S, Cg], or [R, S, C] for depthwise
-    private var weightGradient = Scratch()  // [K, R, S, Cg], or [R, S, C] for depthwise
-    private var padded = Scratch()          // [threads, Hp, Wp, C] for the direct kernels
-    private var directWeights = Scratch()   // [R, S, C, K], or the flipped phase blocks [R', S', K, C]
-    private var directBiases = Scratch()    // [K], the bias with an epilogue's scale and shift folded in
-    private var weightPartials = Scratch()  // [parts, R, S, C, K] (see `reductionParts`), depthwise [N, R, S, C]
+    private var columns = Scratch<Float>()         // [images per chunk · P · Q, R · S · C]
+    private var weights = Scratch<Float>()         // [K, R, S, Cg], or [R, S, C] for depthwise
+    private var weightGradient = Scratch<Float>()  // [K, R, S, Cg], or [R, S, C] for depthwise
+    private var padded = Scratch<Float>()          // [threads, Hp, Wp, C] for the direct kernels
+    private var directWeights = Scratch<Float>()   // [R, S, C, K], or the flipped phase blocks [R', S', K, C]
+    private var directBiases = Scratch<Float>()    // [K], the bias with an epilogue's scale and shift folded in
+    private var weightPartials = Scratch<Float>()  // [parts, R, S, C, K] (see `reductionParts`), depthwise [N, R, S, C]
+    private var paddedHalves = Scratch<UInt16>()   // bf16 padded images, [threads, Hp, Wp, C]
+    private var pairs = Scratch<UInt32>()          // bf16 pairs: of inputs and dOutputs per thread
+    private var weightPairs = Scratch<UInt32>()    // bf16 pairs of the packed weights, [R, S·C/2, K]
     // Winograd (Conv2DWinogradKernels.swift): the transformed weight [16, C, K], the folded bias [K],
     // the threads' tile blocks [threads, 16, B, C + K] and the weight gradient's [parts, 16, C, K].
-    private var winogradWeights = Scratch(), winogradBiases = Scratch()
-    private var winogradTiles = Scratch(), winogradWeightPartials = Scratch()
+    private var winogradWeights = Scratch<Float>(), winogradBiases = Scratch<Float>()
+    private var winogradTiles = Scratch<Float>(), winogradWeightPartials = Scratch<Float>()
 
     /// - Parameter columnBudget: floats per chunk of the column matrix; the default, 2²⁰ (4 MB), keeps
     ///   chunks in the last-level cache while leaving gemm thousands of rows per call.
@@ -198,6 +201,9 @@ public final class Conv2DWorkspace {
     func directWeight(count: Int) -> UnsafeMutablePointer<Float> { directWeights.pointer(count: count) }
     func directBias(count: Int) -> UnsafeMutablePointer<Float> { directBiases.pointer(count: count) }
     func directWeightPartials(count: Int) -> UnsafeMutablePointer<Float> { weightPartials.pointer(count: count) }
+    func directPaddedHalves(count: Int) -> UnsafeMutablePointer<UInt16> { paddedHalves.pointer(count: count) }
+    func directPairs(count: Int) -> UnsafeMutablePointer<UInt32> { pairs.pointer(count: count) }
+    func directWeightPairs(count: Int) -> UnsafeMutablePointer<UInt32> { weightPairs.pointer(count: count) }
     func winogradWeight(count: Int) -> UnsafeMutablePointer<Float> { winogradWeights.pointer(count: count) }
     func winogradBias(count: Int) -> UnsafeMutablePointer<Float> { winogradBiases.pointer(count: count) }
     func winogradBlocks(count: Int) -> UnsafeMutablePointer<Float> { winogradTiles.pointer(count: count) }
@@ -213,15 +219,15 @@ public final class Conv2DWorkspace {
 }
 
 // A growable float buffer that keeps its memory between uses.
-private struct Scratch: ~Copyable {
-    private var base: UnsafeMutablePointer<Float>?
+private struct Scratch<Element>: ~Copyable {
+    private var base: UnsafeMutablePointer<Element>?
     private var capacity = 0
 
-    mutating func pointer(count: Int) -> UnsafeMutablePointer<Float> {
+    mutating func pointer(count: Int) -> UnsafeMutablePointer<Element> {
         if let base, capacity >= count { return base }
         base?.deallocate()
         capacity = max(count, 1)
-        let fresh = UnsafeMutablePointer<Float>.allocate(capacity: capacity)
+        let fresh = UnsafeMutablePointer<Element>.allocate(capacity: capacity)
         base = fresh
         return fresh
     }
@@ -360,20 +366,21 @@ private func forEachColumnChunk(
 /// `epilogue` applied to each value before it is stored.
 ///
 /// Buffers are dense in the shapes shown (the geometry's `inputShape`, `weightShape`, `outputShape`);
-/// `workspace` supplies the column matrix and the repacked weight.
+/// `workspace` supplies the column matrix and the repacked weight. `precision` bf16 takes the bf16
+/// kernels where the geometry has them (see `Precision`).
 public func conv2DForward(
     _ geometry: Conv2DGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, workspace: Conv2DWorkspace,
-    epilogue: Conv2DEpilogue = .none
+    epilogue: Conv2DEpilogue = .none, precision: Precision = .fp32
 ) {
-    if geometry.usesWinograd(.forward, workspace) {  // Winograd dispatch (Conv2DAlgorithm.swift)
+    if precision == .fp32 && geometry.usesWinograd(.forward, workspace) {  // Winograd dispatch (Conv2DAlgorithm.swift)
         conv2DForwardWinograd(geometry, input: input, weight: weight, bias: bias, output: output, workspace: workspace,
                               epilogue: epilogue)
         return
     }
     if geometry.usesDirectForward {
         conv2DForwardDirect(geometry, input: input, weight: weight, bias: bias, output: output, workspace: workspace,
-                            epilogue: epilogue)
+                            epilogue: epilogue, precision: precision)
         return
     }
     // The direct kernel folds the epilogue into its stores; the other paths finish with one pass over the output.
@@ -412,16 +419,17 @@ public func conv2DForward(
 /// with `accumulate` added to what dInput holds (e.g. the other branch of a residual join).
 public func conv2DBackwardInput(
     _ geometry: Conv2DGeometry, dOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-    dInput: UnsafeMutablePointer<Float>, workspace: Conv2DWorkspace, accumulate: Bool = false
+    dInput: UnsafeMutablePointer<Float>, workspace: Conv2DWorkspace, accumulate: Bool = false,
+    precision: Precision = .fp32
 ) {
-    if geometry.usesWinograd(.backwardInput, workspace) {  // Winograd dispatch (Conv2DAlgorithm.swift)
+    if precision == .fp32 && geometry.usesWinograd(.backwardInput, workspace) {  // Winograd dispatch (Conv2DAlgorithm.swift)
         conv2DBackwardInputWinograd(geometry, dOutput: dOutput, weight: weight, dInput: dInput, workspace: workspace,
                                     accumulate: accumulate)
         return
     }
     if geometry.usesDirectBackwardInput {
         conv2DBackwardInputDirect(geometry, dOutput: dOutput, weight: weight, dInput: dInput, workspace: workspace,
-                                  accumulate: accumulate)
+                                  accumulate: accumulate, precision: precision)
         return
     }
     let (C, K, G) = (geometry.inputChannels, geometry.outputChannels, geometry.groups)
@@ -465,16 +473,20 @@ public func conv2DBackwardInput(
 public func conv2DBackward(
     _ geometry: Conv2DGeometry, input: UnsafePointer<Float>, dOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
     dInput: UnsafeMutablePointer<Float>, accumulate: Bool = false, dWeight: UnsafeMutablePointer<Float>,
-    dBias: UnsafeMutablePointer<Float>?, workspace: Conv2DWorkspace
+    dBias: UnsafeMutablePointer<Float>?, workspace: Conv2DWorkspace, precision: Precision = .fp32
 ) {
-    let winograd = geometry.usesWinograd(.backwardInput, workspace) || geometry.usesWinograd(.backwardWeight, workspace)  // Winograd dispatch
+    let winograd = precision == .fp32  // Winograd dispatch (Conv2DAlgorithm.swift)
+        && (geometry.usesWinograd(.backwardInput, workspace) || geometry.usesWinograd(.backwardWeight, workspace))
     if geometry.usesDirectForward && geometry.usesDirectBackwardInput && !winograd {
         conv2DBackwardDirect(geometry, input: input, dOutput: dOutput, weight: weight, dInput: dInput,
-                             accumulate: accumulate, dWeight: dWeight, dBias: dBias, workspace: workspace)
+                             accumulate: accumulate, dWeight: dWeight, dBias: dBias, workspace: workspace,
+                             precision: precision)
         return
     }
-    conv2DBackwardWeight(geometry, input: input, dOutput: dOutput, dWeight: dWeight, dBias: dBias, workspace: workspace)
-    conv2DBackwardInput(geometry, dOutput: dOutput, weight: weight, dInput: dInput, workspace: workspace, accumulate: accumulate)
+    conv2DBackwardWeight(geometry, input: input, dOutput: dOutput, dWeight: dWeight, dBias: dBias, workspace: workspace,
+                         precision: precision)
+    conv2DBackwardInput(geometry, dOutput: dOutput, weight: weight, dInput: dInput, workspace: workspace, accumulate: accumulate,
+                        precision: precision)
 }
 
 /// dWeight[K, C/G, R, S] += the gradient of Σ output ⊙ dOutput with respect to the weight, and
@@ -485,16 +497,17 @@ public func conv2DBackward(
 /// batch 128), while rebuilding is one gather pass, cheap next to the two products that read it.
 public func conv2DBackwardWeight(
     _ geometry: Conv2DGeometry, input: UnsafePointer<Float>, dOutput: UnsafePointer<Float>,
-    dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, workspace: Conv2DWorkspace
+    dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, workspace: Conv2DWorkspace,
+    precision: Precision = .fp32
 ) {
-    if geometry.usesWinograd(.backwardWeight, workspace) {  // Winograd dispatch (Conv2DAlgorithm.swift)
+    if precision == .fp32 && geometry.usesWinograd(.backwardWeight, workspace) {  // Winograd dispatch (Conv2DAlgorithm.swift)
         conv2DBackwardWeightWinograd(geometry, input: input, dOutput: dOutput, dWeight: dWeight, dBias: dBias,
                                      workspace: workspace)
         return
     }
     if geometry.usesDirectForward {
         conv2DBackwardWeightDirect(geometry, input: input, dOutput: dOutput, dWeight: dWeight, dBias: dBias,
-                                   workspace: workspace)
+                                   workspace: workspace, precision: precision)
         return
     }
     let (K, G, PQ) = (geometry.outputChannels, geometry.groups, geometry.outputHeight * geometry.outputWidth)

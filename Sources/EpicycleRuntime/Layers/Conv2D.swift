@@ -17,6 +17,8 @@ public final class Conv2D: Layer {
     /// Scratch memory for the kernels. Layers that run one at a time (those of one model) may share
     /// one to save memory; each layer starts with its own.
     public var workspace = Conv2DWorkspace()
+    /// The number format of the products (see `Precision`).
+    public var precision = Precision.fp32
     // The last training-mode input ([N, H, W, C]), which backward needs for the weight gradient, and its
     // geometry. Inference-mode forwards clear it.
     private var cache: (input: Tensor, geometry: Conv2DGeometry)?
@@ -63,7 +65,7 @@ public final class Conv2D: Layer {
                 weight.value.scalars.withUnsafeBufferPointer { weight in
                     withOptionalPointer(bias?.value) { bias in
                         conv2DForward(geometry, input: input.baseAddress!, weight: weight.baseAddress!, bias: bias,
-                                      output: output, workspace: workspace)
+                                      output: output, workspace: workspace, precision: precision)
                     }
                 }
             }
@@ -94,7 +96,8 @@ public final class Conv2D: Layer {
                                     let epilogue = Conv2DEpilogue(scale: scale.baseAddress!, shift: shift.baseAddress!,
                                                                   residual: residual, relu: relu)
                                     conv2DForward(geometry, input: input.baseAddress!, weight: weight.baseAddress!,
-                                                  bias: bias, output: output, workspace: workspace, epilogue: epilogue)
+                                                  bias: bias, output: output, workspace: workspace, epilogue: epilogue,
+                                                  precision: precision)
                                 }
                             }
                         }
@@ -131,7 +134,7 @@ public final class Conv2D: Layer {
         withGradientPointers(dOutput, input: input) { dOutput, input, dWeight, dBias in
             if let dWeight {
                 conv2DBackwardWeight(geometry, input: input, dOutput: dOutput, dWeight: dWeight, dBias: dBias,
-                                     workspace: workspace)
+                                     workspace: workspace, precision: precision)
             } else if let dBias {
                 addColumnSums(dOutput, rows: geometry.batch * geometry.outputHeight * geometry.outputWidth,
                               columns: outputChannels, into: dBias)
@@ -156,7 +159,8 @@ public final class Conv2D: Layer {
             withGradientPointers(dOutput, input: input) { dOutput, input, dWeight, dBias in
                 if let dWeight {
                     conv2DBackward(geometry, input: input, dOutput: dOutput, weight: weight, dInput: dInput,
-                                   accumulate: accumulate, dWeight: dWeight, dBias: dBias, workspace: workspace)
+                                   accumulate: accumulate, dWeight: dWeight, dBias: dBias, workspace: workspace,
+                                   precision: precision)
                     return
                 }
                 if let dBias {
@@ -164,7 +168,7 @@ public final class Conv2D: Layer {
                                   columns: outputChannels, into: dBias)
                 }
                 conv2DBackwardInput(geometry, dOutput: dOutput, weight: weight, dInput: dInput, workspace: workspace,
-                                    accumulate: accumulate)
+                                    accumulate: accumulate, precision: precision)
             }
         }
     }

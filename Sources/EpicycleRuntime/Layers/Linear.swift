@@ -7,9 +7,18 @@ public final class Linear: Layer {
     public let weight: Parameter
     /// `[outputFeatures]`, exempt from weight decay; nil without a bias.
     public let bias: Parameter?
-    // [N, in]: the last training-mode input, which backward needs for the weight gradient.
-    // Inference-mode forwards clear it.
+    /// The number format of the products (see `Precision`). bf16 rounds the operands of each product
+    /// and multiplies them with OpenBLAS in fp32, which gives what a bf16 kernel with fp32 sums gives:
+    /// a classifier is too small a share of a network's work to need one.
+    public var precision = Precision.fp32
+    // [N, in]: the last training-mode input (rounded when bf16), which backward needs for the weight
+    // gradient. Inference-mode forwards clear it.
     private var cachedInput: Tensor?
+
+    // `tensor` as this layer's products take it.
+    private func operand(_ tensor: Tensor) -> Tensor {
+        precision == .bf16 ? Tensor(shape: tensor.shape, scalars: BFloat16Reference.rounded(tensor.scalars)) : tensor
+    }
 
     /// - Parameters:
     ///   - initializer: for the weight, with fan-in = inputFeatures and fan-out = outputFeatures. The bias,
@@ -37,12 +46,12 @@ public final class Linear: Layer {
         guard input.rank == 2, input.shape[1] == inputFeatures else {
             throw RuntimeError.shapeMismatch(path: "", kind: "Linear", expected: "[N, \(inputFeatures)]", found: input.shape)
         }
-        let batch = input.shape[0]
+        let batch = input.shape[0], input = operand(input)
         // Tensors are copy-on-write, so keeping the input shares the caller's storage.
         cachedInput = mode == .training ? input : nil
         return Tensor(overwrittenBy: [batch, outputFeatures]) { output in
             input.scalars.withUnsafeBufferPointer { input in
-                weight.value.scalars.withUnsafeBufferPointer { weight in
+                operand(weight.value).scalars.withUnsafeBufferPointer { weight in
                     withOptionalPointer(bias?.value) { bias in
                         linearForward(batch: batch, inputFeatures: inputFeatures, outputFeatures: outputFeatures,
                                       input: input.baseAddress!, weight: weight.baseAddress!, bias: bias, output: output)
@@ -59,6 +68,7 @@ public final class Linear: Layer {
         let batch = input.shape[0]
         precondition(dOutput.shape == [batch, outputFeatures],
                      "Linear.backward: dOutput \(describeShape(dOutput.shape)), expected \(describeShape([batch, outputFeatures]))")
+        let dOutput = operand(dOutput)
         return Tensor(overwrittenBy: input.shape) { dInput in
             dOutput.scalars.withUnsafeBufferPointer { dOutput in
                 input.scalars.withUnsafeBufferPointer { input in
@@ -75,7 +85,7 @@ public final class Linear: Layer {
                         }
                     }
                 }
-                weight.value.scalars.withUnsafeBufferPointer { weight in
+                operand(weight.value).scalars.withUnsafeBufferPointer { weight in
                     linearBackwardInput(batch: batch, inputFeatures: inputFeatures, outputFeatures: outputFeatures,
                                         dOutput: dOutput.baseAddress!, weight: weight.baseAddress!, dInput: dInput)
                 }

@@ -53,7 +53,21 @@ public final class Model {
         // The layers run one at a time, so one set of convolution scratch buffers serves them all
         // (tens of MB fewer for ResNet-56 than one per layer).
         let workspace = Conv2DWorkspace()
-        for case let convolution as Conv2D in layers { convolution.workspace = workspace }
+        convolutions = layers.compactMap { $0 as? Conv2D }
+        linears = layers.compactMap { $0 as? Linear }
+        for convolution in convolutions { convolution.workspace = workspace }
+    }
+
+    private let convolutions: [Conv2D]
+    private let linears: [Linear]
+
+    /// The number format of the convolutions' and linear layers' products (see `Precision`); set it to
+    /// what `Precision.resolved` gives for this machine.
+    public var precision: Precision = .fp32 {
+        didSet {
+            for convolution in convolutions { convolution.precision = precision }
+            for linear in linears { linear.precision = precision }
+        }
     }
 
     /// Builds the model a spec describes, with weights drawn from `seed`.
