@@ -44,14 +44,15 @@
 private typealias Vector = SIMD16<Float>
 private let V = 16
 
+// 16 floats from or to any address, for the direct and the Winograd kernels.
 @inline(__always)
-private func load(_ pointer: UnsafePointer<Float>) -> Vector {
-    UnsafeRawPointer(pointer).loadUnaligned(as: Vector.self)
+func load(_ pointer: UnsafePointer<Float>) -> SIMD16<Float> {
+    UnsafeRawPointer(pointer).loadUnaligned(as: SIMD16<Float>.self)
 }
 
 @inline(__always)
-private func store(_ vector: Vector, _ pointer: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(pointer).storeBytes(of: vector, as: Vector.self)
+func store(_ vector: SIMD16<Float>, _ pointer: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(pointer).storeBytes(of: vector, as: SIMD16<Float>.self)
 }
 
 extension Conv2DGeometry {

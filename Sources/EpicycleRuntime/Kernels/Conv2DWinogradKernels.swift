@@ -45,16 +45,6 @@ private let V = 16
 // and gain from 32, which halves the partial sums' loads and stores per multiply-add.
 private let productBlock = 16, weightGradientBlock = 32
 
-@inline(__always)
-private func load(_ pointer: UnsafePointer<Float>) -> Vector {
-    UnsafeRawPointer(pointer).loadUnaligned(as: Vector.self)
-}
-
-@inline(__always)
-private func store(_ vector: Vector, _ pointer: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(pointer).storeBytes(of: vector, as: Vector.self)
-}
-
 extension Conv2DGeometry {
     /// Whether the Winograd kernels can run: ungrouped 3×3 at stride 1, channel counts multiples of
     /// 16, padding at most 2 (so that the input gradient's padding 2 − padding is one too).
