@@ -64,7 +64,8 @@ struct Bench: ParsableCommand {
     private var options: BenchOptions {
         let python = epicycleOnly ? nil : python ?? ProcessInfo.processInfo.environment["EPICYCLE_PYTHON"] ?? "python3"
         return BenchOptions(workloads: workload, threads: threads, warmup: warmup, repeats: repeats, steps: steps,
-                            python: python, script: script, profile: profile, precisions: precision)
+                            python: python, script: script, profile: profile,
+                            precisions: Precision.allCases.filter(precision.contains))
     }
 
     func validate() throws {

@@ -11,7 +11,8 @@ import TestSupport
 /// results may differ by 2γₙ·Σ|terms|, computed per value from the operands' magnitudes. A wrong index
 /// or an unrounded operand moves a value by far more: unrounded inputs differ from rounded ones by up
 /// to 2⁻⁹ of each term, which the last check of each product asserts is seen.
-@Suite struct Conv2DBFloat16Tests {
+@Suite(.enabled(if: Precision.bf16Available, "this CPU has no AVX512-BF16: the bf16 kernels cannot run here"))
+struct Conv2DBFloat16Tests {
     static let cases = Conv2DDirectKernelTests.cases.filter { $0.geometry.hasBFloat16Forward }
 
     // 2γₙ·Σ|terms| + the rounding of the `extra` additions made after the sum, per value.
@@ -35,10 +36,6 @@ import TestSupport
     // Whether some value moved by more than its bound when the operands were not rounded.
     static func roundingIsVisible(_ unrounded: [Float], _ bf16: [Float], _ bounds: [Float]) -> Bool {
         zip(zip(unrounded, bf16), bounds).contains { abs($0.0 - $0.1) > 4 * $1 }
-    }
-
-    init() throws {
-        try #require(Precision.bf16Available, "this CPU has no AVX512-BF16: the bf16 kernels cannot run here")
     }
 
     @Test(arguments: cases, [1, 2])
