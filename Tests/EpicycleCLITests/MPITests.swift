@@ -47,10 +47,16 @@ struct MPITests {
                             output: out, errors: err)
     }
 
-    /// `epicycle <arguments>` on two ranks.
-    static func twoRanks(_ arguments: [String], in folder: String) throws -> CLITests.Run {
-        try launch([(arguments, [:]), (arguments, [:])], in: folder)
+    /// `epicycle <arguments>` on two ranks, with `environment` added to each.
+    static func twoRanks(_ arguments: [String], in folder: String, environment: [String: String] = [:]) throws -> CLITests.Run {
+        try launch([(arguments, environment), (arguments, environment)], in: folder)
     }
+
+    /// The direct convolution kernels, for comparisons of summation orders through steps that sit near
+    /// a ReLU's kink: there the last bits that the Winograd kernels change move the step by more than
+    /// rounding, as images one ulp apart do (Conv2DAlgorithm.swift), so these tests' tolerances hold for
+    /// the kernels they were measured with.
+    static let directKernels = ["EPICYCLE_CONV_ALGORITHM": "direct"]
 
     /// Augmented (crop, flip, cutout at full strength), so each rank's images are its own rows of the
     /// augmented global batch; 96 training images in one batch: one step.
@@ -118,12 +124,14 @@ struct MPITests {
         return values.isEmpty ? 0 : values[values.count / 2]
     }
 
-    /// Trains `recipe` in a fresh folder alone (into `alone`) and on two ranks (into `spread`).
-    static func aloneAndSpread(_ name: String, recipe: String) throws -> (folder: String, spread: CLITests.Run) {
+    /// Trains `recipe` in a fresh folder alone (into `alone`) and on two ranks (into `spread`), with
+    /// `environment` added.
+    static func aloneAndSpread(_ name: String, recipe: String, environment: [String: String] = [:]) throws
+        -> (folder: String, spread: CLITests.Run) {
         let folder = try Self.folder(name, recipe: recipe)
-        let alone = try CLITests.run(Self.arguments(output: "alone"), in: folder)
+        let alone = try CLITests.run(Self.arguments(output: "alone"), in: folder, environment: environment)
         try #require(alone.status == 0, "\(alone.errors)")
-        let spread = try Self.twoRanks(Self.arguments(output: "spread"), in: folder)
+        let spread = try Self.twoRanks(Self.arguments(output: "spread"), in: folder, environment: environment)
         try #require(spread.status == 0, "\(spread.errors)")
         return (folder, spread)
     }
@@ -132,13 +140,14 @@ struct MPITests {
     /// `oneStepOnTwoRanksEqualsOneProcessOnTheWholeBatch` argues), and that the feature under test
     /// matters: turned off by the `without` overrides, the same step lands more than 1e-3 away.
     /// - Returns: the last epoch's `column` in each run's metrics (NaN without a column).
-    static func oneStepAgreesWithOneProcess(_ name: String, recipe: String, without: [String],
-                                            column: String? = nil) throws -> (alone: Double, spread: Double) {
-        let (folder, _) = try aloneAndSpread(name, recipe: recipe)
+    static func oneStepAgreesWithOneProcess(_ name: String, recipe: String, without: [String], column: String? = nil,
+                                            environment: [String: String] = [:]) throws -> (alone: Double, spread: Double) {
+        let (folder, _) = try aloneAndSpread(name, recipe: recipe, environment: environment)
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let difference = try largestRelativeDifference(folder + "/spread/last.h5", folder + "/alone/last.h5")
         #expect(difference.value <= 1e-5, "\(name): \(difference.name) differs by \(difference.value) relative")
-        let plain = try CLITests.run(arguments(output: "plain", without.flatMap { ["--set", $0] }), in: folder)
+        let plain = try CLITests.run(arguments(output: "plain", without.flatMap { ["--set", $0] }), in: folder,
+                                     environment: environment)
         try #require(plain.status == 0, "\(plain.errors)")
         let moved = try largestRelativeDifference(folder + "/alone/last.h5", folder + "/plain/last.h5")
         #expect(moved.value > 1e-3, "\(name): turning it off moved \(moved.name) by only \(moved.value)")
@@ -177,10 +186,13 @@ struct MPITests {
 
     @Test func dropoutOnTwoRanksDrawsTheMasksOfOneProcess() throws {
         // A wide ResNet with dropout between its convolutions; each row's mask is drawn from its place in
-        // the global batch, so rank 1's rows 48…95 get the masks one process gives them.
+        // the global batch, so rank 1's rows 48…95 get the masks one process gives them. This step sits
+        // near a kink: under the Winograd kernels one process's step lands 2.3e-3 from the direct
+        // kernels' step and the two ranks' step does not (measured).
         let recipe = Self.oneStepRecipe.replacingOccurrences(of: "model: {architecture: resnet8}",
                                                              with: "model: {architecture: wrn-10-2, dropout: 0.3}")
-        _ = try Self.oneStepAgreesWithOneProcess("mpi-dropout", recipe: recipe, without: ["model.dropout=0"])
+        _ = try Self.oneStepAgreesWithOneProcess("mpi-dropout", recipe: recipe, without: ["model.dropout=0"],
+                                                 environment: Self.directKernels)
     }
 
     @Test func dataSelectionOnTwoRanksSelectsOverTheWholeBatch() throws {
@@ -202,14 +214,15 @@ struct MPITests {
     }
 
     @Test func shortRunAgreesWithOneProcessAndResumesAfterARankIsKilled() throws {
-        let (folder, _) = try Self.aloneAndSpread("mpi-short", recipe: Self.shortRecipe)
+        let (folder, _) = try Self.aloneAndSpread("mpi-short", recipe: Self.shortRecipe, environment: Self.directKernels)
         defer { try? FileManager.default.removeItem(atPath: folder) }
         // Eight SGD steps (momentum 0.9) from the same start. Summation order alone separates the two
         // (after the first epoch's four steps the worst tensor differs by 4.5e-7 relative, measured),
         // but these early steps amplify any difference: one process whose learning rate differs by
         // 2 parts in 10⁵ ends eight steps later up to 4e-2 away (a batch-norm shift, measured). The
         // measured worst here is 2.3e-3 (a batch-norm shift, whose values are small) and the median
-        // tensor 2.6e-5: 1e-2 and 1e-4 leave a margin of about four.
+        // tensor 2.6e-5: 1e-2 and 1e-4 leave a margin of about four. (With the Winograd kernels the
+        // eight steps land elsewhere, 5.9e-2 and 1.6e-3 apart, as a learning rate 2 parts in 10⁵ off does.)
         let difference = try Self.largestRelativeDifference(folder + "/spread/last.h5", folder + "/alone/last.h5")
         #expect(difference.value <= 1e-2, "\(difference.name) differs by \(difference.value) relative")
         let median = try Self.medianRelativeDifference(folder + "/spread/last.h5", folder + "/alone/last.h5")
@@ -222,12 +235,14 @@ struct MPITests {
         // Rank 1 is killed right after its fifth step (the second epoch's first): the launch ends with
         // an error instead of leaving rank 0 waiting, and last.h5 is the first epoch's, intact.
         let arguments = Self.arguments(output: "killed")
-        let killed = try Self.launch([(arguments, [:]), (arguments, ["EPICYCLE_FAULT_KILL_AT": "step:5"])], in: folder, timeout: 120)
+        let killed = try Self.launch([(arguments, Self.directKernels),
+                                      (arguments, Self.directKernels.merging(["EPICYCLE_FAULT_KILL_AT": "step:5"]) { $1 })],
+                                     in: folder, timeout: 120)
         #expect(killed.status != 0)
         #expect(killed.errors.contains("signal 9"), "\(killed.errors)")
         let interrupted = try Checkpoint.read(from: folder + "/killed/last.h5").training!
         #expect(interrupted.epoch == 1 && interrupted.step == 4)
-        let resumed = try Self.twoRanks(Self.arguments(output: "killed", ["--resume"]), in: folder)
+        let resumed = try Self.twoRanks(Self.arguments(output: "killed", ["--resume"]), in: folder, environment: Self.directKernels)
         try #require(resumed.status == 0, "\(resumed.errors)")
         // The resumed run is the uninterrupted two-rank run, bit for bit but for wall-clock figures.
         for file in ["last.h5", "best.h5", "epoch-0001.h5", "epoch-0002.h5"] {
