@@ -190,7 +190,7 @@ import Yams
         process.arguments = ["check"] + files
         process.currentDirectoryURL = URL(fileURLWithPath: folder)
         let outputPath = folder + "/check-output.txt"
-        FileManager.default.createFile(atPath: outputPath, contents: nil)
+        try #require(FileManager.default.createFile(atPath: outputPath, contents: nil), "cannot create \(outputPath)")
         let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice

@@ -115,6 +115,43 @@ import TestSupport
         #expect(alone == gradient(threads: 1))
     }
 
+    /// Each image's forward and input gradient are the same bits whether it is convolved in a whole
+    /// batch on all threads or in half of it on one — as the ranks of a data-parallel run hold it —
+    /// on wrn-10-2's and ResNet-20's Winograd layers (odd 7×7 images, whose tiles overhang, included).
+    @Test(arguments: [(7, 128), (14, 64), (28, 32), (8, 64), (16, 32)])
+    func imagesGetTheSameBitsHoweverABatchIsSplit(_ layer: (size: Int, channels: Int)) {
+        let whole = Self.resNetLayer(channels: layer.channels, size: layer.size, batch: 6)
+        var half = whole
+        half.batch = 3
+        let (input, weight, dOutput) = Self.operands(whole)
+        let bias = randomTensor([layer.channels], seed: 54).scalars
+        let (inputHalf, outputHalf) = (half.inputShape.reduce(1, *), half.outputShape.reduce(1, *))
+        var output = [Float](repeating: .nan, count: 2 * outputHalf), outputInHalves = output
+        var dInput = [Float](repeating: .nan, count: 2 * inputHalf), dInputInHalves = dInput
+        let workspace = Conv2DWorkspace()
+        conv2DForwardWinograd(whole, input: input, weight: weight, bias: bias, output: &output, workspace: workspace,
+                              threads: onlineProcessorCount)
+        conv2DBackwardInputWinograd(whole, dOutput: dOutput, weight: weight, dInput: &dInput, workspace: workspace,
+                                    threads: onlineProcessorCount)
+        // The second half first, so that no scratch is left as the whole batch left it.
+        for part in [1, 0] {
+            input.withUnsafeBufferPointer { x in
+                outputInHalves.withUnsafeMutableBufferPointer { y in
+                    conv2DForwardWinograd(half, input: x.baseAddress! + part * inputHalf, weight: weight, bias: bias,
+                                          output: y.baseAddress! + part * outputHalf, workspace: workspace, threads: 1)
+                }
+            }
+            dOutput.withUnsafeBufferPointer { dy in
+                dInputInHalves.withUnsafeMutableBufferPointer { dx in
+                    conv2DBackwardInputWinograd(half, dOutput: dy.baseAddress! + part * outputHalf, weight: weight,
+                                                dInput: dx.baseAddress! + part * inputHalf, workspace: workspace, threads: 1)
+                }
+            }
+        }
+        #expect(output == outputInHalves, "forward, \(layer)")
+        #expect(dInput == dInputInHalves, "input gradient, \(layer)")
+    }
+
     /// Only ungrouped 3×3 stride-1 convolutions with 16·n channels and padding ≤ 2 take Winograd.
     @Test func eligibility() {
         func geometry(channels: (Int, Int) = (16, 16), kernel: Int = 3, stride: Int = 1, padding: Int = 1,

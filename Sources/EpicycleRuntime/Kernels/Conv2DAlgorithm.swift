@@ -15,7 +15,7 @@ import Darwin
 // direct ones or the direct kernels get images one ulp apart (measured on wrn-10-2, dropout 0.3, batch
 // 96). Tests that compare two summation orders through such a step (MPITests) pin `direct`; the
 // Winograd kernels themselves give every image the same bits however a batch is split over threads
-// or ranks (Conv2DWinogradTests).
+// or ranks (Conv2DWinogradTests.imagesGetTheSameBitsHoweverABatchIsSplit).
 //
 // `auto` is a fixed rule per geometry, read off measurements of both kernels on
 // ResNet-20's layers (`epicycle bench --profile`, batch 128, 2 threads, AVX-512; README
